@@ -1,0 +1,21 @@
+# compresslib: data -> teachers -> distilled students per activation and seed -> result tables.
+# `snakemake -n` previews the DAG; see README.md for local, demo and cluster use.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/teachers.smk"
+include: "rules/distill.smk"
+include: "rules/aggregate.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        aggregate_outputs(),

@@ -1,0 +1,1 @@
+"""Datasets: downloads and checksums, the on-disk tensor format, splits and device-resident loaders."""

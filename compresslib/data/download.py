@@ -1,0 +1,237 @@
+"""Fetch dataset archives, check them against their published md5, and unpack them safely.
+
+The archives are the official torchvision ones (URL, file name and md5 read from
+``torchvision.datasets.CIFAR10``/``CIFAR100``, so there is one source of truth). A mirror can stand
+in for the official host: either a URL base (``http://``, ``https://``, ``file://``) or a local
+directory holding the archive under its official file name. Whatever the source, the bytes must
+match the official md5.
+
+Both steps are atomic: ``fetch_archive`` streams into a temporary file beside the destination and
+renames it into place only once the md5 matches, and ``extract_archive`` unpacks into a temporary
+directory that replaces the destination only after extraction succeeded. A failed or killed job
+therefore never leaves a file or folder that looks finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from compresslib.io import atomic_path
+
+__all__ = [
+    "DownloadError",
+    "ChecksumError",
+    "Archive",
+    "ARCHIVES",
+    "md5_file",
+    "archive_source",
+    "fetch_archive",
+    "extract_archive",
+]
+
+logger = logging.getLogger(__name__)
+
+_CHUNK_BYTES = 1 << 20
+_PROGRESS_EVERY_BYTES = 32 << 20  # a progress line per 32 MiB: ~5 lines for CIFAR, enough to see a stalled transfer
+_URL_SCHEMES = ("http://", "https://", "file://")
+
+
+class DownloadError(RuntimeError):
+    """Fetching or unpacking an archive failed; the message names the URL or path and the reason."""
+
+
+class ChecksumError(DownloadError):
+    """A file's md5 differs from the expected one; the message names the file and both digests."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    filename: str  # official file name, also the name looked up on a mirror, e.g. "cifar-10-python.tar.gz"
+    url: str  # official download URL
+    md5: str  # md5 of the whole archive as published by torchvision
+
+
+ARCHIVES: dict[str, Archive] = {
+    name: Archive(filename=dataset.filename, url=dataset.url, md5=dataset.tgz_md5)
+    for name, dataset in (("cifar10", CIFAR10), ("cifar100", CIFAR100))
+}
+
+
+def md5_file(path: str | os.PathLike) -> str:
+    """Hex md5 of a file's bytes (used only to compare with published checksums, not for security)."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def archive_source(archive: Archive, mirror: str | None) -> str:
+    """Where to fetch ``archive`` from: its official URL, or its file name under ``mirror``.
+
+    ``mirror`` is a URL base (``http://``, ``https://``, ``file://``) or an existing local directory.
+    """
+    if mirror is None:
+        return archive.url
+    if mirror.lower().startswith(_URL_SCHEMES):
+        return mirror.rstrip("/") + "/" + archive.filename
+    if Path(mirror).is_dir():
+        return str(Path(mirror) / archive.filename)
+    raise DownloadError(
+        f"mirror {mirror!r} is neither a URL base nor an existing local directory; give either a URL base "
+        f"starting with {', '.join(_URL_SCHEMES)} (the archive is fetched from <base>/{archive.filename}) "
+        f"or a local directory that holds {archive.filename}"
+    )
+
+
+def fetch_archive(
+    archive: Archive,
+    dest: Path,
+    mirror: str | None = None,
+    timeout: float = 60.0,
+    log: logging.Logger | None = None,
+) -> dict:
+    """Download ``archive`` to ``dest``, verifying its md5 before the file appears under that name.
+
+    On any failure nothing is left at ``dest`` or beside it, and ``DownloadError`` (``ChecksumError``
+    for a wrong md5) says which source failed and why. Returns the provenance: source, filename, md5,
+    bytes and seconds.
+    """
+    log = log or logger
+    dest = Path(dest)
+    source = archive_source(archive, mirror)
+    start = time.perf_counter()
+    try:
+        with atomic_path(dest) as tmp, _open_source(source, timeout) as (reader, expected_bytes):
+            size = "size unknown" if expected_bytes is None else f"{expected_bytes} bytes"
+            log.info("fetching %s from %s (%s)", archive.filename, source, size)
+            with open(tmp, "wb") as out:
+                md5, received = _copy_hashing(reader, out, source, log)
+            # urllib returns a short body without complaint when the server closes early; compare with Content-Length.
+            if expected_bytes is not None and received != expected_bytes:
+                raise DownloadError(f"{source}: transfer truncated, received {received} of {expected_bytes} bytes")
+            if md5 != archive.md5:
+                raise ChecksumError(
+                    f"{archive.filename} from {source} has md5 {md5}, expected {archive.md5}: this source serves a "
+                    f"different or corrupted file; check the mirror/URL (or the expected md5)"
+                )
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as error:
+        error.close()  # it holds the open response socket
+        raise DownloadError(f"{source}: HTTP {error.code} {error.reason}") from error
+    except urllib.error.URLError as error:
+        raise DownloadError(f"cannot reach {source}: {error.reason}") from error
+    except TimeoutError as error:
+        raise DownloadError(f"{source}: no data for {timeout} s (timed out)") from error
+    except FileNotFoundError as error:
+        raise DownloadError(f"{source} does not exist (the mirror directory lacks {archive.filename})") from error
+    except (OSError, http.client.HTTPException) as error:
+        raise DownloadError(f"fetching {source} into {dest} failed: {error!r}") from error
+    seconds = time.perf_counter() - start
+    log.info("fetched %s: %d bytes in %.1f s, md5 %s ok", dest, received, seconds, md5)
+    return {"source": source, "filename": archive.filename, "md5": md5, "bytes": received, "seconds": seconds}
+
+
+@contextmanager
+def _open_source(source: str, timeout: float) -> Iterator[tuple[BinaryIO, int | None]]:
+    """Open a URL or a local path for reading; yield the stream and its announced size (None if unknown)."""
+    if source.lower().startswith(_URL_SCHEMES):
+        with urllib.request.urlopen(source, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            yield response, int(length) if length is not None else None
+    else:
+        with open(source, "rb") as handle:
+            yield handle, os.fstat(handle.fileno()).st_size
+
+
+def _copy_hashing(reader: BinaryIO, out: BinaryIO, source: str, log: logging.Logger) -> tuple[str, int]:
+    """Copy ``reader`` to ``out`` in chunks; return the md5 and the byte count, logging progress on the way."""
+    digest = hashlib.md5(usedforsecurity=False)
+    received = 0
+    next_report = _PROGRESS_EVERY_BYTES
+    for chunk in iter(lambda: reader.read(_CHUNK_BYTES), b""):
+        digest.update(chunk)
+        out.write(chunk)
+        received += len(chunk)
+        if received >= next_report:
+            log.info("%s: %d MiB received", source, received >> 20)
+            next_report += _PROGRESS_EVERY_BYTES
+    return digest.hexdigest(), received
+
+
+def extract_archive(archive_path: Path, dest_dir: Path) -> Path:
+    """Unpack a tar archive into ``dest_dir`` atomically and return ``dest_dir``.
+
+    Members with absolute paths or ``..`` are refused, and tarfile's ``"data"`` filter blocks links
+    out of the tree and special files. The archive is unpacked into a temporary directory beside
+    ``dest_dir``, which replaces any existing ``dest_dir`` only once extraction succeeded. A corrupt,
+    truncated or unsafe archive raises ``DownloadError`` naming the file.
+    """
+    archive_path, dest_dir = Path(archive_path), Path(dest_dir)
+    if not archive_path.is_file():
+        raise FileNotFoundError(f"archive {archive_path} does not exist")
+    dest_dir.parent.mkdir(parents=True, exist_ok=True)
+    # mkdir (not mkdtemp, which makes it 0700) so the result gets the permissions of any new directory.
+    staging = dest_dir.parent / f".{dest_dir.name}.{uuid.uuid4().hex}.tmp"
+    staging.mkdir()
+    try:
+        try:
+            with tarfile.open(archive_path, "r:*") as tar:
+                members = tar.getmembers()  # reads the whole archive, so truncation fails here, before any write
+                for member in members:
+                    if _escapes_root(member.name):
+                        raise DownloadError(
+                            f"refusing to extract {archive_path}: member {member.name!r} has an absolute path or '..'"
+                        )
+                tar.extractall(staging, members=members, filter="data")
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
+            raise DownloadError(f"cannot extract {archive_path} into {dest_dir}: {error!r}") from error
+        _replace_dir(staging, dest_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dest_dir
+
+
+def _escapes_root(name: str) -> bool:
+    path = PurePosixPath(name)  # tar member names always use "/"
+    return path.is_absolute() or ".." in path.parts
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move directory ``new`` onto ``dest``; an existing ``dest`` is set aside first and deleted afterwards.
+
+    ``os.replace`` cannot overwrite a non-empty directory, so the old tree is renamed out of the way;
+    ``dest`` is briefly absent but never partial.
+    """
+    if not dest.exists():
+        os.replace(new, dest)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+    os.replace(dest, old / dest.name)
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        os.replace(old / dest.name, dest)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

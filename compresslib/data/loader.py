@@ -1,0 +1,143 @@
+"""Device-resident batches: the whole split lives on the training device as uint8.
+
+Per epoch the loader draws, for every example at once and with its own generator seeded from
+``(seed, epoch)``, a shuffled order, a crop offset and a flip bit (``epoch_plan``). Each batch
+is an index slice of that plan: gather the uint8 images, zero-pad by 4, crop, flip, convert and
+normalise, all on the device. There are no workers, no per-sample Python and no host copies.
+Because the plan is a pure function of ``(seed, epoch)``, a resumed run sees exactly the batches
+an uninterrupted one would, and later the same (index, offset, flip) triple can key cached
+teacher outputs.
+
+The augmentation is the originals' torchvision pipeline: ``RandomCrop(32, padding=4)`` with zero
+fill, then ``RandomHorizontalFlip``, then ``Normalize(mean, std)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EpochPlan", "DeviceLoader", "holdout_split", "epoch_seed"]
+
+
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A distinct, reproducible 63-bit seed for (run seed, epoch, stream)."""
+    return (seed * 1_000_003 + epoch * 7919 + stream * 104_729) % (2**63 - 1)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    order: torch.Tensor  # (N,) example indices in visiting order
+    dy: torch.Tensor  # (N,) crop offsets in [0, 2 * pad], indexed by example (not by position)
+    dx: torch.Tensor
+    flip: torch.Tensor  # (N,) bool
+
+
+class DeviceLoader:
+    """Iterate ``(inputs, labels)`` batches of a uint8 image tensor that lives on ``device``."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        batch_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        augment: bool,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        pad: int = 4,
+        device: str | torch.device = "cpu",
+        channels_last: bool = False,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = images.to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
+        self.seed, self.pad = seed, pad
+        self.channels_last = channels_last
+        self.epoch = 0
+        channels = images.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need {channels} values each")
+        # x_norm = (x / 255 - mean) / std, folded into one multiply-add on uint8 input.
+        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self._scale = 1.0 / (255.0 * std_t)
+        self._shift = -mean_t / std_t
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_plan(self, epoch: int) -> EpochPlan:
+        n = len(self.images)
+        generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, stream=1))
+        if self.shuffle:
+            order = torch.randperm(n, generator=generator, device=self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        if self.augment:
+            dy = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator, device=self.device)
+            dx = torch.randint(0, 2 * self.pad + 1, (n,), generator=generator, device=self.device)
+            flip = torch.rand(n, generator=generator, device=self.device) < 0.5
+        else:
+            dy = dx = torch.full((n,), self.pad, device=self.device)
+            flip = torch.zeros(n, dtype=torch.bool, device=self.device)
+        return EpochPlan(order, dy, dx, flip)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        plan = self.epoch_plan(self.epoch)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = plan.order[start:start + self.batch_size]
+            yield self.transform(index, plan), self.labels[index]
+
+    def transform(self, index: torch.Tensor, plan: EpochPlan) -> torch.Tensor:
+        """Normalised float images for ``index`` with the plan's crop and flip applied."""
+        batch = self.images[index]
+        if self.augment:
+            batch = _crop_flip(batch, plan.dy[index], plan.dx[index], plan.flip[index], self.pad)
+        out = batch.float().mul_(self._scale).add_(self._shift)
+        return out.contiguous(memory_format=torch.channels_last) if self.channels_last else out
+
+
+def _crop_flip(batch: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor, pad: int) -> torch.Tensor:
+    """Zero-pad by ``pad``, crop back to the input size at per-example offsets, then flip where asked."""
+    b, c, h, w = batch.shape
+    padded = F.pad(batch, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=batch.device)  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=batch.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # flipping the crop == reversing its column order
+    return padded[
+        torch.arange(b, device=batch.device)[:, None, None, None],
+        torch.arange(c, device=batch.device)[None, :, None, None],
+        rows[:, None, :, None],
+        cols[:, None, None, :],
+    ]
+
+
+def holdout_split(num_examples: int, holdout_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random (train, held-out) partition of ``range(num_examples)``, fixed by ``seed``."""
+    if not 0 < holdout_size < num_examples:
+        raise ValueError(f"holdout_size must be in (0, {num_examples}), got {holdout_size}")
+    order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed))
+    return order[holdout_size:].sort().values, order[:holdout_size].sort().values

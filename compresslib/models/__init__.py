@@ -1,0 +1,14 @@
+"""Model families and their registry; importing this package registers every model."""
+
+from compresslib.models import convnet, wide_resnet  # noqa: F401  (registers the constructors)
+from compresslib.models.registry import (
+    count_parameters,
+    create_model,
+    is_model,
+    list_models,
+    load_model,
+    register_model,
+    save_model,
+)
+
+__all__ = ["create_model", "list_models", "is_model", "register_model", "save_model", "load_model", "count_parameters"]

@@ -1,0 +1,85 @@
+"""Model registry (timm's pattern): constructors registered by function name, built by name.
+
+``models/__init__.py`` imports every family module, so importing ``compresslib.models`` fills the
+registry. ``model.pt`` files hold a state_dict plus the name and keyword arguments needed to
+rebuild the model, never a pickled module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from compresslib.io import load_torch, save_torch
+
+__all__ = ["register_model", "create_model", "list_models", "is_model", "save_model", "load_model", "count_parameters"]
+
+_MODELS: dict[str, Callable[..., nn.Module]] = {}
+MODEL_FILE_FORMAT = 1
+
+
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register a constructor under its function name; a duplicate name is an error."""
+    name = fn.__name__
+    if name in _MODELS:
+        raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].__module__})")
+    _MODELS[name] = fn
+    return fn
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(name for name in _MODELS if fnmatch.fnmatch(name, pattern))
+
+
+def is_model(name: str) -> bool:
+    return name in _MODELS
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model. ``None`` kwargs are dropped so the model's defaults apply."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    constructor = _MODELS[name]
+    try:
+        inspect.signature(constructor).bind(**kwargs)
+    except TypeError as error:
+        raise TypeError(f"model {name!r}: {error}") from None
+    return constructor(**kwargs)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, extra: dict | None = None) -> None:
+    """Write a model file: ``{format, name, kwargs, state_dict, **extra}``, atomically."""
+    payload = {"format": MODEL_FILE_FORMAT, "name": name, "kwargs": dict(kwargs),
+               "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload.update(extra or {})
+    save_torch(path, payload)
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a model file (strict load). Returns ``(model, payload without state_dict)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        payload = load_torch(path)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable model file: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != MODEL_FILE_FORMAT:
+        raise ValueError(f"{path} is not a compresslib model file (format {MODEL_FILE_FORMAT})")
+    model = create_model(payload["name"], **payload["kwargs"])
+    try:
+        model.load_state_dict(payload.pop("state_dict"), strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: weights do not fit model {payload['name']!r}: {error}") from error
+    return model.to(device), payload

@@ -1,0 +1,62 @@
+"""What a run needs to record to be reproduced: software versions, git revision, hardware."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+__all__ = ["software", "hardware", "git_revision", "now_iso"]
+
+PACKAGES = ("compresslib", "torch", "torchvision", "numpy", "pandas", "snakemake", "snakemake-executor-plugin-slurm")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_revision(path: str | Path | None = None) -> dict:
+    """``{"git_revision": sha or None, "git_dirty": bool or None}`` of the repository holding ``path``."""
+    cwd = Path(path or Path(__file__).resolve().parent)
+    try:
+        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                                  check=True, timeout=10).stdout.strip()
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, check=True, timeout=10).stdout
+        return {"git_revision": revision, "git_dirty": bool(status.strip())}
+    except (OSError, subprocess.SubprocessError):  # not a checkout, or git missing: say so, don't fail
+        return {"git_revision": None, "git_dirty": None}
+
+
+def software() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {"python": platform.python_version(), "packages": versions, **git_revision()}
+
+
+def hardware(device: torch.device, threads: int) -> dict:
+    info = {
+        "device": device.type,
+        "device_name": platform.processor() or platform.machine(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "threads": threads,
+        "hostname": socket.gethostname(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "platform": platform.platform(),
+        "executable": sys.executable,
+    }
+    if device.type == "cuda":
+        info["device_name"] = torch.cuda.get_device_name(device)
+        info["cuda"] = torch.version.cuda
+    return info

@@ -1,0 +1,310 @@
+"""Run records and their aggregation into tables.
+
+Each finished training run writes one ``record.json`` (the contract between training jobs and
+aggregation). This module reads those records and rebuilds every table from them; nothing is ever
+appended to an existing table.
+
+    runs.csv                  one row per record, every field flattened with dots (the curve left out)
+    summary-teachers.csv      teachers grouped by dataset, teacher and model
+    summary-distill.csv       distilled students grouped by experiment, student, activation
+    seeds-distill-{best,final}.csv, seeds-distill.md
+                              LMA's table: one row per student and activation, one column per seed
+
+Statistics: ``std`` is the sample standard deviation (ddof=1); the 95% confidence interval is the
+Student-t interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from compresslib.io import atomic_open
+
+__all__ = [
+    "SUMMARY_METRICS",
+    "IDENTITY_COLUMNS",
+    "load_records",
+    "in_experiment",
+    "runs_table",
+    "summarize",
+    "experiment_table",
+    "seed_table",
+    "write_tables",
+    "table_paths",
+]
+
+SUMMARY_METRICS = ("metrics.final_test_acc", "metrics.best_test_acc")
+IDENTITY_COLUMNS = (
+    "kind",
+    "labels.dataset",
+    "labels.teacher",
+    "labels.student",
+    "activation",
+    "activation_family",
+    "bins",
+    "seed",
+)
+RECORD_FORMAT = 1
+REQUIRED_KEYS = (
+    "format",
+    "kind",
+    "run_dir",
+    "labels",
+    "activation",
+    "activation_family",
+    "bins",
+    "seed",
+    "spec",
+    "metrics",
+    "curve",
+)
+RECORD_KINDS = ("teacher", "distill")
+SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
+TEACHER_SUMMARY_KEYS = ["labels.dataset", "labels.teacher", "model.name"]
+DISTILL_SUMMARY_KEYS = [
+    "experiment",
+    "labels.dataset",
+    "labels.teacher",
+    "labels.student",
+    "activation",
+    "activation_family",
+    "bins",
+]
+SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
+
+
+# ----------------------------------------------------------------------------- reading records
+
+
+def load_records(paths: Iterable[str | Path]) -> list[dict]:
+    """Read record.json files, in the order given; every error names the file it comes from."""
+    records = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise FileNotFoundError(f"record file not found: {path}")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from err
+        _check_record(record, path)
+        records.append(record)
+    return records
+
+
+def _check_record(record: Any, path: Path) -> None:
+    if not isinstance(record, dict):
+        raise ValueError(f"{path}: a record must be a JSON object, got {type(record).__name__}")
+    missing = [key for key in REQUIRED_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"{path}: record lacks required keys {missing}")
+    if record["format"] != RECORD_FORMAT:
+        raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
+    if record["kind"] not in RECORD_KINDS:
+        raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {RECORD_KINDS}")
+    label_keys = ("dataset", "teacher", "student") if record["kind"] == "distill" else ("dataset", "teacher")
+    missing = [key for key in label_keys if key not in record["labels"]]
+    if missing:
+        raise ValueError(f"{path}: {record['kind']} record lacks labels {missing}")
+    missing = [key for key in SUMMARY_METRICS if key.removeprefix("metrics.") not in record["metrics"]]
+    if missing:
+        raise ValueError(f"{path}: record lacks metrics {missing}")
+
+
+def in_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is one of the distilled runs that an experiment (a config.yaml entry) asks for.
+
+    An experiment that names a ``dataset`` also matches on it; the teacher name alone usually implies it.
+    """
+    labels = record["labels"]
+    return (
+        record["kind"] == "distill"
+        and labels["teacher"] == experiment["teacher"]
+        and labels.get("student") in experiment["students"]
+        and record["activation"] in experiment["activations"]
+        and record["seed"] in experiment["seeds"]
+        and experiment.get("dataset") in (None, labels["dataset"])
+    )
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+def runs_table(records: list[dict]) -> pd.DataFrame:
+    """One row per record, every field flattened with dots except the per-epoch ``curve``.
+
+    Lists (and dicts left unflattened, e.g. empty ones) become JSON strings so each cell is a scalar.
+    The identity columns come first and the rows are sorted by them.
+    """
+    frame = pd.json_normalize([{key: value for key, value in r.items() if key != "curve"} for r in records])
+    for column in frame.columns:
+        if frame[column].map(_is_nested).any():
+            frame[column] = frame[column].map(lambda value: json.dumps(value) if _is_nested(value) else value)
+    for column in IDENTITY_COLUMNS:
+        if column not in frame.columns:
+            frame[column] = np.nan  # e.g. labels.student when only teachers have finished
+    frame["bins"] = frame["bins"].astype("Int64")  # null for relu/prelu/swish; keep the rest integral
+    rest = [column for column in frame.columns if column not in IDENTITY_COLUMNS]
+    frame = frame[[*IDENTITY_COLUMNS, *rest]]
+    return frame.sort_values(list(IDENTITY_COLUMNS), kind="stable").reset_index(drop=True)
+
+
+def _is_nested(value: Any) -> bool:
+    return isinstance(value, (list, dict))
+
+
+def summarize(frame: pd.DataFrame, by: list[str], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+    """Per group of ``by`` and per metric: n, mean, std, min, max and the 95% Student-t interval.
+
+    Groups keep the order in which they first appear; a NaN key (bins of relu) is a group of its own.
+    Columns are named after the metric without its ``metrics.`` prefix: ``final_test_acc_mean``.
+    """
+    by = list(by)
+    missing = [column for column in [*by, *metrics] if column not in frame.columns]
+    if missing and not frame.empty:
+        raise ValueError(f"summarize: frame has no columns {missing}")
+    frame = frame.reindex(columns=[*frame.columns, *missing])  # an empty frame still gets its headers
+    grouped = frame.groupby(by, dropna=False, sort=False)
+    parts = []
+    for metric in metrics:
+        name = metric.removeprefix("metrics.")
+        part = grouped[metric].agg(["count", "mean", "std", "min", "max"])
+        n = part["count"].astype(int)
+        t_quantile = stats.t.ppf(0.975, np.maximum(n - 1, 1))  # clipped only to keep scipy quiet for n < 2
+        half_width = t_quantile * part["std"] / np.sqrt(n.clip(lower=1))  # NaN for n < 2, as std is
+        parts.append(
+            pd.DataFrame(
+                {
+                    f"{name}_n": n,
+                    f"{name}_mean": part["mean"],
+                    f"{name}_std": part["std"],
+                    f"{name}_min": part["min"],
+                    f"{name}_max": part["max"],
+                    f"{name}_ci95_low": part["mean"] - half_width,
+                    f"{name}_ci95_high": part["mean"] + half_width,
+                }
+            )
+        )
+    return pd.concat(parts, axis=1).reset_index()
+
+
+def experiment_table(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """Distilled runs per experiment: the runs_table rows of each member, with an ``experiment`` column.
+
+    A run that several experiments ask for appears once per experiment. Experiments keep their config
+    order; inside one, rows follow the config's student and activation order, then the seed.
+    """
+    tables = []
+    for name, experiment in experiments.items():
+        members = [record for record in records if in_experiment(record, experiment)]
+        if not members:
+            continue
+        rank = {
+            "labels.student": {student: i for i, student in enumerate(experiment["students"])},
+            "activation": {activation: i for i, activation in enumerate(experiment["activations"])},
+        }
+        rows = runs_table(members).sort_values(
+            ["labels.student", "activation", "seed"],
+            key=lambda column: column.map(rank[column.name]) if column.name in rank else column,
+            kind="stable",
+        )
+        tables.append(rows.assign(experiment=name))
+    table = pd.concat(tables, ignore_index=True) if tables else runs_table([]).assign(experiment=pd.Series(dtype=str))
+    return table[["experiment", *(column for column in table.columns if column != "experiment")]]
+
+
+def seed_table(frame: pd.DataFrame, metric: str = "metrics.best_test_acc") -> pd.DataFrame:
+    """LMA's table: one row per (experiment, dataset, teacher, student, activation), accuracy in percent.
+
+    Columns ``seed<s>`` for every seed present in ``frame`` (NaN where a run is missing), then the mean,
+    std (ddof=1) and number of the seeds present in that row. Rows keep the order of ``frame``.
+    """
+    keys = SEED_TABLE_KEYS
+    if frame.empty:
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
+    duplicated = frame.duplicated([*keys, "seed"], keep=False)
+    if duplicated.any():
+        runs = frame.loc[duplicated, "run_dir"].tolist()
+        raise ValueError(f"seed_table: more than one record for the same experiment, run and seed: {runs}")
+    seeds = sorted(frame["seed"].unique())
+    seed_columns = [f"seed{seed}" for seed in seeds]
+    percent = frame.set_index([*keys, "seed"])[metric].astype(float) * 100
+    table = percent.unstack("seed").reindex(columns=seeds)
+    table = table.reindex(pd.MultiIndex.from_frame(frame[keys].drop_duplicates()))  # unstack sorted the rows
+    table.columns = seed_columns
+    table["mean"] = table[seed_columns].mean(axis=1)
+    table["std"] = table[seed_columns].std(axis=1, ddof=1)
+    table["n"] = table[seed_columns].count(axis=1)
+    return table.reset_index()
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def table_paths(out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_tables` writes (the workflow declares them as outputs)."""
+    out_dir = Path(out_dir)
+    names = [
+        "runs.csv",
+        "summary-teachers.csv",
+        "summary-distill.csv",
+        *(f"seeds-distill-{which}.csv" for which in SEED_TABLE_METRICS),
+        "seeds-distill.md",
+    ]
+    return [out_dir / name for name in names]
+
+
+def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
+    """Rebuild every table in ``out_dir`` from the records; returns :func:`table_paths`.
+
+    Works with no distilled runs yet: those tables are written with their headers only.
+    """
+    runs_path, teachers_path, distill_path, *seed_paths, markdown_path = table_paths(out_dir)
+    runs = runs_table(records)
+    distill = experiment_table(records, experiments)
+    _write_csv(runs, runs_path)
+    _write_csv(summarize(runs[runs["kind"] == "teacher"], TEACHER_SUMMARY_KEYS), teachers_path)
+    _write_csv(summarize(distill, DISTILL_SUMMARY_KEYS), distill_path)
+    seed_tables = {which: seed_table(distill, metric) for which, metric in SEED_TABLE_METRICS.items()}
+    for path, table in zip(seed_paths, seed_tables.values(), strict=True):
+        _write_csv(table, path)
+    sections = [
+        f"## {which.capitalize()} epoch: `{metric}`\n\n{_markdown_seed_table(seed_tables[which])}"
+        for which, metric in SEED_TABLE_METRICS.items()
+    ]
+    with atomic_open(markdown_path, "w", encoding="utf-8") as handle:
+        handle.write("# Distilled students: test accuracy (%) per seed\n\n")
+        handle.write("std is the sample standard deviation (ddof=1) over the n seeds present in the row.\n\n")
+        handle.write("\n".join(sections))
+    return table_paths(out_dir)
+
+
+def _write_csv(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        frame.to_csv(handle, index=False)
+
+
+def _markdown_seed_table(table: pd.DataFrame) -> str:
+    """A seed table as Markdown: two decimals, a ``mean ± std`` column, ``—`` for a missing run."""
+    seed_columns = [column for column in table.columns if column.startswith("seed")]
+    header = ["experiment", "dataset", "teacher", "student", "activation", *seed_columns, "mean ± std", "n"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.to_dict("records"):
+        cells = [str(row[key]) for key in SEED_TABLE_KEYS]
+        cells += [_two_decimals(row[column]) for column in seed_columns]
+        cells += [f"{_two_decimals(row['mean'])} ± {_two_decimals(row['std'])}", str(row["n"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    if table.empty:
+        lines.append("\nno finished runs")
+    return "\n".join(lines) + "\n"
+
+
+def _two_decimals(value: float) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.2f}"

@@ -1,0 +1,303 @@
+"""One training loop for teachers and distilled students.
+
+Read top to bottom: resolve the spec -> data on the device -> teacher (students) -> model, optimiser,
+schedule -> resume from the run directory's checkpoint -> epochs (train, evaluate, schedule, history
+row, checkpoint) -> select the weights -> model.pt, history.csv, record.json (written last: its
+presence means "finished").
+
+Hot loop: forward, loss, backward, step. Loss and correct counts accumulate as device tensors and are
+read once per epoch (one host sync), as in airbench. Every epoch reseeds torch from (seed, epoch) and
+the loader draws its order and augmentation from the same pair, so an interrupted run resumed from its
+checkpoint produces bit-identical numbers on CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compresslib import provenance
+from compresslib.activations import ACTIVATION_TYPES, parse_activation
+from compresslib.data.datasets import get_dataset_info, load_dataset
+from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
+from compresslib.io import atomic_open, sha256_file, write_json
+from compresslib.losses import kd_loss
+from compresslib.models import count_parameters, create_model, load_model, save_model
+from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
+from compresslib.training.schedules import build_schedule
+from compresslib.training.spec import TrainSpec, spec_hash
+
+__all__ = ["train", "evaluate", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("model.pt", "history.csv", "record.json")
+HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+                   "train_seconds", "eval_seconds", "images_per_s")
+RECORD_FORMAT = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_path: str | Path | None = None,
+          command: list[str] | None = None) -> dict:
+    """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
+
+    With ``teacher_path`` the run distils from that teacher with ``spec.kd``; without it, it trains on
+    the hard labels. Returns the record.
+    """
+    started_at, wall_start = provenance.now_iso(), time.perf_counter()
+    spec.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (teacher_path is None) != (spec.kd is None):
+        raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
+                         f"(teacher model: {teacher_path}, kd: {spec.kd})")
+
+    # ---- runtime placement -------------------------------------------------------------------
+    device = torch.device("cuda" if spec.device == "auto" and torch.cuda.is_available() else
+                          "cpu" if spec.device == "auto" else spec.device)
+    if device.type == "cpu" and spec.threads:
+        torch.set_num_threads(spec.threads)
+    use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
+    channels_last = device.type == "cuda" if spec.channels_last is None else spec.channels_last
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    log.info("device %s, %s, threads %d, channels_last %s", device, "bf16 autocast" if use_bf16 else "fp32",
+             torch.get_num_threads(), channels_last)
+
+    # ---- data ----------------------------------------------------------------------------------
+    dataset = load_dataset(data_path)
+    if dataset["name"] != spec.dataset:
+        raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
+    info = get_dataset_info(spec.dataset)
+    mean, std = list(spec.mean or info.mean), list(spec.std or info.std)
+    train_images, train_labels = dataset["train_images"], dataset["train_labels"]
+    test_images, test_labels = dataset["test_images"], dataset["test_labels"]
+    loader_args = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    if spec.validation == "holdout":
+        keep, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed)
+        val_images, val_labels = train_images[held_out], train_labels[held_out]
+        train_images, train_labels = train_images[keep], train_labels[keep]
+    train_loader = DeviceLoader(train_images, train_labels, batch_size=spec.batch_size, augment=spec.augment,
+                                shuffle=True, seed=spec.seed,
+                                # BatchNorm cannot train on a final batch of one example
+                                drop_last=len(train_labels) % spec.batch_size == 1, **loader_args)
+    eval_loaders = {"test": DeviceLoader(test_images, test_labels, batch_size=spec.eval_batch_size,
+                                         augment=False, shuffle=False, **loader_args)}
+    if spec.validation == "holdout":
+        eval_loaders["val"] = DeviceLoader(val_images, val_labels, batch_size=spec.eval_batch_size,
+                                           augment=False, shuffle=False, **loader_args)
+
+    # ---- teacher ---------------------------------------------------------------------------------
+    teacher, teacher_info = None, None
+    if teacher_path is not None:
+        teacher, teacher_meta = load_model(teacher_path, device)
+        if teacher_meta.get("dataset") != spec.dataset or teacher_meta.get("normalization") != {"mean": mean, "std": std}:
+            raise ValueError(f"teacher {teacher_path} was trained on {teacher_meta.get('dataset')!r} with normalisation "
+                             f"{teacher_meta.get('normalization')}, the student uses {spec.dataset!r} with "
+                             f"{{'mean': {mean}, 'std': {std}}}; they must see the same inputs")
+        teacher.eval().requires_grad_(False).to(memory_format=memory_format)
+        teacher_info = {"path": str(teacher_path), "sha256": sha256_file(teacher_path), "name": teacher_meta["name"],
+                        "spec_hash": teacher_meta.get("spec_hash")}
+
+    # ---- model, optimiser, schedule --------------------------------------------------------------
+    model_kwargs = {"num_classes": info.num_classes, "activation": spec.activation, **spec.model_kwargs}
+    torch.manual_seed(spec.seed)
+    model = create_model(spec.model, **model_kwargs).to(device, memory_format=memory_format)
+    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
+                                nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
+
+    # ---- resume ------------------------------------------------------------------------------------
+    history: list[dict] = []
+    best: dict[str, Any] = {"epoch": None, "val_acc": -1.0, "state_dict": None}
+    start_epoch, stopped_early, schedule_state = 0, False, None
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        history, best = checkpoint["history"], checkpoint["best"]
+        start_epoch, stopped_early, schedule_state = checkpoint["next_epoch"], checkpoint["stopped_early"], checkpoint["schedule"]
+        log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
+    schedule = build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, start_epoch)
+    if schedule_state is not None:
+        schedule.load_state_dict(schedule_state)
+
+    # ---- epochs ------------------------------------------------------------------------------------
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
+        if spec.kd is None:
+            return kd_loss(logits, targets)
+        return kd_loss(logits, targets, teacher_logits, temperature=spec.kd.temperature, weight=spec.kd.weight,
+                       kl_reduction=spec.kd.kl_reduction)
+
+    for epoch in range(start_epoch, spec.epochs):
+        if stopped_early:
+            break
+        torch.manual_seed(epoch_seed(spec.seed, epoch))  # dropout masks: a pure function of (seed, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.lr
+        train_loader.set_epoch(epoch)
+        lr = schedule.lr
+
+        tick = time.perf_counter()
+        train_loss, train_acc = _train_epoch(model, train_loader, optimizer, loss_fn, teacher, autocast)
+        train_seconds = time.perf_counter() - tick
+        if not math.isfinite(train_loss):
+            raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
+
+        tick = time.perf_counter()
+        scores = {split: evaluate(model, loader, autocast) for split, loader in eval_loaders.items()}
+        scores.setdefault("val", scores["test"])  # test-as-validation, as the originals did
+        eval_seconds = time.perf_counter() - tick
+
+        stopped_early = schedule.update(epoch, scores["val"][0])
+        history.append({
+            "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
+            "val_loss": scores["val"][1], "val_acc": scores["val"][0],
+            "test_loss": scores["test"][1], "test_acc": scores["test"][0],
+            "train_seconds": train_seconds, "eval_seconds": eval_seconds,
+            "images_per_s": train_loader.num_examples / train_seconds,
+        })
+        if scores["val"][0] > best["val_acc"]:
+            best = {"epoch": epoch + 1, "val_acc": scores["val"][0],
+                    "state_dict": _cpu_state(model) if spec.selection == "best" else None}
+        save_checkpoint(run_dir, {
+            "identity": spec.identity(), "spec": spec.to_dict(), "next_epoch": epoch + 1,
+            "stopped_early": stopped_early, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "history": history, "best": best,
+        })
+        log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f img/s)%s",
+                 epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
+                 train_seconds, history[-1]["images_per_s"], "  -> early stop" if stopped_early else "")
+
+    # ---- outputs -------------------------------------------------------------------------------------
+    if spec.selection == "best":
+        model.load_state_dict(best["state_dict"])
+    normalization = {"mean": mean, "std": std}
+    save_model(run_dir / "model.pt", model, spec.model, model_kwargs,
+               extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
+                      "spec_hash": spec_hash(spec)})
+    _write_history(run_dir / "history.csv", history)
+    record = _build_record(spec, run_dir, model, history, best, stopped_early, device, teacher_info,
+                           dataset["provenance"], data_path, start_epoch, command, started_at,
+                           time.perf_counter() - wall_start)
+    write_json(run_dir / "record.json", record)
+    (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
+    return record
+
+
+def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, loss_fn,
+                 teacher: nn.Module | None, autocast: torch.autocast) -> tuple[float, float]:
+    model.train()
+    device = loader.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for inputs, targets in loader:
+        with autocast:
+            logits = model(inputs)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(inputs)
+            else:
+                teacher_logits = None
+            loss = loss_fn(logits, targets, teacher_logits)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(targets)
+        correct += (logits.detach().argmax(1) == targets).sum()
+        seen += len(targets)
+    return loss_sum.item() / seen, correct.item() / seen  # the epoch's one host sync
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DeviceLoader, autocast: torch.autocast | None = None) -> tuple[float, float]:
+    """``(accuracy, mean cross-entropy)`` of ``model`` over ``loader`` in eval mode."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=loader.device)
+    loss_sum = torch.zeros((), device=loader.device)
+    with autocast or torch.autocast(loader.device.type, enabled=False):
+        for inputs, targets in loader:
+            logits = model(inputs).float()
+            correct += (logits.argmax(1) == targets).sum()
+            loss_sum += F.cross_entropy(logits, targets, reduction="sum")
+    n = loader.num_examples
+    return correct.item() / n, loss_sum.item() / n
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], best: dict,
+                  stopped_early: bool, device: torch.device, teacher_info: dict | None, data_provenance: dict,
+                  data_path: str | Path, resumed_from: int, command: list[str] | None, started_at: str,
+                  wall_seconds: float) -> dict:
+    family, bins = parse_activation(spec.activation)
+    final = history[-1]
+    best_row = history[best["epoch"] - 1]
+    selected = best_row if spec.selection == "best" else final
+    train_seconds = sum(row["train_seconds"] for row in history)
+    params = count_parameters(model)
+    activation_params = sum(p.numel() for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
+                            for p in m.parameters(recurse=False))
+    software = provenance.software()
+    return {
+        "format": RECORD_FORMAT,
+        "kind": "teacher" if spec.kd is None else "distill",
+        "run_dir": str(run_dir),
+        "labels": dict(spec.labels),
+        "activation": spec.activation, "activation_family": family, "bins": bins,
+        "seed": spec.seed,
+        "spec": spec.to_dict(),
+        "spec_hash": spec_hash(spec),
+        "metrics": {
+            "final_epoch": final["epoch"], "final_test_acc": final["test_acc"], "final_val_acc": final["val_acc"],
+            "final_train_loss": final["train_loss"],
+            "best_epoch": best_row["epoch"], "best_val_acc": best_row["val_acc"], "best_test_acc": best_row["test_acc"],
+            "max_test_acc": max(row["test_acc"] for row in history),
+            "selection": spec.selection, "selected_test_acc": selected["test_acc"],
+            "epochs_run": len(history), "stopped_early": stopped_early,
+        },
+        "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
+        "model": {"name": spec.model, "params": params, "activation_params": activation_params,
+                  "bytes_fp32": 4 * params},
+        "timing": {
+            "wall_s": wall_seconds, "train_s": train_seconds,
+            "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
+            "train_images_per_s": sum(row["images_per_s"] * row["train_seconds"] for row in history) / train_seconds,
+            "resumed_from_epoch": resumed_from,
+        },
+        "hardware": provenance.hardware(device, torch.get_num_threads()),
+        "provenance": {
+            "git_revision": software["git_revision"], "git_dirty": software["git_dirty"],
+            "packages": software["packages"], "python": software["python"],
+            "dataset": {"path": str(data_path), "sha256": sha256_file(data_path), **data_provenance},
+            "teacher_model": teacher_info,
+            "command": command if command is not None else list(sys.argv),
+            "started_at": started_at, "finished_at": provenance.now_iso(),
+        },
+    }

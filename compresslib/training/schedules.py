@@ -1,0 +1,116 @@
+"""Learning-rate schedules of the originals, stepped once per epoch.
+
+Every schedule answers ``lr`` (the rate for the coming epoch) and ``update(epoch, val_acc)``, called
+after 0-based epoch ``epoch`` has been evaluated; it sets the next epoch's rate and says whether to
+stop. That is QD's convention (``LearningRateScheduler.update_learning_rate`` after each epoch), so
+milestones land on the same epochs as in the originals. Step schedules are pure functions of the
+epoch; ``generic`` depends on the validation history, so its state is saved with the checkpoint.
+
+* ``generic`` — QD/LMA plateau halving (reference/seeds.md §1.8): an epoch improves when its
+  validation error beats the best so far by more than 0.001. After 10 epochs without improvement
+  the rate halves, then at least 8 epochs pass before the next halving. Training stops after more
+  than 30 epochs without improvement or more than 11 halvings.
+* ``cifar100`` — QD's ``lr0 * 0.2^m`` with m = number of thresholds 60/120/160 that the finished
+  epoch index exceeds; the first drop therefore applies from 0-based epoch 62 (the 63rd epoch).
+* ``multistep`` — PyTorch ``MultiStepLR``: ``lr0 * gamma^(number of milestones <= epoch)``.
+* ``constant``.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from typing import Protocol
+
+__all__ = ["SCHEDULES", "Schedule", "PlateauHalving", "StepSchedule", "build_schedule"]
+
+SCHEDULES = ("generic", "cifar100", "multistep", "constant")
+
+
+class Schedule(Protocol):
+    lr: float
+
+    def update(self, epoch: int, val_acc: float) -> bool: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class StepSchedule:
+    """``lr(epoch) = lr0 * gamma^(number of milestones <= epoch)`` for 0-based epochs."""
+
+    def __init__(self, lr0: float, milestones: Sequence[int], gamma: float, start_epoch: int = 0) -> None:
+        self.lr0, self.milestones, self.gamma = lr0, sorted(milestones), gamma
+        self.lr = self.lr_at(start_epoch)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.lr0 * self.gamma ** bisect.bisect_right(self.milestones, epoch)
+
+    def update(self, epoch: int, val_acc: float) -> bool:
+        self.lr = self.lr_at(epoch + 1)
+        return False
+
+    def state_dict(self) -> dict:
+        return {}  # a pure function of the epoch: nothing to save
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+class PlateauHalving:
+    """QD's ``generic`` schedule (see module docstring)."""
+
+    def __init__(self, lr0: float, patience: int = 10, cooldown: int = 8, stop_patience: int = 30,
+                 max_halvings: int = 11, min_improvement: float = 0.001) -> None:
+        self.lr = lr0
+        self.patience, self.cooldown, self.stop_patience = patience, cooldown, stop_patience
+        self.max_halvings, self.min_improvement = max_halvings, min_improvement
+        self.best_error = float("inf")
+        self.epochs_without_improvement = 0
+        self.cooldown_left = 0
+        self.halvings = 0
+
+    def update(self, epoch: int, val_acc: float) -> bool:
+        error = 1.0 - val_acc
+        if error + self.min_improvement < self.best_error:
+            self.best_error = error
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        self.cooldown_left = max(self.cooldown_left - 1, 0)
+        if self.epochs_without_improvement >= self.patience and self.cooldown_left == 0:
+            self.cooldown_left = self.cooldown
+            self.halvings += 1
+            self.lr /= 2
+        return self.epochs_without_improvement > self.stop_patience or self.halvings > self.max_halvings
+
+    _STATE = ("lr", "best_error", "epochs_without_improvement", "cooldown_left", "halvings")
+
+    def state_dict(self) -> dict:
+        return {key: getattr(self, key) for key in self._STATE}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in self._STATE:
+            setattr(self, key, state[key])
+
+
+class ConstantSchedule(StepSchedule):
+    def __init__(self, lr0: float, start_epoch: int = 0) -> None:
+        super().__init__(lr0, [], 1.0, start_epoch)
+
+
+def build_schedule(name: str, lr0: float, milestones: Sequence[int] = (), gamma: float = 0.1,
+                   start_epoch: int = 0) -> Schedule:
+    """The schedule ``name`` positioned at ``start_epoch`` (``generic`` restores its state separately)."""
+    if name == "generic":
+        return PlateauHalving(lr0)
+    if name == "cifar100":
+        # QD sets lr after epoch e from m(e) = #{t in 60, 120, 160 : e > t}; as a function of the
+        # epoch about to run that is a drop at 60 + 2, 120 + 2, 160 + 2.
+        return StepSchedule(lr0, [62, 122, 162], 0.2, start_epoch)
+    if name == "multistep":
+        return StepSchedule(lr0, milestones, gamma, start_epoch)
+    if name == "constant":
+        return ConstantSchedule(lr0, start_epoch)
+    raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")

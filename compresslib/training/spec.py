@@ -1,0 +1,208 @@
+"""The training-run spec: every knob of a teacher or student run, with its default, in one place.
+
+A spec is built from defaults plus ``key=value`` overrides (``lr=0.1``, ``kd.temperature=4``,
+``model_kwargs={"dropout": 0.3}``); values parse as JSON and fall back to a plain string.
+Unknown keys and wrongly typed values are errors naming the key. The resolved spec is stored in
+the checkpoint, model.pt and record.json; its hash identifies the run's configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from compresslib.activations import parse_activation
+from compresslib.losses import KL_REDUCTIONS
+from compresslib.training.schedules import SCHEDULES
+
+__all__ = ["KDSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
+
+VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
+SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class SpecError(ValueError):
+    """A spec key or value is invalid; the message names the key and what is allowed."""
+
+
+@dataclass
+class KDSpec:
+    temperature: float = 2.0  # softening temperature T (LMA and QD: 2)
+    weight: float = 0.7  # weight of the soft teacher term; 1 - weight goes to the hard labels
+    kl_reduction: str = "batchmean"  # "batchmean" (LMA) or "mean" (QD: averaged over batch x classes)
+
+
+@dataclass
+class TrainSpec:
+    # ---- what is trained -------------------------------------------------------------------
+    dataset: str = "cifar10"  # name in compresslib.data.datasets.DATASETS
+    model: str = "qd_conv_teacher"  # registered model name
+    model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. dropout)
+    activation: str = "relu"  # relu | prelu | swish | aplu<K> | lma<K>
+    seed: int = 1  # seeds model init, batch order, augmentation and dropout
+    # ---- optimisation (SGD) ----------------------------------------------------------------
+    epochs: int = 200  # maximum epochs; the generic schedule may stop earlier
+    batch_size: int = 64
+    lr: float = 0.01  # initial learning rate
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 2.2e-4  # L2, coupled as in torch.optim.SGD
+    schedule: str = "generic"  # generic | cifar100 | multistep | constant
+    milestones: list = field(default_factory=list)  # multistep: 0-based epochs where lr *= gamma
+    gamma: float = 0.1  # multistep decay factor
+    # ---- data ------------------------------------------------------------------------------
+    augment: bool = True  # random crop (pad 4) + horizontal flip on the training split
+    mean: list | None = None  # normalisation; None = the dataset's recipe statistics
+    std: list | None = None
+    validation: str = "test"  # "test": the test set is the validation set (as the originals); "holdout"
+    holdout_size: int = 5000  # images held out of the training split when validation == "holdout"
+    holdout_seed: int = 0  # fixes which images are held out (same for every run that shares it)
+    eval_batch_size: int = 1000
+    # ---- model selection -------------------------------------------------------------------
+    selection: str = "final"  # model.pt holds the final epoch's weights, or the best validation epoch's
+    # ---- distillation (students) -----------------------------------------------------------
+    kd: KDSpec | None = None  # None trains on hard labels only
+    # ---- runtime (not part of the run's identity) -------------------------------------------
+    device: str = "auto"  # auto: cuda if available, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on for CUDA, off for CPU
+    threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
+    labels: dict = field(default_factory=dict)  # names used by result tables (dataset/teacher/student)
+
+    def validate(self) -> None:
+        """Check values beyond their types; raise SpecError naming the key."""
+        _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        _require(self.lr > 0, "lr", self.lr, "a number > 0")
+        _require(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        _require(self.gamma > 0, "gamma", self.gamma, "a number > 0")
+        _require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        _require(all(isinstance(m, int) and m >= 0 for m in self.milestones), "milestones", self.milestones,
+                 "a list of integer epochs >= 0")
+        _require(self.validation in VALIDATION_POLICIES, "validation", self.validation,
+                 f"one of {', '.join(VALIDATION_POLICIES)}")
+        _require(self.holdout_size >= 1, "holdout_size", self.holdout_size, "an integer >= 1")
+        _require(self.selection in SELECTIONS, "selection", self.selection, f"one of {', '.join(SELECTIONS)}")
+        _require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        _require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
+        for key in ("mean", "std"):
+            value = getattr(self, key)
+            _require(value is None or (len(value) == 3 and all(isinstance(v, (int, float)) for v in value)),
+                     key, value, "null or a list of 3 numbers")
+        _require(self.std is None or all(v > 0 for v in self.std), "std", self.std, "positive numbers")
+        try:
+            parse_activation(self.activation)
+        except ValueError as error:
+            raise SpecError(f"activation: {error}") from None
+        if self.kd is not None:
+            _require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
+            _require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
+            _require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
+                     f"one of {', '.join(KL_REDUCTIONS)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        """The fields that define the run's result (everything but runtime placement and labels)."""
+        return {key: value for key, value in self.to_dict().items() if key not in RUNTIME_FIELDS}
+
+
+RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SpecError(f"{key}: got {value!r}, expected {allowed}")
+
+
+def build_spec(values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> TrainSpec:
+    """A validated TrainSpec from a (nested) dict of values plus ``key=value`` override strings."""
+    data = json.loads(json.dumps(dict(values or {})))  # deep copy, JSON-typed
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"override {item!r} is not of the form key=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise SpecError(f"override {item!r}: {parent!r} is not a group of settings")
+        target[leaf] = _parse_value(raw)
+    spec = _from_dict(TrainSpec, data, prefix="")
+    spec.validate()
+    return spec
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{prefix.rstrip('.') or 'spec'}: expected a mapping of settings, got {data!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise SpecError(f"unknown setting {prefix}{unknown[0]!r}; allowed: {', '.join(prefix + k for k in fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise SpecError(f"{key}: may not be null")
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+            return _from_dict(option, value, prefix=key + ".")
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base in (str, list, dict) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    raise SpecError(f"{key}: got {value!r}, expected {names}")
+
+
+def format_overrides(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """Inverse of :func:`build_spec`'s override parsing: ``{"kd": {"weight": 0.7}}`` -> ``["kd.weight=0.7"]``.
+
+    Nested dataclass groups become dotted keys; dict-valued settings (``model_kwargs``, ``labels``)
+    stay one JSON value.
+    """
+    group_fields = {f.name for f in dataclasses.fields(TrainSpec) if f.name == "kd"}
+    items = []
+    for key, value in values.items():
+        if not prefix and key in group_fields and isinstance(value, Mapping):
+            items += format_overrides(value, prefix=f"{key}.")
+        else:
+            items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
+    return items
+
+
+def spec_hash(spec: TrainSpec) -> str:
+    """SHA-256 of the canonical JSON of the spec's identity fields."""
+    canonical = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()

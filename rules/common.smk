@@ -1,0 +1,117 @@
+"""Config validation, the experiment matrix, wildcard constraints and input/params helpers."""
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from compresslib.config import (
+    ConfigError,
+    canonical_activation,
+    check_config,
+    distill_jobs,
+    experiments_for_aggregation,
+    format_problems,
+    load_schema,
+    schema_errors,
+    student_spec_values,
+    teacher_jobs,
+    teacher_spec_values,
+)
+from compresslib.plots import plot_paths
+from compresslib.results import table_paths
+from compresslib.training.spec import format_overrides
+
+SCHEMA = Path(workflow.basedir) / "rules" / "schemas" / "config.schema.yaml"
+try:
+    validate(config, schema=SCHEMA)  # types, ranges, allowed values; fills the defaults
+except WorkflowError:
+    raise WorkflowError(format_problems(schema_errors(config, load_schema(SCHEMA)))) from None
+try:
+    check_config(config)  # references between entries, registered model names
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+# Jobs run the interpreter Snakemake runs in, so a virtualenv need not be activated.
+PYTHON = shlex.quote(sys.executable)
+SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
+
+TEACHER_JOBS = teacher_jobs(config)
+DISTILL_JOBS = distill_jobs(config)
+TEACHER_DIR = "results/teachers/{dataset}/{teacher}/seed{seed}"
+DISTILL_DIR = "results/distill/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
+RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
+
+
+def _alternatives(names):
+    return "|".join(sorted(map(str, names))) or "(?!)"  # "(?!)" matches nothing
+
+
+wildcard_constraints:
+    dataset=_alternatives({job.dataset for job in TEACHER_JOBS} | set(config["data"]["extracted"])),
+    teacher=_alternatives(config["teachers"]),
+    student=_alternatives(config["students"]),
+    activation="relu|prelu|swish|lma|aplu",
+    bins=r"\d*",
+    seed=r"\d+",
+
+
+def run_outputs(directory):
+    return {Path(name).stem: f"{directory}/{name}" for name in RUN_OUTPUTS}
+
+
+def teacher_model(wildcards):
+    teacher = config["teachers"][wildcards.teacher]
+    return TEACHER_DIR.format(dataset=teacher["dataset"], teacher=wildcards.teacher, seed=teacher["seed"]) + "/model.pt"
+
+
+def overrides(values):
+    """Spec values as shell-quoted key=value arguments of workflow_scripts/train.py."""
+    return " ".join(shlex.quote(item) for item in format_overrides(values))
+
+
+def teacher_overrides(wildcards):
+    return overrides(teacher_spec_values(config, wildcards.teacher) | {"seed": int(wildcards.seed)})
+
+
+def student_overrides(wildcards):
+    tag = wildcards.activation + wildcards.bins
+    return overrides(student_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
+
+
+def archive_input(wildcards):
+    if wildcards.dataset == "synthetic" or wildcards.dataset in config["data"]["extracted"]:
+        return []
+    return f"resources/{wildcards.dataset}/archive.tar.gz"
+
+
+def mirror_argument(wildcards):
+    mirror = config["data"]["mirror"]
+    return "--mirror " + shlex.quote(mirror) if mirror else ""
+
+
+def dataset_source(wildcards, input):
+    """Arguments of workflow_scripts/prepare_dataset.py saying where the dataset comes from."""
+    data = config["data"]
+    if wildcards.dataset == "synthetic":
+        return "--synthetic " + shlex.quote(json.dumps(data["synthetic"]))
+    if wildcards.dataset in data["extracted"]:
+        verify = "" if data["verify_checksums"] else " --no-verify"
+        return "--extracted " + shlex.quote(data["extracted"][wildcards.dataset]) + verify
+    return "--archive " + shlex.quote(input.archive)
+
+
+def teacher_records():
+    return [TEACHER_DIR.format(**vars(job)) + "/record.json" for job in TEACHER_JOBS]
+
+
+def distill_records():
+    return [DISTILL_DIR.format(**vars(job)) + "/record.json" for job in DISTILL_JOBS]
+
+
+def aggregate_outputs():
+    return [str(path) for path in table_paths("results/tables")] + [
+        str(path) for path in plot_paths(experiments_for_aggregation(config), "results/plots")]

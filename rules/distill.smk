@@ -1,0 +1,17 @@
+rule distill_student:
+    input:
+        data="resources/{dataset}/dataset.pt",
+        teacher=teacher_model,
+    output:
+        **run_outputs(DISTILL_DIR),
+    log:
+        "logs/distill_student/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.log",
+    benchmark:
+        "benchmarks/distill_student/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.tsv"
+    params:
+        run_dir=DISTILL_DIR,
+        spec=student_overrides,
+    threads: 1
+    shell:
+        "{PYTHON} {SCRIPTS}/train.py --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
+        " --threads {threads} {params.spec} > {log} 2>&1"

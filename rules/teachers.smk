@@ -1,0 +1,16 @@
+rule train_teacher:
+    input:
+        data="resources/{dataset}/dataset.pt",
+    output:
+        **run_outputs(TEACHER_DIR),
+    log:
+        "logs/train_teacher/{dataset}/{teacher}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train_teacher/{dataset}/{teacher}/seed{seed}.tsv"
+    params:
+        run_dir=TEACHER_DIR,
+        spec=teacher_overrides,
+    threads: 1
+    shell:
+        "{PYTHON} {SCRIPTS}/train.py --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        " {params.spec} > {log} 2>&1"

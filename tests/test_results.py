@@ -1,0 +1,249 @@
+"""Aggregation of run records into tables, checked against numbers worked out by hand."""
+
+import json
+import math
+
+import pandas as pd
+import pytest
+
+from compresslib.results import (
+    IDENTITY_COLUMNS,
+    experiment_table,
+    load_records,
+    runs_table,
+    seed_table,
+    summarize,
+    table_paths,
+    write_tables,
+)
+
+# LMA's README table (reference/readmes/LMA-README.md), five seeds of best test accuracy. Its ReLU row
+# prints mean 89.92 / std 0.21, APLU-8's values; its own numbers give mean 88.742, sample std 0.2533.
+LMA_RELU_BEST = [0.8864, 0.8891, 0.8835, 0.8898, 0.8883]
+LMA_APLU8_BEST = [0.8967, 0.9012, 0.8975, 0.8994, 0.9013]
+T_975_4 = 2.776445  # scipy.stats.t.ppf(0.975, 4)
+TEACHER = "conv-teacher"
+
+
+def experiment(activations, seeds, students=("conv-s0",)):
+    """One config.yaml experiment entry."""
+    return {"teacher": "conv-teacher", "students": list(students), "activations": activations, "seeds": seeds}
+
+
+EXPERIMENTS = {
+    "lma-cifar10": experiment(["relu", "lma8"], [1, 2, 3], students=["conv-s0", "conv-s1"]),
+    "lma-bins": experiment(["lma4", "lma8"], [1, 2]),
+}
+
+
+def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, final=0.88, best=0.89, teacher=TEACHER):
+    """A record.json as a training job writes it (three epochs), with every section of the contract."""
+    epochs = 3
+    family = activation.rstrip("0123456789")
+    bins = int(activation[len(family) :]) if activation != family else None
+    labels = {"dataset": "cifar10", "teacher": teacher} | ({"student": student} if kind == "distill" else {})
+    run_dir = f"results/{kind}/cifar10/{teacher}/{student if kind == 'distill' else ''}/{activation}/seed{seed}"
+    return {
+        "format": 1,
+        "kind": kind,
+        "run_dir": run_dir,
+        "labels": labels,
+        "activation": activation,
+        "activation_family": family,
+        "bins": bins,
+        "seed": seed,
+        "spec": {
+            "lr": 0.01,
+            "milestones": [100, 150],
+            "kd": {"temperature": 2.0, "alpha": 0.9} if kind == "distill" else None,
+        },
+        "spec_hash": f"hash-{kind}-{student}-{activation}-{seed}",
+        "metrics": {
+            "final_epoch": epochs,
+            "final_test_acc": final,
+            "final_val_acc": final,
+            "final_train_loss": 0.3,
+            "best_epoch": epochs - 1,
+            "best_val_acc": best,
+            "best_test_acc": best,
+            "max_test_acc": best,
+            "selection": "final",
+            "selected_test_acc": final,
+            "epochs_run": epochs,
+            "stopped_early": False,
+        },
+        "curve": {
+            "epoch": list(range(1, epochs + 1)),
+            "train_loss": [1.0 / e for e in range(1, epochs + 1)],
+            "val_acc": [best * e / epochs for e in range(1, epochs + 1)],
+            "test_acc": [best * e / epochs for e in range(1, epochs + 1)],
+            "lr": [0.01] * epochs,
+        },
+        "model": {"name": "qd_conv_student0", "params": 1000, "activation_params": 80, "bytes_fp32": 4000},
+        "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_images_per_s": 100.0},
+        "hardware": {"device": "cpu", "device_name": "cpu", "cuda_visible_devices": None, "threads": 2},
+        "provenance": {"git_revision": "abc123", "packages": {"torch": "2.14.1"}, "command": ["python", "train.py"]},
+    }
+
+
+def readme_records(activation, accuracies):
+    return [make_record(activation=activation, seed=seed, best=best) for seed, best in enumerate(accuracies, start=1)]
+
+
+def relu_records():
+    return readme_records("relu", LMA_RELU_BEST)
+
+
+# ----------------------------------------------------------------------------- summarize
+
+
+def test_summarize_matches_hand_computed_statistics():
+    summary = summarize(runs_table(relu_records()), by=["activation"])
+    row = summary.iloc[0]
+    assert list(summary.columns[:3]) == ["activation", "final_test_acc_n", "final_test_acc_mean"]
+    assert row["best_test_acc_n"] == 5
+    assert row["best_test_acc_mean"] == pytest.approx(0.88742, abs=1e-9)
+    assert row["best_test_acc_std"] == pytest.approx(0.0025332, abs=1e-7)
+    assert row["best_test_acc_min"] == 0.8835 and row["best_test_acc_max"] == 0.8898
+    half_width = T_975_4 * 0.00253318 / math.sqrt(5)
+    assert row["best_test_acc_ci95_low"] == pytest.approx(0.88742 - half_width, abs=1e-6)
+    assert row["best_test_acc_ci95_high"] == pytest.approx(0.88742 + half_width, abs=1e-6)
+    assert row["final_test_acc_std"] == pytest.approx(0.0)  # every final accuracy is 0.88
+
+
+def test_summarize_single_run_has_no_spread_and_nan_bins_is_a_group():
+    records = [make_record(activation="relu"), make_record(seed=1, best=0.8), make_record(seed=2, best=0.9)]
+    summary = summarize(runs_table(records), by=["activation_family", "bins"])
+    assert len(summary) == 2
+    relu = summary[summary["activation_family"] == "relu"].iloc[0]
+    assert pd.isna(relu["bins"])
+    assert relu["best_test_acc_n"] == 1
+    assert relu["best_test_acc_mean"] == 0.89
+    assert all(pd.isna(relu[f"best_test_acc_{stat}"]) for stat in ("std", "ci95_low", "ci95_high"))
+    lma = summary[summary["activation_family"] == "lma"].iloc[0]
+    assert lma["bins"] == 8
+    assert lma["best_test_acc_std"] == pytest.approx(math.sqrt(0.005))
+
+
+def test_summarize_empty_frame_keeps_headers():
+    summary = summarize(runs_table([]), by=["labels.dataset", "model.name"])
+    assert summary.empty
+    assert list(summary.columns[:4]) == ["labels.dataset", "model.name", "final_test_acc_n", "final_test_acc_mean"]
+
+
+# ----------------------------------------------------------------------------- runs_table
+
+
+def test_runs_table_flattens_everything_but_the_curve():
+    records = [make_record(seed=2), make_record(kind="teacher", activation="relu"), make_record(seed=1)]
+    frame = runs_table(records)
+    assert list(frame.columns[: len(IDENTITY_COLUMNS)]) == list(IDENTITY_COLUMNS)
+    assert not any(column.startswith("curve") for column in frame.columns)
+    assert list(frame["kind"]) == ["distill", "distill", "teacher"]
+    assert list(frame["seed"]) == [1, 2, 1]
+    assert pd.isna(frame.loc[2, "labels.student"])
+    assert frame.loc[0, "spec.kd.temperature"] == 2.0
+    assert frame.loc[0, "metrics.best_test_acc"] == 0.89
+    assert frame.loc[0, "provenance.packages.torch"] == "2.14.1"
+    assert json.loads(frame.loc[0, "provenance.command"]) == ["python", "train.py"]
+    assert json.loads(frame.loc[0, "spec.milestones"]) == [100, 150]
+
+
+# ----------------------------------------------------------------------------- experiments and seed tables
+
+
+def test_experiment_table_repeats_shared_runs_and_drops_outsiders():
+    records = [
+        make_record(activation="lma8", seed=1),  # in both experiments
+        make_record(activation="relu", seed=1),
+        make_record(activation="lma4", seed=2),
+        make_record(activation="lma8", seed=3),  # seed 3 is only in the main experiment
+        make_record(activation="swish", seed=1),  # no experiment asks for swish
+        make_record(activation="relu", seed=1, teacher="other-teacher"),
+        make_record(activation="relu", seed=1, student="conv-s9"),
+        make_record(kind="teacher", activation="relu"),
+    ]
+    table = experiment_table(records, EXPERIMENTS)
+    assert table.columns[0] == "experiment"
+    pairs = list(zip(table["experiment"], table["activation"], table["seed"], strict=True))
+    # config order of experiments and activations (relu before lma8), then seed
+    assert pairs == [
+        ("lma-cifar10", "relu", 1),
+        ("lma-cifar10", "lma8", 1),
+        ("lma-cifar10", "lma8", 3),
+        ("lma-bins", "lma4", 2),
+        ("lma-bins", "lma8", 1),
+    ]
+
+
+def test_seed_table_reproduces_lma_readme_rows():
+    records = relu_records() + readme_records("aplu8", LMA_APLU8_BEST)
+    records += [make_record(seed=1, best=0.9), make_record(seed=3, best=0.92)]
+    table = seed_table(experiment_table(records, {"main": experiment(["relu", "aplu8", "lma8"], [1, 2, 3, 4, 5])}))
+    keys = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
+    assert list(table.columns) == [*keys, "seed1", "seed2", "seed3", "seed4", "seed5", "mean", "std", "n"]
+    relu, aplu, lma = table.iloc[0], table.iloc[1], table.iloc[2]
+    assert round(aplu["mean"], 2) == 89.92 and round(aplu["std"], 2) == 0.21
+    assert relu["activation"] == "relu"
+    assert [relu[f"seed{s}"] for s in range(1, 6)] == pytest.approx([88.64, 88.91, 88.35, 88.98, 88.83])
+    assert round(relu["mean"], 2) == 88.74 and round(relu["std"], 2) == 0.25 and relu["n"] == 5
+    assert lma["seed1"] == pytest.approx(90.0) and lma["seed3"] == pytest.approx(92.0)
+    assert pd.isna(lma["seed2"]) and lma["n"] == 2
+    assert lma["mean"] == pytest.approx(91.0) and lma["std"] == pytest.approx(math.sqrt(2))
+
+
+def test_seed_table_rejects_two_records_of_one_run():
+    frame = experiment_table([make_record(), make_record()], EXPERIMENTS)
+    with pytest.raises(ValueError, match="more than one record"):
+        seed_table(frame)
+
+
+# ----------------------------------------------------------------------------- writing and reading
+
+
+def test_write_tables_writes_exactly_table_paths(tmp_path):
+    records = relu_records() + [make_record(kind="teacher", activation="relu", seed=s) for s in (1, 2)]
+    written = write_tables(records, {"main": experiment(["relu"], [1, 2, 3, 4, 5])}, tmp_path / "tables")
+    assert written == table_paths(tmp_path / "tables")
+    assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
+    runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])
+    assert len(runs) == 7
+    teacher_rows = teachers[["labels.teacher", "model.name", "best_test_acc_n"]].values.tolist()
+    assert teacher_rows == [["conv-teacher", "qd_conv_student0", 2]]
+    assert distill["best_test_acc_n"].tolist() == [5] and distill["experiment"].tolist() == ["main"]
+    assert best["mean"].round(2).tolist() == [88.74] and final["mean"].tolist() == [88.0]
+    markdown = written[5].read_text(encoding="utf-8")
+    assert "| relu | 88.64 | 88.91 | 88.35 | 88.98 | 88.83 | 88.74 ± 0.25 | 5 |" in markdown
+    assert markdown.count("| main | cifar10 | conv-teacher | conv-s0 | relu |") == 2  # best and final tables
+
+
+def test_write_tables_without_distilled_runs(tmp_path):
+    written = write_tables([make_record(kind="teacher", activation="relu")], EXPERIMENTS, tmp_path)
+    assert written == table_paths(tmp_path)
+    distill = pd.read_csv(tmp_path / "summary-distill.csv")
+    assert distill.empty and "best_test_acc_mean" in distill.columns and "experiment" in distill.columns
+    seeds = pd.read_csv(tmp_path / "seeds-distill-best.csv")
+    assert seeds.empty and list(seeds.columns[-3:]) == ["mean", "std", "n"]
+    assert "no finished runs" in (tmp_path / "seeds-distill.md").read_text(encoding="utf-8")
+
+
+def test_load_records_round_trip_and_errors_name_the_file(tmp_path):
+    good = tmp_path / "good" / "record.json"
+    good.parent.mkdir()
+    good.write_text(json.dumps(make_record()), encoding="utf-8")
+    assert load_records([good]) == [make_record()]
+
+    missing = tmp_path / "missing" / "record.json"
+    with pytest.raises(FileNotFoundError, match=str(missing)):
+        load_records([good, missing])
+
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text('{"format": 1, "kind": ', encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{truncated}.*not valid JSON"):
+        load_records([truncated])
+
+    incomplete = tmp_path / "incomplete.json"
+    without_metrics = {key: value for key, value in make_record().items() if key != "metrics"}
+    incomplete.write_text(json.dumps(without_metrics), encoding="utf-8")
+    with pytest.raises(ValueError, match=f"{incomplete}.*metrics"):
+        load_records([incomplete])

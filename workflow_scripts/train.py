@@ -1,0 +1,38 @@
+"""Train a teacher, or distil a student from a teacher: one training job.
+
+Snakemake calls it from rules/teachers.smk and rules/distill.smk; the same command runs by hand:
+
+    python workflow_scripts/train.py --data resources/cifar10/dataset.pt \
+        --run-dir results/teachers/cifar10/conv-teacher/seed1 model=qd_conv_teacher epochs=200 lr=0.01
+
+Settings are ``key=value`` overrides of compresslib.training.spec.TrainSpec (``kd.temperature=4``,
+``model_kwargs={"dropout": 0.3}``). A rerun resumes from the run directory's checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from compresslib.cli import run_main
+from compresslib.training.loop import train
+from compresslib.training.spec import build_spec
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", required=True, help="prepared dataset (resources/<dataset>/dataset.pt)")
+    parser.add_argument("--run-dir", required=True, help="directory for model.pt, history.csv, record.json")
+    parser.add_argument("--teacher", help="teacher model.pt: distil a student (needs kd settings)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("settings", nargs="*", metavar="key=value", help="TrainSpec settings")
+    args = parser.parse_args(argv)
+    spec = build_spec({"threads": args.threads}, args.settings)
+    logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
+    train(spec, args.data, args.run_dir, teacher_path=args.teacher, command=[sys.executable, *sys.argv])
+
+
+if __name__ == "__main__":
+    run_main(main)
