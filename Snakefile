@@ -18,4 +18,5 @@ include: "rules/aggregate.smk"
 rule all:
     default_target: True
     input:
-        aggregate_outputs(),
+        aggregate_tables(),
+        aggregate_plots(),

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import torch
 
-__all__ = ["atomic_path", "atomic_open", "write_json", "save_torch", "load_torch", "sha256_file"]
+__all__ = ["atomic_path", "atomic_open", "write_json", "save_torch", "load_torch", "load_versioned", "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -69,6 +69,21 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
     """Load plain state saved by :func:`save_torch`; never unpickles arbitrary objects."""
     return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def load_versioned(path: str | os.PathLike, version: int, what: str, remedy: str = "") -> dict:
+    """Load a ``{"format": version, ...}`` file written by :func:`save_torch`.
+
+    Errors name the file and ``what`` it should have been, plus ``remedy`` when given.
+    """
+    suffix = f"; {remedy}" if remedy else ""
+    try:
+        payload = load_torch(path)
+    except Exception as error:  # corrupt, truncated or foreign file: say which one
+        raise ValueError(f"{path} is not a readable {what} ({error}){suffix}") from error
+    if not isinstance(payload, dict) or payload.get("format") != version:
+        raise ValueError(f"{path} is not a {what} of format {version}{suffix}")
+    return payload
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:

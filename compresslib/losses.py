@@ -44,5 +44,7 @@ def kd_loss(
         raise ValueError(f"kl_reduction must be one of {KL_REDUCTIONS}, got {kl_reduction!r}")
     log_p_student = F.log_softmax(student_logits / temperature, dim=1)
     log_p_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
-    soft = F.kl_div(log_p_student, log_p_teacher, reduction=kl_reduction, log_target=True)
+    # Explicit divisor: torch announces that kl_div's own "mean" will change meaning.
+    divisor = student_logits.shape[0] * (student_logits.shape[1] if kl_reduction == "mean" else 1)
+    soft = F.kl_div(log_p_student, log_p_teacher, reduction="sum", log_target=True) / divisor
     return weight * temperature**2 * soft + (1.0 - weight) * hard

@@ -5,16 +5,22 @@ localrules:
 
 rule aggregate:
     input:
+        script=script("aggregate.py"),
         teachers=teacher_records(),
         students=distill_records(),
     output:
-        aggregate_outputs(),
+        tables=aggregate_tables(),
+        plots=aggregate_plots(),
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
         "benchmarks/aggregate/aggregate.tsv"
     params:
-        experiments=lambda wildcards: shlex.quote(json.dumps(experiments_for_aggregation(config))),
+        tables=lambda wildcards, output: os.path.dirname(output.tables[0]),
+        plots=lambda wildcards, output: os.path.dirname(output.plots[0]),
+        experiments=experiments_argument,
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PYTHON} {SCRIPTS}/aggregate.py --tables results/tables --plots results/plots"
+        "python {input.script} --tables {params.tables} --plots {params.plots}"
         " --experiments {params.experiments} {input.teachers} {input.students} > {log} 2>&1"

@@ -1,11 +1,13 @@
 """Config validation, the experiment matrix, wildcard constraints and input/params helpers."""
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 from compresslib.config import (
@@ -35,9 +37,20 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
-# Jobs run the interpreter Snakemake runs in, so a virtualenv need not be activated.
-PYTHON = shlex.quote(sys.executable)
-SCRIPTS = Path(workflow.basedir) / "workflow_scripts"
+# Jobs import compresslib from this checkout. Without `--sdm conda` they also run the interpreter
+# Snakemake runs in, so its virtualenv need not be activated.
+# (Snakemake formats the prefix too, hence the doubled braces inside the f-string's doubled braces.)
+_PREFIX = f"set -euo pipefail; export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _PREFIX += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
+shell.prefix(_PREFIX)
+SOFTWARE_ENV = "envs/compresslib.yaml"  # for `--sdm conda`; relative to the rules/ files
+
+
+def script(name):
+    """Path of workflow_scripts/<name> relative to the working directory (also under --directory)."""
+    return os.path.relpath(os.path.join(workflow.basedir, "workflow_scripts", name))
+
 
 TEACHER_JOBS = teacher_jobs(config)
 DISTILL_JOBS = distill_jobs(config)
@@ -60,12 +73,13 @@ wildcard_constraints:
 
 
 def run_outputs(directory):
-    return {Path(name).stem: f"{directory}/{name}" for name in RUN_OUTPUTS}
+    return {Path(name).stem: os.path.join(directory, name) for name in RUN_OUTPUTS}
 
 
 def teacher_model(wildcards):
     teacher = config["teachers"][wildcards.teacher]
-    return TEACHER_DIR.format(dataset=teacher["dataset"], teacher=wildcards.teacher, seed=teacher["seed"]) + "/model.pt"
+    run_dir = TEACHER_DIR.format(dataset=teacher["dataset"], teacher=wildcards.teacher, seed=teacher["seed"])
+    return os.path.join(run_dir, "model.pt")
 
 
 def overrides(values):
@@ -82,36 +96,45 @@ def student_overrides(wildcards):
     return overrides(student_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
 
 
-def archive_input(wildcards):
-    if wildcards.dataset == "synthetic" or wildcards.dataset in config["data"]["extracted"]:
-        return []
-    return f"resources/{wildcards.dataset}/archive.tar.gz"
+def dataset_inputs(wildcards):
+    inputs = {"script": script("prepare_dataset.py")}
+    if wildcards.dataset != "synthetic" and wildcards.dataset not in config["data"]["extracted"]:
+        inputs["archive"] = f"resources/{wildcards.dataset}/archive.tar.gz"
+    return inputs
 
 
 def mirror_argument(wildcards):
     mirror = config["data"]["mirror"]
-    return "--mirror " + shlex.quote(mirror) if mirror else ""
+    return f"--mirror {shlex.quote(mirror)}" if mirror else ""
 
 
 def dataset_source(wildcards, input):
     """Arguments of workflow_scripts/prepare_dataset.py saying where the dataset comes from."""
     data = config["data"]
     if wildcards.dataset == "synthetic":
-        return "--synthetic " + shlex.quote(json.dumps(data["synthetic"]))
+        return f"--synthetic {shlex.quote(json.dumps(data['synthetic']))}"
     if wildcards.dataset in data["extracted"]:
         verify = "" if data["verify_checksums"] else " --no-verify"
-        return "--extracted " + shlex.quote(data["extracted"][wildcards.dataset]) + verify
-    return "--archive " + shlex.quote(input.archive)
+        return f"--extracted {shlex.quote(data['extracted'][wildcards.dataset])}{verify}"
+    return f"--archive {shlex.quote(input.archive)}"
 
 
 def teacher_records():
-    return [TEACHER_DIR.format(**vars(job)) + "/record.json" for job in TEACHER_JOBS]
+    return [os.path.join(TEACHER_DIR.format(**vars(job)), "record.json") for job in TEACHER_JOBS]
 
 
 def distill_records():
-    return [DISTILL_DIR.format(**vars(job)) + "/record.json" for job in DISTILL_JOBS]
+    return [os.path.join(DISTILL_DIR.format(**vars(job)), "record.json") for job in DISTILL_JOBS]
 
 
-def aggregate_outputs():
-    return [str(path) for path in table_paths("results/tables")] + [
-        str(path) for path in plot_paths(experiments_for_aggregation(config), "results/plots")]
+def experiments_argument(wildcards):
+    return shlex.quote(json.dumps(experiments_for_aggregation(config)))
+
+
+def aggregate_tables():
+    return [str(path) for path in table_paths("results/tables")]
+
+
+def aggregate_plots():
+    # plot_paths lists results/plots/teachers.png first, so the first plot's folder is results/plots
+    return [str(path) for path in plot_paths(experiments_for_aggregation(config), "results/plots")]

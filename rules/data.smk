@@ -5,6 +5,8 @@ localrules:
 
 
 rule download_archive:
+    input:
+        script=script("download.py"),
     output:
         "resources/{dataset}/archive.tar.gz",
     log:
@@ -15,13 +17,15 @@ rule download_archive:
         mirror=mirror_argument,
     resources:
         downloads=1,
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PYTHON} {SCRIPTS}/download.py --dataset {wildcards.dataset} --out {output} {params.mirror} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output} {params.mirror} > {log} 2>&1"
 
 
 rule prepare_dataset:
     input:
-        archive=archive_input,
+        unpack(dataset_inputs),
     output:
         "resources/{dataset}/dataset.pt",
     log:
@@ -30,5 +34,7 @@ rule prepare_dataset:
         "benchmarks/prepare_dataset/{dataset}.tsv"
     params:
         source=dataset_source,
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PYTHON} {SCRIPTS}/prepare_dataset.py --dataset {wildcards.dataset} --out {output} {params.source} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output} {params.source} > {log} 2>&1"

@@ -1,5 +1,6 @@
 rule distill_student:
     input:
+        script=script("train.py"),
         data="resources/{dataset}/dataset.pt",
         teacher=teacher_model,
     output:
@@ -12,6 +13,8 @@ rule distill_student:
         run_dir=DISTILL_DIR,
         spec=student_overrides,
     threads: 1
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PYTHON} {SCRIPTS}/train.py --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
+        "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
         " --threads {threads} {params.spec} > {log} 2>&1"

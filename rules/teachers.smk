@@ -1,5 +1,6 @@
 rule train_teacher:
     input:
+        script=script("train.py"),
         data="resources/{dataset}/dataset.pt",
     output:
         **run_outputs(TEACHER_DIR),
@@ -11,6 +12,8 @@ rule train_teacher:
         run_dir=TEACHER_DIR,
         spec=teacher_overrides,
     threads: 1
+    conda:
+        SOFTWARE_ENV
     shell:
-        "{PYTHON} {SCRIPTS}/train.py --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
         " {params.spec} > {log} 2>&1"

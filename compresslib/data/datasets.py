@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from compresslib.io import load_torch, save_torch
+from compresslib.io import load_versioned, save_torch
 
 __all__ = ["DatasetInfo", "DATASETS", "get_dataset_info", "save_dataset", "load_dataset", "prepare_dataset"]
 
@@ -62,22 +62,18 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"prepared dataset {path} does not exist (run the prepare_dataset rule first)")
-    try:
-        payload = load_torch(path)
-    except Exception as error:  # corrupt or foreign file: say which one
-        raise ValueError(f"{path} is not a readable prepared dataset: {error}") from error
+    payload = load_versioned(path, FORMAT_VERSION, "prepared dataset", "rerun the prepare_dataset rule")
     _check_dataset(payload, str(path))
     return payload
 
 
 def _check_dataset(payload: dict, where: str) -> None:
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{where}: not a prepared dataset of format {FORMAT_VERSION}")
     info = get_dataset_info(payload["name"])
     for split in ("train", "test"):
         images, labels = payload[f"{split}_images"], payload[f"{split}_labels"]
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != info.image_shape:
-            raise ValueError(f"{where}: {split}_images must be uint8 of shape (N, {', '.join(map(str, info.image_shape))}), "
+            shape = ", ".join(map(str, info.image_shape))
+            raise ValueError(f"{where}: {split}_images must be uint8 of shape (N, {shape}), "
                              f"got {images.dtype} {tuple(images.shape)}")
         if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
             raise ValueError(f"{where}: {split}_labels must be int64 with one label per image")
@@ -122,7 +118,8 @@ def prepare_dataset(
         if not verify_checksums:
             log.warning("checksum verification is OFF for %s: the files in %s are used as they are", name, extracted)
         arrays = read_cifar(Path(extracted), name, verify_checksums=verify_checksums)
-        provenance = {"source": "extracted", "path": str(extracted), "verified": verify_checksums, "files": arrays["files"]}
+        provenance = {"source": "extracted", "path": str(extracted), "verified": verify_checksums,
+                      "files": arrays["files"]}
     else:
         raise ValueError(f"dataset {name!r} needs an archive or an extracted folder")
     save_dataset(out_path, name, arrays, provenance)

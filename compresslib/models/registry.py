@@ -8,7 +8,6 @@ rebuild the model, never a pickled module.
 from __future__ import annotations
 
 import fnmatch
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from compresslib.io import load_torch, save_torch
+from compresslib.io import load_versioned, save_torch
 
 __all__ = ["register_model", "create_model", "list_models", "is_model", "save_model", "load_model", "count_parameters"]
 
@@ -46,12 +45,10 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
-    constructor = _MODELS[name]
     try:
-        inspect.signature(constructor).bind(**kwargs)
-    except TypeError as error:
-        raise TypeError(f"model {name!r}: {error}") from None
-    return constructor(**kwargs)
+        return _MODELS[name](**kwargs)
+    except TypeError as error:  # typically an unknown or missing keyword: say which model it was for
+        raise TypeError(f"model {name!r}: {error}") from error
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -71,12 +68,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        payload = load_torch(path)
-    except Exception as error:
-        raise ValueError(f"{path} is not a readable model file: {error}") from error
-    if not isinstance(payload, dict) or payload.get("format") != MODEL_FILE_FORMAT:
-        raise ValueError(f"{path} is not a compresslib model file (format {MODEL_FILE_FORMAT})")
+    payload = load_versioned(path, MODEL_FILE_FORMAT, "compresslib model file")
     model = create_model(payload["name"], **payload["kwargs"])
     try:
         model.load_state_dict(payload.pop("state_dict"), strict=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compresslib.io import load_torch, save_torch
+from compresslib.io import load_versioned, save_torch
 
 __all__ = ["CHECKPOINT_NAME", "CheckpointMismatch", "save_checkpoint", "load_checkpoint", "check_resumable"]
 
@@ -32,13 +32,7 @@ def load_checkpoint(run_dir: str | Path) -> dict | None:
     path = Path(run_dir) / CHECKPOINT_NAME
     if not path.exists():
         return None
-    try:
-        state = load_torch(path)
-    except Exception as error:
-        raise ValueError(f"checkpoint {path} is unreadable ({error}); delete it to start the run over") from error
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a compresslib checkpoint of format {CHECKPOINT_FORMAT}; delete it to start over")
-    return state
+    return load_versioned(path, CHECKPOINT_FORMAT, "compresslib checkpoint", "delete it to start the run over")
 
 
 def check_resumable(saved_identity: dict, identity: dict, path: str | Path) -> None:

@@ -84,6 +84,7 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
     info = get_dataset_info(spec.dataset)
     mean, std = list(spec.mean or info.mean), list(spec.std or info.std)
+    normalization = {"mean": mean, "std": std}
     train_images, train_labels = dataset["train_images"], dataset["train_labels"]
     test_images, test_labels = dataset["test_images"], dataset["test_labels"]
     loader_args = dict(mean=mean, std=std, device=device, channels_last=channels_last)
@@ -105,10 +106,10 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     teacher, teacher_info = None, None
     if teacher_path is not None:
         teacher, teacher_meta = load_model(teacher_path, device)
-        if teacher_meta.get("dataset") != spec.dataset or teacher_meta.get("normalization") != {"mean": mean, "std": std}:
-            raise ValueError(f"teacher {teacher_path} was trained on {teacher_meta.get('dataset')!r} with normalisation "
-                             f"{teacher_meta.get('normalization')}, the student uses {spec.dataset!r} with "
-                             f"{{'mean': {mean}, 'std': {std}}}; they must see the same inputs")
+        if teacher_meta.get("dataset") != spec.dataset or teacher_meta.get("normalization") != normalization:
+            raise ValueError(f"teacher {teacher_path} was trained on {teacher_meta.get('dataset')!r} with "
+                             f"normalisation {teacher_meta.get('normalization')}, the student uses "
+                             f"{spec.dataset!r} with {normalization}; they must see the same inputs")
         teacher.eval().requires_grad_(False).to(memory_format=memory_format)
         teacher_info = {"path": str(teacher_path), "sha256": sha256_file(teacher_path), "name": teacher_meta["name"],
                         "spec_hash": teacher_meta.get("spec_hash")}
@@ -130,7 +131,8 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, best = checkpoint["history"], checkpoint["best"]
-        start_epoch, stopped_early, schedule_state = checkpoint["next_epoch"], checkpoint["stopped_early"], checkpoint["schedule"]
+        start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
+        schedule_state = checkpoint["schedule"]
         log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
     schedule = build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, start_epoch)
     if schedule_state is not None:
@@ -186,7 +188,6 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
         model.load_state_dict(best["state_dict"])
-    normalization = {"mean": mean, "std": std}
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs,
                extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
                       "spec_hash": spec_hash(spec)})

@@ -157,7 +157,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise SpecError(f"unknown setting {prefix}{unknown[0]!r}; allowed: {', '.join(prefix + k for k in fields)}")
+        raise SpecError(f"unknown setting {prefix + unknown[0]!r}; allowed: {', '.join(prefix + k for k in fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
     return cls(**kwargs)
@@ -190,11 +190,11 @@ def format_overrides(values: Mapping[str, Any], prefix: str = "") -> list[str]:
     """Inverse of :func:`build_spec`'s override parsing: ``{"kd": {"weight": 0.7}}`` -> ``["kd.weight=0.7"]``.
 
     Nested dataclass groups become dotted keys; dict-valued settings (``model_kwargs``, ``labels``)
-    stay one JSON value.
+    stay one JSON value. The order is sorted, so equal values always give the same arguments.
     """
     group_fields = {f.name for f in dataclasses.fields(TrainSpec) if f.name == "kd"}
     items = []
-    for key, value in values.items():
+    for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
         if not prefix and key in group_fields and isinstance(value, Mapping):
             items += format_overrides(value, prefix=f"{key}.")
         else:

@@ -1,0 +1,117 @@
+"""config.yaml validation: every bad value stops the workflow before any job, naming the key and what is allowed."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compresslib.config import ConfigError, check_config, distill_jobs, load_schema, schema_errors, teacher_jobs
+from conftest import REPO, run_snakemake
+
+SCHEMA = load_schema(REPO / "rules/schemas/config.schema.yaml")
+DEMO = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
+
+
+def _with_defaults(config: dict) -> dict:
+    from jsonschema import Draft202012Validator, validators
+
+    def set_defaults(validator, properties, instance, schema):
+        for key, sub in properties.items():
+            if "default" in sub and isinstance(instance, dict):
+                instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    validators.extend(Draft202012Validator, {"properties": set_defaults})(SCHEMA).validate(config)
+    return config
+
+
+def _demo(**changes) -> dict:
+    config = copy.deepcopy(DEMO)
+    for path, value in changes.items():
+        *parents, leaf = path.split("__")
+        target = config
+        for key in parents:
+            target = target[key]
+        target[leaf] = value
+    return config
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"distill__demo__activations": ["relu", "gelu"]},
+     "distill.demo.activations[1]: 'gelu' is not allowed; allowed: relu, prelu, swish, lma<K> (K in 2..32) or aplu<K>"),
+    ({"students__demo-s0__train": {"epochs": -3}},
+     "students.demo-s0.train.epochs: -3 is out of range; allowed: >= 1"),
+    ({"distill__demo__seeds": [1, "two"]}, "distill.demo.seeds[1]: 'two' is not an integer (an integer >= 0)"),
+    ({"distill__demo__seeds": [1, 2.5]}, "distill.demo.seeds[1]: 2.5 is not an integer"),
+    ({"students__demo-s0__kd": {"kl_reduction": "sum"}},
+     "students.demo-s0.kd.kl_reduction: 'sum' is not allowed; allowed: batchmean, mean"),
+    ({"teachers__demo-teacher__train": {"lr": 0.1, "learning_rate": 1}},
+     "teachers.demo-teacher.train: unknown key 'learning_rate'; allowed keys: augment, batch_size"),
+    ({"teachers__demo-teacher__dataset": "mnist"},
+     "teachers.demo-teacher.dataset: 'mnist' is not allowed; allowed: cifar10, cifar100, synthetic"),
+    ({"validation": {"policy": "val"}}, "validation.policy: 'val' is not allowed; allowed: test, holdout"),
+])
+def test_schema_errors_name_key_and_allowed_values(change: dict, expected: str):
+    messages = schema_errors(_demo(**change), SCHEMA)
+    assert any(expected in message for message in messages), messages
+
+
+def test_names_that_would_break_paths_are_refused():
+    config = _demo()
+    config["students"]["s.0"] = config["students"].pop("demo-s0")
+    assert any("'s.0' is not allowed; allowed: letters, digits" in m for m in schema_errors(config, SCHEMA))
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"distill__demo__teacher": "big-teacher"},
+     "distill.demo.teacher: 'big-teacher' names no teacher; allowed: demo-teacher"),
+    ({"distill__demo__students": ["demo-s0", "demo-s9"]},
+     "distill.demo.students[1]: 'demo-s9' names no student; allowed: demo-s0, demo-s1"),
+    ({"students__demo-s0__model": "resnet9000"}, "students.demo-s0.model: 'resnet9000' is not a registered model"),
+    ({"distill__demo__activations": ["lma40"]}, "lma needs a segment count K in 2..32, got 40"),
+])
+def test_cross_reference_errors(change: dict, expected: str):
+    config = _with_defaults(_demo(**change))
+    with pytest.raises(ConfigError, match="invalid config") as error:
+        check_config(config)
+    assert expected in str(error.value)
+
+
+def test_matrix_expansion_deduplicates_shared_runs():
+    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
+    check_config(config)
+    jobs = distill_jobs(config)
+    assert len(jobs) == len(set(jobs)) == 3 * 5 * 5 + 3 * 10 * 5 - 3 * 2 * 5 + 2 * 5 * 5  # lma8/aplu8 shared
+    assert {job.tag for job in jobs if job.teacher == "wrn16-10"} == {"relu", "prelu", "swish", "aplu8", "lma8"}
+    assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10"]
+
+
+def _write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_config(tmp_path: Path):
+    """Several schema problems at once: the workflow lists them all and creates nothing."""
+    bad = _demo(distill__demo__activations=["relu", "gelu"], distill__demo__seeds=[1, "x"])
+    bad["teachers"]["demo-teacher"]["train"]["epochs"] = -1
+    process = run_snakemake("-n", "--configfile", str(_write(tmp_path, bad)), "--replace-workflow-config",
+                            "--directory", str(tmp_path), check=False)
+    output = process.stdout + process.stderr
+    assert process.returncode != 0
+    assert "invalid config:" in output
+    assert "distill.demo.activations[1]: 'gelu' is not allowed" in output
+    assert "distill.demo.seeds[1]: 'x' is not an integer" in output
+    assert "teachers.demo-teacher.train.epochs: -1 is out of range; allowed: >= 1" in output
+    assert not any(p.name in ("results", "resources", "logs") for p in tmp_path.iterdir())
+
+
+def test_snakemake_reports_a_missing_teacher(tmp_path: Path):
+    process = run_snakemake("-n", "--configfile", str(_write(tmp_path, _demo(distill__demo__teacher="nobody"))),
+                            "--replace-workflow-config", "--directory", str(tmp_path), check=False)
+    assert process.returncode != 0
+    assert "distill.demo.teacher: 'nobody' names no teacher; allowed: demo-teacher" in process.stdout + process.stderr

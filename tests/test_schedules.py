@@ -1,0 +1,88 @@
+"""Learning-rate schedules land on the originals' epochs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from compresslib.training.schedules import PlateauHalving, build_schedule
+
+
+def _rates(schedule, epochs: int, accuracy: float = 0.5) -> list[float]:
+    rates = []
+    for epoch in range(epochs):
+        rates.append(schedule.lr)
+        schedule.update(epoch, accuracy)
+    return rates
+
+
+def test_cifar100_follows_qd_update_after_epoch():
+    """QD: after 0-based epoch e the rate becomes lr0 * 0.2^#{t in 60,120,160 : e > t}."""
+    rates = _rates(build_schedule("cifar100", 0.1), 200)
+    expected = [0.1] + [0.1 * 0.2 ** sum(e - 1 > t for t in (60, 120, 160)) for e in range(1, 200)]
+    assert rates == pytest.approx(expected)
+    assert rates[61] == pytest.approx(0.1) and rates[62] == pytest.approx(0.02)
+    assert rates[162] == pytest.approx(0.1 * 0.2**3)
+
+
+def test_multistep_equals_torch_multisteplr():
+    milestones, gamma = [3, 7], 0.5
+    ours = _rates(build_schedule("multistep", 0.4, milestones, gamma), 10)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4)
+    reference = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma)
+    theirs = []
+    for _ in range(10):
+        theirs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert ours == pytest.approx(theirs)
+
+
+def test_step_schedules_resume_at_any_epoch():
+    full = _rates(build_schedule("cifar100", 0.1), 200)
+    assert build_schedule("cifar100", 0.1, start_epoch=130).lr == pytest.approx(full[130])
+    assert _rates(build_schedule("constant", 0.3), 5) == [0.3] * 5
+
+
+def test_generic_halves_after_ten_flat_epochs_with_cooldown_and_stops():
+    schedule = PlateauHalving(1.0)
+    accuracy = [0.5 + 0.01 * e for e in range(5)] + [0.54] * 60  # improves for 5 epochs, then flat
+    rates, stopped_at = [], None
+    for epoch, acc in enumerate(accuracy):
+        rates.append(schedule.lr)
+        if schedule.update(epoch, acc):
+            stopped_at = epoch
+            break
+    # last improvement at epoch 4; epochs 5..14 are the 10 flat ones -> halve after epoch 14,
+    # then at least 8 epochs until the next halving (after 22, 30), and stop when > 30 flat epochs.
+    assert rates[15] == 0.5 and rates[14] == 1.0
+    assert rates[23] == 0.25 and rates[22] == 0.5
+    assert rates[31] == 0.125
+    assert stopped_at == 4 + 31
+
+
+def test_generic_needs_more_than_a_tenth_of_a_percent_and_caps_halvings():
+    schedule = PlateauHalving(1.0)
+    schedule.update(0, 0.5)
+    schedule.update(1, 0.5009)  # +0.09 %: not an improvement
+    assert schedule.epochs_without_improvement == 1
+    schedule.update(2, 0.5020)
+    assert schedule.epochs_without_improvement == 0
+    capped = PlateauHalving(1.0, patience=1, cooldown=0, stop_patience=10**6)
+    stops = [capped.update(e, 0.1) for e in range(13)]
+    assert capped.halvings == 12 and stops.index(True) == 12  # stop once halved more than 11 times
+
+
+def test_generic_state_round_trip():
+    a = PlateauHalving(0.1)
+    for epoch, acc in enumerate([0.3, 0.4, 0.4, 0.4]):
+        a.update(epoch, acc)
+    b = PlateauHalving(0.1)
+    b.load_state_dict(a.state_dict())
+    assert [a.update(4 + e, 0.4) for e in range(20)] == [b.update(4 + e, 0.4) for e in range(20)]
+    assert a.lr == b.lr
+
+
+def test_unknown_schedule():
+    with pytest.raises(ValueError, match="unknown schedule 'cosine'.*generic"):
+        build_schedule("cosine", 0.1)

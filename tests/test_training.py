@@ -1,0 +1,138 @@
+"""The training loop on a tiny synthetic dataset: outputs, record contents, resume after a kill, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from compresslib.io import load_torch
+from compresslib.training.checkpoint import CheckpointMismatch
+from compresslib.training.loop import HISTORY_COLUMNS, TrainingDiverged, train
+from compresslib.training.spec import build_spec
+from conftest import REPO
+
+TINY = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 3, "batch_size": 32, "lr": 0.05,
+        "schedule": "multistep", "milestones": [2], "eval_batch_size": 128, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("teacher")
+    train(build_spec(TINY | {"model": "demo_conv_student0", "labels": {"teacher": "t"}}), tiny_dataset, run_dir)
+    return run_dir
+
+
+def test_teacher_outputs_and_record(teacher_run: Path, tiny_dataset: Path):
+    assert sorted(p.name for p in teacher_run.iterdir()) == ["history.csv", "model.pt", "record.json"]
+    record = json.loads((teacher_run / "record.json").read_text())
+    history = pd.read_csv(teacher_run / "history.csv")
+    assert list(history.columns) == list(HISTORY_COLUMNS) and list(history.epoch) == [1, 2, 3]
+    assert list(history.lr) == pytest.approx([0.05, 0.05, 0.005])  # multistep at epoch 2, gamma 0.1
+    metrics = record["metrics"]
+    assert record["kind"] == "teacher" and record["labels"] == {"teacher": "t"}
+    assert metrics["final_test_acc"] == history.test_acc.iloc[-1] == record["curve"]["test_acc"][-1]
+    assert metrics["best_test_acc"] == history.test_acc.max()  # test-as-validation: best val == best test
+    assert metrics["final_test_acc"] > 0.15  # a tiny net on 512 images still beats chance (0.10)
+    assert record["model"]["params"] == 107_098 and record["spec"]["validation"] == "test"
+    assert record["provenance"]["dataset"]["source"] == "synthetic"
+    assert len(record["spec_hash"]) == 64 and record["provenance"]["packages"]["torch"].startswith("2.14")
+    assert record["hardware"]["device"] == "cpu" and record["timing"]["train_images_per_s"] > 0
+    model_file = load_torch(teacher_run / "model.pt")
+    assert model_file["dataset"] == "synthetic" and model_file["normalization"]["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_student_distils_from_teacher(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):
+    spec = build_spec(TINY | {"activation": "lma4", "kd": {"kl_reduction": "mean"}, "selection": "best"})
+    record = train(spec, tiny_dataset, tmp_path, teacher_path=teacher_run / "model.pt")
+    assert record["kind"] == "distill" and record["bins"] == 4 and record["activation_family"] == "lma"
+    assert record["provenance"]["teacher_model"]["path"].endswith("model.pt")
+    assert record["metrics"]["selected_test_acc"] == record["metrics"]["best_test_acc"]
+    assert record["model"]["activation_params"] == 2 * 4 * 5  # five LMA-4 layers
+
+
+def test_holdout_validation_is_recorded_and_used(tiny_dataset: Path, tmp_path: Path):
+    spec = build_spec(TINY | {"epochs": 1, "validation": "holdout", "holdout_size": 100})
+    record = train(spec, tiny_dataset, tmp_path)
+    assert record["spec"]["validation"] == "holdout"
+    assert record["metrics"]["final_val_acc"] != record["metrics"]["final_test_acc"]  # 100 held-out vs 256 test images
+
+
+def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    settings = [f"{key}={json.dumps(value)}" for key, value in (TINY | {"epochs": 4}).items()]
+    return [sys.executable, str(REPO / "workflow_scripts/train.py"), "--data", str(data), "--run-dir", str(run_dir),
+            *settings, *extra]
+
+
+def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path):
+    """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
+    reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(_train_command(tiny_dataset, reference_dir), check=True, capture_output=True)
+
+    process = subprocess.Popen(_train_command(tiny_dataset, resumed_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = resumed_dir / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if checkpoint.exists() and load_torch(checkpoint)["next_epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (resumed_dir / "record.json").exists()  # killed mid-run: nothing looks finished
+    assert load_torch(checkpoint)["next_epoch"] in (2, 3)
+
+    subprocess.run(_train_command(tiny_dataset, resumed_dir), check=True, capture_output=True)
+    reference = json.loads((reference_dir / "record.json").read_text())
+    resumed = json.loads((resumed_dir / "record.json").read_text())
+    assert resumed["timing"]["resumed_from_epoch"] in (2, 3)
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["curve"]["train_loss"] == reference["curve"]["train_loss"]
+    weights = load_torch(resumed_dir / "model.pt")["state_dict"]
+    for key, value in load_torch(reference_dir / "model.pt")["state_dict"].items():
+        assert torch.equal(value, weights[key]), key
+    assert not checkpoint.exists()  # removed once the outputs are complete
+
+
+def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path: Path):
+    process = subprocess.run(_train_command(tiny_dataset, tmp_path, "epochs=1"), capture_output=True, text=True)
+    assert process.returncode == 0
+    # fake an unfinished run written with another learning rate
+    state = load_torch(tmp_path / "model.pt")
+    spec = build_spec(TINY | {"epochs": 4, "lr": 0.5})
+    torch.save({"format": 1, "identity": spec.identity(), "next_epoch": 1}, tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointMismatch, match=r"lr: 0.5 in the checkpoint, 0.05 requested.*delete the checkpoint"):
+        train(build_spec(TINY | {"epochs": 4}), tiny_dataset, tmp_path)
+    assert state is not None
+
+
+def test_input_errors(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):
+    with pytest.raises(ValueError, match="needs both a teacher model and kd settings"):
+        train(build_spec(TINY), tiny_dataset, tmp_path, teacher_path=teacher_run / "model.pt")
+    with pytest.raises(ValueError, match="holds dataset 'synthetic', but the spec asks for 'cifar10'"):
+        train(build_spec(TINY | {"dataset": "cifar10"}), tiny_dataset, tmp_path)
+    with pytest.raises(ValueError, match="must see the same inputs"):
+        train(build_spec(TINY | {"kd": {}, "mean": [0.4, 0.4, 0.4]}), tiny_dataset, tmp_path,
+              teacher_path=teacher_run / "model.pt")
+    assert not any(tmp_path.iterdir())  # refused before writing anything
+
+
+def test_divergence_stops_with_a_clear_error(tiny_dataset: Path, tmp_path: Path):
+    with pytest.raises(TrainingDiverged, match="diverged in epoch 1"):
+        train(build_spec(TINY | {"lr": 1e12, "momentum": 0.0, "weight_decay": 0.0}), tiny_dataset, tmp_path)
+    assert not (tmp_path / "record.json").exists() and not (tmp_path / "model.pt").exists()
+
+
+def test_script_reports_bad_settings_in_one_line(tiny_dataset: Path, tmp_path: Path):
+    process = subprocess.run(_train_command(tiny_dataset, tmp_path, "lr=-1"), capture_output=True, text=True)
+    assert process.returncode == 1
+    assert "SpecError: lr: got -1.0, expected a number > 0" in process.stderr
+    assert "Traceback" not in process.stderr

@@ -1,0 +1,164 @@
+"""The Snakemake workflow: the paper DAG, lint, wildcard routing, offline data paths, the demo end to end, reruns."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import http.server
+import json
+import re
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+JOB_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
+DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
+
+
+def planned_jobs(*args: str) -> list[tuple[str, dict]]:
+    """(rule, wildcards) of every job a dry run would execute."""
+    output = run_snakemake("--dry-run", *args).stdout
+    jobs, rule = [], None
+    for line in output.splitlines():
+        header = JOB_HEADER.match(line.strip())
+        if header:
+            rule = header["rule"]
+            jobs.append((rule, {}))
+        elif rule and line.strip().startswith("wildcards:"):
+            pairs = line.strip().removeprefix("wildcards:").split(", ")
+            jobs[-1][1].update(pair.strip().split("=", 1) for pair in pairs)
+    return jobs
+
+
+def test_paper_dag_job_counts():
+    counts = Counter(rule for rule, _ in planned_jobs())
+    assert counts == {"download_archive": 2, "prepare_dataset": 2, "train_teacher": 2,
+                      # CIFAR-10: 3 students x 5 activations x 5 seeds; bins ablation adds 3 x 8 new tags x 5;
+                      # CIFAR-100: 2 students x 5 activations x 5 seeds
+                      "distill_student": 75 + 120 + 50, "aggregate": 1, "all": 1}
+
+
+def test_lint_is_clean():
+    process = run_snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition!" in process.stdout + process.stderr
+
+
+def test_wildcards_route_each_path_to_one_rule():
+    jobs = planned_jobs("results/distill/cifar10/conv-teacher/conv-s2/aplu12/seed4/record.json")
+    student = [w for rule, w in jobs if rule == "distill_student"]
+    assert student == [{"dataset": "cifar10", "teacher": "conv-teacher", "student": "conv-s2",
+                        "activation": "aplu", "bins": "12", "seed": "4"}]
+    assert [w for rule, w in jobs if rule == "train_teacher"] == [{"dataset": "cifar10", "teacher": "conv-teacher",
+                                                                    "seed": "1"}]
+    relu = planned_jobs("results/distill/cifar100/wrn16-10/wrn10-2/relu/seed1/record.json")
+    assert ("distill_student", {"dataset": "cifar100", "teacher": "wrn16-10", "student": "wrn10-2",
+                                "activation": "relu", "bins": "", "seed": "1"}) in relu
+    # a student name in the teacher position matches no rule
+    missing = run_snakemake("--dry-run", "results/teachers/cifar10/conv-s0/seed1/record.json", check=False)
+    assert missing.returncode != 0 and "MissingRuleException" in missing.stdout + missing.stderr
+
+
+def test_extracted_folder_skips_the_download(tmp_path: Path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["data"].update(extracted={"cifar10": "/data/cifar"}, verify_checksums=False)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs("--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--printshellcmds",
+                        "resources/cifar10/dataset.pt")
+    assert [rule for rule, _ in jobs] == ["prepare_dataset"]
+    shell = run_snakemake("-n", "-p", "--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config",
+                          "resources/cifar10/dataset.pt").stdout
+    assert "--extracted /data/cifar --no-verify" in shell
+
+
+def test_conda_environment_pins_match_the_lock():
+    environment = yaml.safe_load((REPO / "rules/envs/compresslib.yaml").read_text())
+    pins = dict(line.split("==") for line in environment["dependencies"][-1]["pip"])
+    lock = dict(line.split("==") for line in (REPO / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert pins == {name: lock[name] for name in pins}
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        return None
+
+
+def test_download_rule_with_a_mirror_serving_the_wrong_bytes_fails_cleanly(tmp_path: Path):
+    """A mirror (local HTTP server) serves a file whose md5 is not the official one."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "cifar-10-python.tar.gz").write_bytes(b"not the CIFAR-10 archive" * 1000)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=served))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = copy.deepcopy(DEMO_CONFIG)
+        config["teachers"]["demo-teacher"]["dataset"] = "cifar10"  # so that cifar10 is a dataset of the DAG
+        config["data"] = {"mirror": f"http://127.0.0.1:{server.server_port}/"}
+        (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+        process = run_snakemake("--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config",
+                                "--directory", str(tmp_path / "run"), "resources/cifar10/archive.tar.gz", check=False)
+    finally:
+        server.shutdown()
+    assert process.returncode != 0
+    log = (tmp_path / "run/logs/download_archive/cifar10.log").read_text()
+    assert "ChecksumError" in log and "c58f30108f718f92721af3b95e74349a" in log
+    archive_dir = tmp_path / "run/resources/cifar10"
+    assert not archive_dir.exists() or not any(archive_dir.iterdir())  # nothing half-written
+
+
+# ---- the demo, end to end (slow) --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    workdir = tmp_path_factory.mktemp("demo")
+    run_snakemake("--workflow-profile", "profiles/demo", "--directory", str(workdir))
+    return workdir
+
+
+@pytest.mark.slow
+def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
+    tables, plots = demo_run / "results/tables", demo_run / "results/plots"
+    runs = pd.read_csv(tables / "runs.csv")
+    assert len(runs) == 1 + 2 * 5 * 2 and set(runs.kind) == {"teacher", "distill"}
+    teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
+    students = runs[runs.kind == "distill"]
+    assert teacher > 0.7  # 10 classes: chance is 0.1
+    per_student = students.groupby("labels.student")["metrics.final_test_acc"].mean()
+    assert students["metrics.final_test_acc"].min() > 0.2 and per_student.min() > 0.4
+    assert (per_student < teacher).all(), per_student
+    assert per_student["demo-s0"] > per_student["demo-s1"]  # the bigger student learns more
+
+    seeds = pd.read_csv(tables / "seeds-distill-best.csv")
+    assert len(seeds) == 10 and seeds[["seed1", "seed2"]].notna().all().all()
+    row = seeds.iloc[0]
+    assert row["mean"] == pytest.approx((row["seed1"] + row["seed2"]) / 2)
+    summary = pd.read_csv(tables / "summary-distill.csv")
+    assert (summary["final_test_acc_n"] == 2).all()
+    assert (summary["final_test_acc_ci95_low"] < summary["final_test_acc_mean"]).all()
+
+    for name in ("teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png"):
+        assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads(next((demo_run / "results/distill").rglob("record.json")).read_text())
+    assert record["provenance"]["teacher_model"]["sha256"] and record["spec"]["kd"]["weight"] == 0.7
+    for rule in ("prepare_dataset", "train_teacher", "distill_student", "aggregate"):
+        assert any((demo_run / "logs" / rule).rglob("*.log")) and any((demo_run / "benchmarks" / rule).rglob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
+    unchanged = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run))
+    assert unchanged == []
+    config = copy.deepcopy(DEMO_CONFIG)
+    config["students"]["demo-s1"]["train"]["lr"] = 0.02
+    (demo_run / "changed.yaml").write_text(yaml.safe_dump(config))
+    jobs = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run),
+                        "--configfile", str(demo_run / "changed.yaml"))
+    assert Counter(rule for rule, _ in jobs) == {"distill_student": 10, "aggregate": 1, "all": 1}
+    assert {w["student"] for rule, w in jobs if rule == "distill_student"} == {"demo-s1"}
