@@ -183,6 +183,7 @@ class _PiecewiseLinear(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, bins: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, bins.to(torch.uint8), slope)
         bins_s = _storage_order(bins)
+        slope, offset = slope.to(x.dtype), offset.to(x.dtype)  # parameters stay fp32 outside: fp32 gradients
         return _logical_order(torch.addcmul(offset.take(bins_s), slope.take(bins_s), _storage_order(x)), x)
 
     @staticmethod
@@ -190,11 +191,13 @@ class _PiecewiseLinear(torch.autograd.Function):
         x, bins, slope = ctx.saved_tensors
         x_s, bins_s = _storage_order(x), _storage_order(bins).long()
         grad_s = _storage_order(grad.to(x.dtype).contiguous(memory_format=_memory_format(x)))
-        grad_x = _logical_order(grad_s * slope.take(bins_s), x) if ctx.needs_input_grad[0] else None
-        flat_bins, flat_grad = bins_s.reshape(-1), grad_s.reshape(-1)
-        grad_slope = torch.zeros_like(slope).scatter_add_(0, flat_bins, flat_grad * x_s.reshape(-1))
-        grad_offset = torch.zeros_like(slope).scatter_add_(0, flat_bins, flat_grad)
-        return grad_x, None, grad_slope, grad_offset
+        grad_x = _logical_order(grad_s * slope.to(x.dtype).take(bins_s), x) if ctx.needs_input_grad[0] else None
+        # Sums over millions of elements: accumulate in float32 even when x is bf16 (autocast).
+        flat_bins, flat_grad = bins_s.reshape(-1), grad_s.reshape(-1).float()
+        accumulator = torch.zeros(slope.shape, dtype=torch.float32, device=slope.device)
+        grad_slope = accumulator.scatter_add(0, flat_bins, flat_grad * x_s.reshape(-1).float())
+        grad_offset = accumulator.scatter_add(0, flat_bins, flat_grad)
+        return grad_x, None, grad_slope.to(slope.dtype), grad_offset.to(slope.dtype)
 
 
 def _memory_format(t: torch.Tensor) -> torch.memory_format:
@@ -288,8 +291,7 @@ class LMA(nn.Module):
                 m = self.momentum
                 self.running_mean.mul_(1.0 - m).add_(batch_mean.to(self.running_mean.dtype), alpha=m)
                 self.running_std.mul_(1.0 - m).add_(batch_std.to(self.running_std.dtype), alpha=m)
-        slope = (self.base_slope + self.delta_slope).to(x.dtype)
-        return _PiecewiseLinear.apply(x, bins, slope, self.offset.to(x.dtype))
+        return _PiecewiseLinear.apply(x, bins, self.base_slope + self.delta_slope, self.offset)
 
     def extra_repr(self) -> str:
         extra = ", update_stats_in_eval=True" if self.update_stats_in_eval else ""

@@ -525,3 +525,18 @@ def test_forward_backward_on_device(tag, device):
     with torch.no_grad():
         out = module(x)
     assert out.device == x.device and torch.isfinite(out).all()
+
+
+def test_lma_parameter_gradients_accumulate_in_float32_under_bf16():
+    """bf16 inputs (autocast) must not make the K-bin gradient sums lose precision.
+
+    Under a sum() loss, offset.grad[k] is the number of elements in bin k: exact integers adding up to
+    x.numel() (2^20 here), which a bf16 accumulator (8-bit mantissa) could not represent.
+    """
+    torch.manual_seed(0)
+    layer = LMA(8).train()
+    x = torch.randn(64, 16, 32, 32).bfloat16()
+    layer(x).float().sum().backward()
+    counts = layer.offset.grad
+    assert counts.dtype == torch.float32
+    assert torch.equal(counts, counts.round()) and counts.sum().item() == x.numel()
