@@ -115,14 +115,17 @@ def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path:
 
 
 def test_input_errors(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):
+    run_dir = tmp_path / "run"
     with pytest.raises(ValueError, match="needs both a teacher model and kd settings"):
-        train(build_spec(TINY), tiny_dataset, tmp_path, teacher_path=teacher_run / "model.pt")
+        train(build_spec(TINY), tiny_dataset, run_dir, teacher_path=teacher_run / "model.pt")
     with pytest.raises(ValueError, match="holds dataset 'synthetic', but the spec asks for 'cifar10'"):
-        train(build_spec(TINY | {"dataset": "cifar10"}), tiny_dataset, tmp_path)
+        train(build_spec(TINY | {"dataset": "cifar10"}), tiny_dataset, run_dir)
     with pytest.raises(ValueError, match="must see the same inputs"):
-        train(build_spec(TINY | {"kd": {}, "mean": [0.4, 0.4, 0.4]}), tiny_dataset, tmp_path,
+        train(build_spec(TINY | {"kd": {}, "mean": [0.4, 0.4, 0.4]}), tiny_dataset, run_dir,
               teacher_path=teacher_run / "model.pt")
-    assert not any(tmp_path.iterdir())  # refused before writing anything
+    with pytest.raises(ValueError, match="holdout_size must be in"):
+        train(build_spec(TINY | {"validation": "holdout", "holdout_size": 512}), tiny_dataset, run_dir)
+    assert not run_dir.exists()  # refused before writing anything
 
 
 def test_divergence_stops_with_a_clear_error(tiny_dataset: Path, tmp_path: Path):

@@ -60,8 +60,7 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     """
     started_at, wall_start = provenance.now_iso(), time.perf_counter()
     spec.validate()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(run_dir)  # created by the first checkpoint write, after every input check passed
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
