@@ -318,9 +318,10 @@ def parse_activation(tag: str) -> tuple[str, int | None]:
     if family not in SEGMENT_RANGE:
         return family, None
     num_bins = DEFAULT_NUM_BINS if match["num_bins"] is None else int(match["num_bins"])
-    lo, hi = SEGMENT_RANGE[family]
-    if not lo <= num_bins <= hi:
-        raise ValueError(f"activation {tag!r}: {family} needs a segment count K in {lo}..{hi}, got {num_bins}")
+    try:
+        _check_num_bins(family, num_bins)
+    except ValueError as error:
+        raise ValueError(f"activation {tag!r}: {error}") from None
     return family, num_bins
 
 

@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 __all__ = ["run_main"]
 
-# Errors that describe bad input (config, data, checkpoint, network): their message says everything,
-# so the job log ends with it rather than with a traceback.
-_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, RuntimeError)
+# Bad input (config, spec, data, checkpoint: ValueError), unreachable or wrong files (OSError, which
+# includes DownloadError) and diverged training (FloatingPointError) are explained by their message, so
+# the job log ends with that one line. Anything else (a bug, CUDA out of memory) keeps its traceback.
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FloatingPointError)
 
 
 def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = None) -> None:
@@ -21,6 +22,5 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     try:
         main(argv)
     except _INPUT_ERRORS as error:
-        logging.getLogger("compresslib").debug("details", exc_info=True)
         logging.getLogger("compresslib").error("%s: %s", type(error).__name__, error)
         sys.exit(1)

@@ -20,7 +20,7 @@ import yaml
 
 from compresslib.activations import parse_activation
 
-__all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "TeacherJob", "DistillJob",
+__all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "format_problems", "TeacherJob", "DistillJob",
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
            "experiments_for_aggregation"]
 
@@ -62,8 +62,6 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed_text = f"allowed keys: {', '.join(allowed)}" if allowed else "names must match " + \
             json.dumps(schema.get("propertyNames", {}).get("pattern", ""))
         return f"{where}: unknown key {', '.join(map(repr, extra)) or ''}; {allowed_text}"
-    if keyword == "required":
-        return f"{where}: {error.message}"
     if keyword == "type":
         return f"{where}: {value!r} is not {_article(error.validator_value)}" + (f" ({hint})" if hint else "")
     if keyword in ("minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"):
@@ -71,7 +69,7 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"{where}: {value!r} is out of range; allowed: {symbol} {error.validator_value}"
     if keyword == "pattern":
         return f"{where}: {value!r} is not allowed; allowed: {hint or 'strings matching ' + error.validator_value}"
-    if keyword in ("minItems", "uniqueItems", "minProperties"):
+    if keyword in ("required", "minItems", "uniqueItems", "minProperties"):  # jsonschema's message says it all
         return f"{where}: {error.message}"
     return f"{where}: {error.message}" + (f" ({hint})" if hint else "")
 
@@ -102,7 +100,7 @@ def check_config(config: dict) -> None:
         if teacher["dataset"] not in DATASETS:
             problems.append(f"teachers.{name}.dataset: {teacher['dataset']!r} is not allowed; "
                             f"allowed: {', '.join(DATASETS)}")
-        problems += _activation_problems(f"teachers.{name}.activation", [teacher["activation"]])
+        problems += _activation_problems([(f"teachers.{name}.activation", teacher["activation"])])
     for name, experiment in config.get("distill", {}).items():
         where = f"distill.{name}"
         if experiment["teacher"] not in teachers:
@@ -112,7 +110,8 @@ def check_config(config: dict) -> None:
             if student not in students:
                 problems.append(f"{where}.students[{index}]: {student!r} names no student; "
                                 f"allowed: {', '.join(students) or '(no students defined)'}")
-        problems += _activation_problems(f"{where}.activations", experiment["activations"])
+        problems += _activation_problems([(f"{where}.activations[{index}]", tag)
+                                          for index, tag in enumerate(experiment["activations"])])
     for dataset in config["data"]["extracted"]:
         if dataset not in DATASETS or dataset == "synthetic":
             problems.append(f"data.extracted.{dataset}: not a downloadable dataset; allowed: cifar10, cifar100")
@@ -124,13 +123,14 @@ def format_problems(problems: list[str]) -> str:
     return "invalid config:\n" + "\n".join(f"  - {problem}" for problem in problems)
 
 
-def _activation_problems(where: str, tags: list[str]) -> list[str]:
+def _activation_problems(tags: list[tuple[str, str]]) -> list[str]:
+    """``"<key>: <why>"`` for every (key, tag) whose tag is not a valid activation."""
     problems = []
-    for index, tag in enumerate(tags):
+    for where, tag in tags:
         try:
             parse_activation(tag)
         except ValueError as error:
-            problems.append(f"{where}[{index}]: {error}" if len(tags) > 1 or "[" in where else f"{where}: {error}")
+            problems.append(f"{where}: {error}")
     return problems
 
 
@@ -178,30 +178,30 @@ def distill_jobs(config: dict) -> list[DistillJob]:
     return list(jobs)
 
 
-def _validation(config: dict) -> dict:
+def _run_values(config: dict, entry: dict, teacher: str, activation: str, seed: int, labels: dict) -> dict:
+    """TrainSpec values shared by teacher and student runs: the entry's model and recipe, the validation
+    policy, and the teacher's dataset and normalisation (a student must see the teacher's inputs)."""
+    teacher_entry = config["teachers"][teacher]
     validation = config["validation"]
-    return {"validation": validation["policy"], "holdout_size": validation["holdout_size"],
-            "holdout_seed": validation["holdout_seed"]}
+    normalization = teacher_entry["normalization"] or {}
+    return {"dataset": teacher_entry["dataset"], "model": entry["model"], "model_kwargs": entry["model_kwargs"],
+            "activation": activation, "seed": seed, **entry["train"],
+            "validation": validation["policy"], "holdout_size": validation["holdout_size"],
+            "holdout_seed": validation["holdout_seed"],
+            "mean": normalization.get("mean"), "std": normalization.get("std"),
+            "labels": {"dataset": teacher_entry["dataset"], "teacher": teacher, **labels}}
 
 
 def teacher_spec_values(config: dict, name: str) -> dict:
     """The TrainSpec values of teacher ``name``."""
     teacher = config["teachers"][name]
-    normalization = teacher["normalization"] or {}
-    return {"dataset": teacher["dataset"], "model": teacher["model"], "model_kwargs": teacher["model_kwargs"],
-            "activation": teacher["activation"], "seed": teacher["seed"], **teacher["train"], **_validation(config),
-            "mean": normalization.get("mean"), "std": normalization.get("std"),
-            "labels": {"dataset": teacher["dataset"], "teacher": name}}
+    return _run_values(config, teacher, name, teacher["activation"], teacher["seed"], labels={})
 
 
 def student_spec_values(config: dict, teacher: str, student: str, activation: str, seed: int) -> dict:
-    """The TrainSpec values of one distillation run; inputs are normalised as the teacher's were."""
-    entry, teacher_entry = config["students"][student], config["teachers"][teacher]
-    normalization = teacher_entry["normalization"] or {}
-    return {"dataset": teacher_entry["dataset"], "model": entry["model"], "model_kwargs": entry["model_kwargs"],
-            "activation": activation, "seed": seed, **entry["train"], **_validation(config), "kd": entry["kd"],
-            "mean": normalization.get("mean"), "std": normalization.get("std"),
-            "labels": {"dataset": teacher_entry["dataset"], "teacher": teacher, "student": student}}
+    """The TrainSpec values of one distillation run."""
+    entry = config["students"][student]
+    return _run_values(config, entry, teacher, activation, seed, labels={"student": student}) | {"kd": entry["kd"]}
 
 
 def experiments_for_aggregation(config: dict) -> dict:

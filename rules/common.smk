@@ -12,7 +12,6 @@ from snakemake.utils import validate
 
 from compresslib.config import (
     ConfigError,
-    canonical_activation,
     check_config,
     distill_jobs,
     experiments_for_aggregation,

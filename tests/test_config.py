@@ -7,24 +7,19 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from compresslib.config import ConfigError, check_config, distill_jobs, load_schema, schema_errors, teacher_jobs
 from conftest import REPO, run_snakemake
 
-SCHEMA = load_schema(REPO / "rules/schemas/config.schema.yaml")
+SCHEMA_PATH = REPO / "rules/schemas/config.schema.yaml"
+SCHEMA = load_schema(SCHEMA_PATH)
 DEMO = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 
 
 def _with_defaults(config: dict) -> dict:
-    from jsonschema import Draft202012Validator, validators
-
-    def set_defaults(validator, properties, instance, schema):
-        for key, sub in properties.items():
-            if "default" in sub and isinstance(instance, dict):
-                instance.setdefault(key, copy.deepcopy(sub["default"]))
-        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
-
-    validators.extend(Draft202012Validator, {"properties": set_defaults})(SCHEMA).validate(config)
+    """What the workflow does first: schema validation that fills the defaults."""
+    validate(config, str(SCHEMA_PATH))
     return config
 
 

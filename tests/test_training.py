@@ -103,15 +103,14 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
 
 
 def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path: Path):
-    process = subprocess.run(_train_command(tiny_dataset, tmp_path, "epochs=1"), capture_output=True, text=True)
-    assert process.returncode == 0
-    # fake an unfinished run written with another learning rate
-    state = load_torch(tmp_path / "model.pt")
+    # an unfinished run written with another learning rate
+    checkpoint = tmp_path / "checkpoint.pt"
     spec = build_spec(TINY | {"epochs": 4, "lr": 0.5})
-    torch.save({"format": 1, "identity": spec.identity(), "next_epoch": 1}, tmp_path / "checkpoint.pt")
+    torch.save({"format": 1, "identity": spec.identity(), "next_epoch": 1}, checkpoint)
+    written = checkpoint.read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"lr: 0.5 in the checkpoint, 0.05 requested.*delete the checkpoint"):
         train(build_spec(TINY | {"epochs": 4}), tiny_dataset, tmp_path)
-    assert state is not None
+    assert checkpoint.read_bytes() == written and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]
 
 
 def test_input_errors(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):

@@ -54,8 +54,8 @@ _PROGRESS_EVERY_BYTES = 32 << 20  # a progress line per 32 MiB: ~5 lines for CIF
 _URL_SCHEMES = ("http://", "https://", "file://")
 
 
-class DownloadError(RuntimeError):
-    """Fetching or unpacking an archive failed; the message names the URL or path and the reason."""
+class DownloadError(OSError):
+    """Fetching or unpacking an archive failed (an I/O failure); the message names the URL or path and the reason."""
 
 
 class ChecksumError(DownloadError):
@@ -203,6 +203,8 @@ def extract_archive(archive_path: Path, dest_dir: Path) -> Path:
                             f"refusing to extract {archive_path}: member {member.name!r} has an absolute path or '..'"
                         )
                 tar.extractall(staging, members=members, filter="data")
+        except DownloadError:
+            raise
         except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
             raise DownloadError(f"cannot extract {archive_path} into {dest_dir}: {error!r}") from error
         _replace_dir(staging, dest_dir)

@@ -1,10 +1,10 @@
 """The rolling per-epoch checkpoint of a run directory, and the strict resume check.
 
 ``checkpoint.pt`` holds plain state only (state_dicts, numbers, lists): model, optimiser, schedule
-state, the history so far, the best epoch (and its weights when the run selects the best model),
-the next epoch to run and the spec that produced it. It is rewritten atomically after every epoch
-and deleted once the run's outputs are complete. Randomness needs no saved state: every epoch
-reseeds from ``(seed, epoch)``.
+state, the history so far (the best epoch is read off it), the best epoch's weights when the run
+selects the best model, the next epoch to run and the spec identity that produced it. It is
+rewritten atomically after every epoch and deleted once the run's outputs are complete. Randomness
+needs no saved state: every epoch reseeds from ``(seed, epoch)``.
 """
 
 from __future__ import annotations

@@ -14,13 +14,14 @@ checkpoint produces bit-identical numbers on CPU.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import io
 import logging
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,7 @@ HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_ac
 RECORD_FORMAT = 1
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
@@ -66,8 +67,10 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
 
     # ---- runtime placement -------------------------------------------------------------------
-    device = torch.device("cuda" if spec.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if spec.device == "auto" else spec.device)
+    if spec.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(spec.device)
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
     use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
@@ -122,14 +125,14 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
 
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
-    best: dict[str, Any] = {"epoch": None, "val_acc": -1.0, "state_dict": None}
+    best_state = None  # weights of the best validation epoch, kept only when the run selects them
     start_epoch, stopped_early, schedule_state = 0, False, None
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
         check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        history, best = checkpoint["history"], checkpoint["best"]
+        history, best_state = checkpoint["history"], checkpoint["best_state"]
         start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
         schedule_state = checkpoint["schedule"]
         log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
@@ -138,11 +141,8 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         schedule.load_state_dict(schedule_state)
 
     # ---- epochs ------------------------------------------------------------------------------------
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
-        if spec.kd is None:
-            return kd_loss(logits, targets)
-        return kd_loss(logits, targets, teacher_logits, temperature=spec.kd.temperature, weight=spec.kd.weight,
-                       kl_reduction=spec.kd.kl_reduction)
+    # KDSpec's fields are kd_loss's keywords; without a teacher kd_loss is plain cross-entropy.
+    loss_fn = functools.partial(kd_loss, **(dataclasses.asdict(spec.kd) if spec.kd is not None else {}))
 
     for epoch in range(start_epoch, spec.epochs):
         if stopped_early:
@@ -172,13 +172,12 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": train_loader.num_examples / train_seconds,
         })
-        if scores["val"][0] > best["val_acc"]:
-            best = {"epoch": epoch + 1, "val_acc": scores["val"][0],
-                    "state_dict": _cpu_state(model) if spec.selection == "best" else None}
+        if spec.selection == "best" and _best_row(history) is history[-1]:
+            best_state = _cpu_state(model)
         save_checkpoint(run_dir, {
-            "identity": spec.identity(), "spec": spec.to_dict(), "next_epoch": epoch + 1,
-            "stopped_early": stopped_early, "model": _cpu_state(model), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "history": history, "best": best,
+            "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
+            "model": _cpu_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+            "history": history, "best_state": best_state,
         })
         log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f img/s)%s",
                  epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
@@ -186,12 +185,12 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
 
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
-        model.load_state_dict(best["state_dict"])
+        model.load_state_dict(best_state)
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs,
                extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
                       "spec_hash": spec_hash(spec)})
     _write_history(run_dir / "history.csv", history)
-    record = _build_record(spec, run_dir, model, history, best, stopped_early, device, teacher_info,
+    record = _build_record(spec, run_dir, model, history, stopped_early, device, teacher_info,
                            dataset["provenance"], data_path, start_epoch, command, started_at,
                            time.perf_counter() - wall_start)
     write_json(run_dir / "record.json", record)
@@ -239,6 +238,11 @@ def evaluate(model: nn.Module, loader: DeviceLoader, autocast: torch.autocast | 
     return correct.item() / n, loss_sum.item() / n
 
 
+def _best_row(history: list[dict]) -> dict:
+    """The epoch with the highest validation accuracy; the earliest one on a tie."""
+    return max(history, key=lambda row: row["val_acc"])
+
+
 def _cpu_state(model: nn.Module) -> dict:
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
@@ -252,13 +256,12 @@ def _write_history(path: Path, history: list[dict]) -> None:
         handle.write(buffer.getvalue())
 
 
-def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], best: dict,
-                  stopped_early: bool, device: torch.device, teacher_info: dict | None, data_provenance: dict,
-                  data_path: str | Path, resumed_from: int, command: list[str] | None, started_at: str,
-                  wall_seconds: float) -> dict:
+def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
+                  device: torch.device, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
+                  resumed_from: int, command: list[str] | None, started_at: str, wall_seconds: float) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
-    best_row = history[best["epoch"] - 1]
+    best_row = _best_row(history)
     selected = best_row if spec.selection == "best" else final
     train_seconds = sum(row["train_seconds"] for row in history)
     params = count_parameters(model)

@@ -192,14 +192,18 @@ def format_overrides(values: Mapping[str, Any], prefix: str = "") -> list[str]:
     Nested dataclass groups become dotted keys; dict-valued settings (``model_kwargs``, ``labels``)
     stay one JSON value. The order is sorted, so equal values always give the same arguments.
     """
-    group_fields = {f.name for f in dataclasses.fields(TrainSpec) if f.name == "kd"}
     items = []
     for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
-        if not prefix and key in group_fields and isinstance(value, Mapping):
+        if not prefix and key in _GROUP_FIELDS and isinstance(value, Mapping):
             items += format_overrides(value, prefix=f"{key}.")
         else:
             items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
     return items
+
+
+# Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``).
+_GROUP_FIELDS = frozenset(name for name, hint in typing.get_type_hints(TrainSpec).items()
+                          if any(dataclasses.is_dataclass(option) for option in typing.get_args(hint)))
 
 
 def spec_hash(spec: TrainSpec) -> str:
