@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["software", "hardware", "git_revision", "now_iso"]
+from compresslib.devices import Placement
+
+__all__ = ["software", "hardware", "job_identity", "git_revision", "now_iso"]
 
 PACKAGES = ("compresslib", "torch", "torchvision", "numpy", "pandas", "snakemake", "snakemake-executor-plugin-slurm")
 
@@ -45,14 +47,21 @@ def software() -> dict:
     return {"python": platform.python_version(), "packages": versions, **git_revision()}
 
 
-def hardware(device: torch.device, threads: int) -> dict:
+def job_identity() -> dict:
+    """The host and, under SLURM, the job this process runs in (a resubmitted job gets a new id)."""
+    return {"hostname": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+            "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT")}
+
+
+def hardware(placement: Placement, threads: int) -> dict:
+    """The device the run used (and how it got it), CPU threads, host and interpreter."""
+    device = placement.device
     info = {
-        "device": device.type,
+        **placement.describe(),
+        "device_type": device.type,
         "device_name": platform.processor() or platform.machine(),
-        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "threads": threads,
-        "hostname": socket.gethostname(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        **job_identity(),
         "platform": platform.platform(),
         "executable": sys.executable,
     }

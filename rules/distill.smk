@@ -13,6 +13,8 @@ rule distill_student:
         run_dir=DISTILL_DIR,
         spec=student_overrides,
     threads: 1
+    resources:
+        gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
     conda:
         SOFTWARE_ENV
     shell:

@@ -12,6 +12,8 @@ rule train_teacher:
         run_dir=TEACHER_DIR,
         spec=teacher_overrides,
     threads: 1
+    resources:
+        gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
     conda:
         SOFTWARE_ENV
     shell:

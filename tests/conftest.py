@@ -32,6 +32,11 @@ def run_snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subproces
     return process
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the SLURM cluster test last: it is the longest, and it installs and removes system packages."""
+    items.sort(key=lambda item: item.path.name == "test_slurm.py")
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared synthetic dataset small enough for unit-test training runs (512 train / 256 test)."""

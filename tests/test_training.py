@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from compresslib.io import load_torch
-from compresslib.training.checkpoint import CheckpointMismatch
+from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
 from compresslib.training.loop import HISTORY_COLUMNS, TrainingDiverged, train
 from compresslib.training.spec import build_spec
 from conftest import REPO
@@ -94,6 +94,10 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
     reference = json.loads((reference_dir / "record.json").read_text())
     resumed = json.loads((resumed_dir / "record.json").read_text())
     assert resumed["timing"]["resumed_from_epoch"] in (2, 3)
+    sessions = resumed["timing"]["sessions"]  # one per process that worked on the run
+    assert [s["start_epoch"] for s in sessions] == [0, resumed["timing"]["resumed_from_epoch"]]
+    assert sessions[0]["started_at"] <= sessions[1]["started_at"] and sessions[1]["device"] == "cpu"
+    assert [s["start_epoch"] for s in reference["timing"]["sessions"]] == [0]
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["curve"]["train_loss"] == reference["curve"]["train_loss"]
     weights = load_torch(resumed_dir / "model.pt")["state_dict"]
@@ -106,7 +110,7 @@ def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path:
     # an unfinished run written with another learning rate
     checkpoint = tmp_path / "checkpoint.pt"
     spec = build_spec(TINY | {"epochs": 4, "lr": 0.5})
-    torch.save({"format": 1, "identity": spec.identity(), "next_epoch": 1}, checkpoint)
+    torch.save({"format": CHECKPOINT_FORMAT, "identity": spec.identity(), "next_epoch": 1}, checkpoint)
     written = checkpoint.read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"lr: 0.5 in the checkpoint, 0.05 requested.*delete the checkpoint"):
         train(build_spec(TINY | {"epochs": 4}), tiny_dataset, tmp_path)

@@ -6,7 +6,9 @@ import copy
 import functools
 import http.server
 import json
+import os
 import re
+import subprocess
 import threading
 from collections import Counter
 from pathlib import Path
@@ -15,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, run_snakemake
+from conftest import REPO, SNAKEMAKE, run_snakemake
 
 JOB_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
@@ -83,6 +85,62 @@ def test_conda_environment_pins_match_the_lock():
                 if "==" in line and not line.startswith("#"))
     assert pins == {name: lock[name] for name in pins}
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
+
+
+def test_profiles_use_file_names_snakemake_8_and_9_read():
+    from snakemake.cli import get_profile_dir
+
+    snakemake8_names = re.compile(r"config(\.v(?P<major>\d+)\+)?\.yaml")  # the profile files Snakemake 8 reads
+    for profile in ("default", "slurm", "demo"):
+        chosen = get_profile_dir(str(REPO / "profiles" / profile))[1].name  # the file this Snakemake (9) reads
+        match = snakemake8_names.fullmatch(chosen)
+        assert chosen == "config.v8+.yaml" and match and int(match["major"]) <= 8, (profile, chosen)
+
+
+def _install_slurm_profile(config_home: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "slurm-profile"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "XDG_CONFIG_HOME": str(config_home)})
+
+
+def test_make_slurm_profile_makes_the_name_work(tmp_path: Path):
+    assert _install_slurm_profile(tmp_path).returncode == 0
+    link = tmp_path / "snakemake" / "slurm"
+    assert link.is_symlink() and link.resolve() == (REPO / "profiles" / "slurm").resolve()
+    assert _install_slurm_profile(tmp_path).returncode == 0  # idempotent
+    link.unlink()
+    link.mkdir()  # somebody else's profile of that name is never replaced
+    refused = _install_slurm_profile(tmp_path)
+    assert refused.returncode != 0 and "already exists" in refused.stderr and link.is_dir() and not link.is_symlink()
+
+
+def test_slurm_profile_takes_site_settings_from_the_environment(tmp_path: Path):
+    """`snakemake --profile slurm` by name, resources from rules + profiles/default, site settings from the env."""
+    assert _install_slurm_profile(tmp_path / "xdg").returncode == 0
+    target = "results/teachers/cifar10/conv-teacher/seed1/record.json"
+    site = {"COMPRESSLIB_SLURM_PARTITION": "gpu-a", "COMPRESSLIB_SLURM_ACCOUNT": "proj42",
+            "COMPRESSLIB_SLURM_QOS": "long", "COMPRESSLIB_GPU_MODEL": "a100"}
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), **site}
+    dry_run = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "-n", target], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+    assert dry_run.returncode == 0, dry_run.stderr
+    assert "Using profiles slurm and workflow specific profile profiles/default" in dry_run.stderr
+    resources = re.search(r"rule train_teacher:.*?resources: (.*?)\n", dry_run.stdout, re.S)[1]
+    for item in ("slurm_partition=gpu-a", "slurm_account=proj42", "qos=long", "gpu_model=a100", "gpu=1",
+                 "mem_mb=16000", "runtime=720"):
+        assert item in resources.split(", "), (item, resources)
+    unset = {key: value for key, value in env.items() if key not in site}
+    plain = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "-n", target], cwd=REPO, env=unset,
+                           capture_output=True, text=True)
+    resources = re.search(r"rule train_teacher:.*?resources: (.*?)\n", plain.stdout, re.S)[1]
+    assert "gpu=1" in resources and "slurm_partition" not in resources and "gpu_model" not in resources
+
+
+def test_training_runtime_grows_with_each_attempt():
+    profile = yaml.safe_load((REPO / "profiles/default/config.v8+.yaml").read_text())
+    for rule in ("train_teacher", "distill_student"):
+        runtime = profile["set-resources"][rule]["runtime"]  # a Snakemake resource expression
+        minutes = [eval(runtime, {"attempt": attempt}) for attempt in (1, 2, 3)]
+        assert minutes[0] >= 60 and minutes[0] < minutes[1] < minutes[2], (rule, runtime)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -162,3 +220,31 @@ def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
                         "--configfile", str(demo_run / "changed.yaml"))
     assert Counter(rule for rule, _ in jobs) == {"distill_student": 10, "aggregate": 1, "all": 1}
     assert {w["student"] for rule, w in jobs if rule == "distill_student"} == {"demo-s1"}
+
+
+@pytest.mark.slow
+def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
+    """Locally, `--resources gpu=N` runs at most N training jobs at once (each rule asks for gpu=1)."""
+    config = copy.deepcopy(DEMO_CONFIG)
+    config["data"]["synthetic"] = {"train_size": 1500, "test_size": 200, "seed": 0}
+    config["teachers"]["demo-teacher"]["train"].update(epochs=1, milestones=[])
+    config["students"]["demo-s1"]["train"].update(epochs=1, milestones=[])
+    config["distill"]["demo"].update(students=["demo-s1"], activations=["relu", "lma8"], seeds=[1, 2])
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
+              "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",
+              "distill_student=1"]
+
+    def most_at_once() -> int:
+        spans = []
+        for path in (tmp_path / "run/results/distill").rglob("record.json"):
+            record = json.loads(path.read_text())
+            spans.append((record["timing"]["sessions"][0]["started_at"], record["provenance"]["finished_at"]))
+        assert len(spans) == 4
+        return max(sum(start < end_other and start_other < end for start_other, end_other in spans)
+                   for start, end in spans)
+
+    run_snakemake(*common, "--resources", "gpu=1")
+    assert most_at_once() == 1
+    run_snakemake(*common, "--resources", "gpu=2", "--forcerun", "distill_student")
+    assert most_at_once() == 2

@@ -1,6 +1,7 @@
 """One training loop for teachers and distilled students.
 
-Read top to bottom: resolve the spec -> data on the device -> teacher (students) -> model, optimiser,
+Read top to bottom: resolve the spec -> place the job (the GPU it was given, a leased free GPU, or the
+CPU; compresslib.devices) -> data on the device -> teacher (students) -> model, optimiser,
 schedule -> resume from the run directory's checkpoint -> epochs (train, evaluate, schedule, history
 row, checkpoint) -> select the weights -> model.pt, history.csv, record.json (written last: its
 presence means "finished").
@@ -31,6 +32,7 @@ from compresslib import provenance
 from compresslib.activations import ACTIVATION_TYPES, parse_activation
 from compresslib.data.datasets import get_dataset_info, load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
+from compresslib.devices import Placement, place
 from compresslib.io import atomic_open, sha256_file, write_json
 from compresslib.losses import kd_loss
 from compresslib.models import count_parameters, create_model, load_model, save_model
@@ -57,7 +59,7 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
 
     With ``teacher_path`` the run distils from that teacher with ``spec.kd``; without it, it trains on
-    the hard labels. Returns the record.
+    the hard labels. The device is held (a leased GPU) for the whole run. Returns the record.
     """
     started_at, wall_start = provenance.now_iso(), time.perf_counter()
     spec.validate()
@@ -66,19 +68,22 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
 
-    # ---- runtime placement -------------------------------------------------------------------
-    if spec.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(spec.device)
+    with place(spec.device) as placement:
+        return _train_placed(spec, data_path, run_dir, teacher_path, command, placement, started_at, wall_start)
+
+
+def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher_path: str | Path | None,
+                  command: list[str] | None, placement: Placement, started_at: str, wall_start: float) -> dict:
+    device = placement.device
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
     use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
     channels_last = device.type == "cuda" if spec.channels_last is None else spec.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    log.info("device %s, %s, threads %d, channels_last %s", device, "bf16 autocast" if use_bf16 else "fp32",
-             torch.get_num_threads(), channels_last)
+    log.info("device %s%s, %s, threads %d, channels_last %s", device,
+             f" (GPU {placement.gpu_uuid}, lease {placement.lease})" if placement.lease else "",
+             "bf16 autocast" if use_bf16 else "fp32", torch.get_num_threads(), channels_last)
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = load_dataset(data_path)
@@ -126,7 +131,7 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
     best_state = None  # weights of the best validation epoch, kept only when the run selects them
-    start_epoch, stopped_early, schedule_state = 0, False, None
+    start_epoch, stopped_early, schedule_state, sessions = 0, False, None, []
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
         check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
@@ -134,8 +139,11 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, best_state = checkpoint["history"], checkpoint["best_state"]
         start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
-        schedule_state = checkpoint["schedule"]
+        schedule_state, sessions = checkpoint["schedule"], checkpoint["sessions"]
         log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
+    # one entry per process that worked on this run: a run resubmitted after a time limit shows each job
+    sessions.append({"started_at": started_at, "start_epoch": start_epoch, **provenance.job_identity(),
+                     "device": str(device)})
     schedule = build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, start_epoch)
     if schedule_state is not None:
         schedule.load_state_dict(schedule_state)
@@ -177,7 +185,7 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         save_checkpoint(run_dir, {
             "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
             "model": _cpu_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "history": history, "best_state": best_state,
+            "history": history, "best_state": best_state, "sessions": sessions,
         })
         log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f img/s)%s",
                  epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
@@ -190,8 +198,8 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
                extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
                       "spec_hash": spec_hash(spec)})
     _write_history(run_dir / "history.csv", history)
-    record = _build_record(spec, run_dir, model, history, stopped_early, device, teacher_info,
-                           dataset["provenance"], data_path, start_epoch, command, started_at,
+    record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
+                           dataset["provenance"], data_path, sessions, command, started_at,
                            time.perf_counter() - wall_start)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
@@ -257,8 +265,8 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
-                  device: torch.device, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
-                  resumed_from: int, command: list[str] | None, started_at: str, wall_seconds: float) -> dict:
+                  placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
+                  sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -292,9 +300,10 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
             "wall_s": wall_seconds, "train_s": train_seconds,
             "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
             "train_images_per_s": sum(row["images_per_s"] * row["train_seconds"] for row in history) / train_seconds,
-            "resumed_from_epoch": resumed_from,
+            "resumed_from_epoch": sessions[-1]["start_epoch"],
+            "sessions": sessions,
         },
-        "hardware": provenance.hardware(device, torch.get_num_threads()),
+        "hardware": provenance.hardware(placement, torch.get_num_threads()),
         "provenance": {
             "git_revision": software["git_revision"], "git_dirty": software["git_dirty"],
             "packages": software["packages"], "python": software["python"],

@@ -1,0 +1,115 @@
+"""Where a training job runs: the device it is given, and a lease that keeps concurrent jobs off each other's GPU.
+
+A scheduler that hands out GPUs (SLURM's ``--gpus``, a user's ``CUDA_VISIBLE_DEVICES``) narrows what the
+job can see, and the job uses what it sees. On one multi-GPU machine, N concurrent jobs (Snakemake's
+local executor with ``--resources gpu=N``) all see every GPU; each job then leases the first free one by
+holding an exclusive ``flock`` on a per-GPU file for as long as it runs. The kernel drops the lock when
+the process dies, however it dies, so a killed job never strands its GPU. Files are keyed by the GPU's
+UUID, so jobs that see the same GPU under different indices (two SLURM jobs on one node, each with its
+own ``CUDA_VISIBLE_DEVICES=0``) still tell GPUs apart. An explicit device (``cuda:1``, ``cpu``) takes no
+lease: that is how to share one GPU between jobs on purpose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["GPU_LOCK_DIR_ENV", "Placement", "place", "lease_slot", "default_lock_dir"]
+
+log = logging.getLogger(__name__)
+
+GPU_LOCK_DIR_ENV = "COMPRESSLIB_GPU_LOCK_DIR"
+_POLL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The device a job runs on, and (for a leased GPU) which physical GPU and lock file."""
+
+    device: torch.device
+    gpu_uuid: str | None = None
+    lease: str | None = None  # the lock file held while the job runs
+
+    def describe(self) -> dict:
+        # SLURM's own GPU ids say which physical GPUs it gave, also where cgroups renumber CUDA_VISIBLE_DEVICES
+        return {"device": str(self.device), "gpu_uuid": self.gpu_uuid, "gpu_lease": self.lease,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "slurm_gpus": os.environ.get("SLURM_STEP_GPUS") or os.environ.get("SLURM_JOB_GPUS")}
+
+
+def default_lock_dir() -> Path:
+    """``$COMPRESSLIB_GPU_LOCK_DIR``, else one folder per machine under the system's temporary directory."""
+    return Path(os.environ.get(GPU_LOCK_DIR_ENV) or Path(tempfile.gettempdir()) / "compresslib-gpu-locks")
+
+
+@contextlib.contextmanager
+def place(requested: str = "auto", lock_dir: str | Path | None = None) -> Iterator[Placement]:
+    """Resolve ``requested`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) to a device for the duration of the block.
+
+    ``auto`` is the CPU when no GPU is visible; otherwise it leases a free visible GPU, waiting while every
+    one of them is leased by another job.
+    """
+    if requested != "auto":
+        yield Placement(torch.device(requested))
+        return
+    if not torch.cuda.is_available():
+        yield Placement(torch.device("cpu"))
+        return
+    uuids = [str(torch.cuda.get_device_properties(index).uuid) for index in range(torch.cuda.device_count())]
+    with lease_slot(uuids, lock_dir if lock_dir is not None else default_lock_dir()) as (index, lock_path):
+        torch.cuda.set_device(index)
+        yield Placement(torch.device("cuda", index), gpu_uuid=uuids[index], lease=str(lock_path))
+
+
+@contextlib.contextmanager
+def lease_slot(keys: Sequence[str], lock_dir: str | Path, poll_seconds: float = _POLL_SECONDS
+               ) -> Iterator[tuple[int, Path]]:
+    """Hold an exclusive lock on the first free ``<lock_dir>/gpu-<key>.lock``; yield ``(index, lock path)``.
+
+    Blocks, polling, while every slot is held by another process.
+    """
+    if not keys:
+        raise ValueError("no GPU slots to lease from")
+    lock_dir = Path(lock_dir)
+    _make_shared_dir(lock_dir)
+    waiting_since = None
+    while True:
+        for index, key in enumerate(keys):
+            path = lock_dir / f"gpu-{key}.lock"
+            # O_RDONLY is enough for flock, so a lock file another user created (mode 644) still works
+            descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                continue
+            try:
+                if waiting_since is not None:
+                    log.info("leased GPU %d after waiting %.0f s", index, time.monotonic() - waiting_since)
+                yield index, path
+            finally:
+                os.close(descriptor)  # closing the descriptor releases the lock
+            return
+        if waiting_since is None:
+            waiting_since = time.monotonic()
+            log.warning("all %d visible GPUs are leased by other compresslib jobs (locks in %s); waiting. "
+                        "Give Snakemake --resources gpu=<number of GPUs> to queue jobs instead.", len(keys), lock_dir)
+        time.sleep(poll_seconds)
+
+
+def _make_shared_dir(path: Path) -> None:
+    """Create ``path`` writable by every user (sticky, like /tmp), so jobs of several users share the leases."""
+    path.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(PermissionError):  # made by another user: it is theirs to set
+        if path.stat().st_mode & 0o7777 != 0o1777 and path.stat().st_uid == os.getuid():
+            path.chmod(0o1777)
