@@ -1,0 +1,94 @@
+"""Bucketed uniform quantization, the quantizer of Polino et al. (QD, seeds.md §1.2).
+
+A tensor is flattened and cut into buckets of ``bucket_size`` consecutive elements (the whole tensor when
+``None``); the last bucket is padded with copies of the last element, which leaves its minimum and
+maximum unchanged. Each bucket is mapped linearly onto ``2**bits`` evenly spaced levels between its
+minimum and maximum, and every element is rounded to a level: to the nearest one (deterministic), or to
+one of the two around it with probabilities that make the result unbiased (stochastic).
+
+A quantized tensor is kept as what a packed file stores: integer codes plus each bucket's minimum and
+maximum. Level j is rebuilt as ``minimum + j * step`` with ``step = (maximum - minimum) / (levels - 1)``,
+and the top level as the stored maximum itself, so a bucket's extremes survive quantization bit for bit
+and quantizing a quantized tensor again reproduces it exactly. As in the original, a bucket narrower
+than 1e-10 collapses onto its minimum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "MIN_BITS", "MAX_BITS"]
+
+MIN_BITS, MAX_BITS = 2, 8
+_DEGENERATE_RANGE = 1e-10  # the original's threshold below which a bucket's range counts as zero
+_ON_LEVEL = 1e-4  # in steps: how close to a level a value must be to count as on it (stochastic rounding)
+
+
+@dataclass(frozen=True)
+class QuantizedTensor:
+    """Integer codes (uint8, one row per bucket) with each bucket's minimum and maximum."""
+
+    codes: torch.Tensor
+    minimum: torch.Tensor
+    maximum: torch.Tensor
+    shape: torch.Size
+    bits: int
+    bucket_size: int | None
+
+    @property
+    def levels(self) -> int:
+        return 2 ** self.bits
+
+    def dequantize(self) -> torch.Tensor:
+        """The float tensor the codes stand for, in the original shape (float32)."""
+        top = self.levels - 1
+        minimum, maximum = self.minimum[:, None], self.maximum[:, None]
+        values = torch.where(self.codes == top, maximum, minimum + self.codes.float() * ((maximum - minimum) / top))
+        return values.flatten()[: self.shape.numel()].reshape(self.shape)
+
+
+def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,
+             generator: torch.Generator | None = None) -> QuantizedTensor:
+    """Quantize ``tensor`` to ``bits`` bits per element, per bucket of ``bucket_size`` (None: one bucket)."""
+    _check(tensor, bits, bucket_size)
+    flat = tensor.detach().float().flatten()
+    width = flat.numel() if bucket_size is None else bucket_size
+    padding = -flat.numel() % width
+    buckets = torch.cat([flat, flat[-1:].expand(padding)]).reshape(-1, width)
+    minimum, maximum = buckets.min(dim=1).values, buckets.max(dim=1).values
+    spread = maximum - minimum
+    degenerate = spread < _DEGENERATE_RANGE
+    top = 2 ** bits - 1
+    scaled = (buckets - minimum[:, None]) / torch.where(degenerate, 1.0, spread)[:, None] * top
+    if stochastic:
+        # a value already on a level (up to float error) stays there, so quantizing is idempotent
+        on_level = (scaled - scaled.round()).abs() < _ON_LEVEL
+        scaled = torch.where(on_level, scaled.round(), scaled)
+        lower = scaled.floor()
+        noise = torch.rand(scaled.shape, generator=generator, device=scaled.device)
+        codes = lower + (noise < scaled - lower)
+    else:
+        codes = scaled.round()
+    codes = torch.where(degenerate[:, None], 0.0, codes).clamp_(0, top).to(torch.uint8)
+    return QuantizedTensor(codes, minimum, torch.where(degenerate, minimum, maximum), tensor.shape, bits, bucket_size)
+
+
+def fake_quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """``tensor`` rounded onto its quantization levels, as a float tensor of the same shape and dtype."""
+    quantized = quantize(tensor, bits, bucket_size, stochastic=stochastic, generator=generator)
+    return quantized.dequantize().to(tensor.dtype)
+
+
+def _check(tensor: torch.Tensor, bits: int, bucket_size: int | None) -> None:
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
+    if bucket_size is not None and (isinstance(bucket_size, bool) or not isinstance(bucket_size, int)
+                                    or bucket_size < 1):
+        raise ValueError(f"bucket_size must be a positive integer or None (one bucket), got {bucket_size!r}")
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} {tuple(tensor.shape)}")
+    if not torch.isfinite(tensor).all():
+        raise ValueError("cannot quantize a tensor holding NaN or infinite values")
