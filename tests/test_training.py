@@ -72,12 +72,13 @@ def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
             *settings, *extra]
 
 
-def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path):
+@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64")], ids=["fp32", "quantized"])
+def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...]):
     """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
     reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
-    subprocess.run(_train_command(tiny_dataset, reference_dir), check=True, capture_output=True)
+    subprocess.run(_train_command(tiny_dataset, reference_dir, *extra), check=True, capture_output=True)
 
-    process = subprocess.Popen(_train_command(tiny_dataset, resumed_dir), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(_train_command(tiny_dataset, resumed_dir, *extra), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = resumed_dir / "checkpoint.pt"
     deadline = time.time() + 120
@@ -90,7 +91,7 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
     assert not (resumed_dir / "record.json").exists()  # killed mid-run: nothing looks finished
     assert load_torch(checkpoint)["next_epoch"] in (2, 3)
 
-    subprocess.run(_train_command(tiny_dataset, resumed_dir), check=True, capture_output=True)
+    subprocess.run(_train_command(tiny_dataset, resumed_dir, *extra), check=True, capture_output=True)
     reference = json.loads((reference_dir / "record.json").read_text())
     resumed = json.loads((resumed_dir / "record.json").read_text())
     assert resumed["timing"]["resumed_from_epoch"] in (2, 3)

@@ -14,6 +14,7 @@ checkpoint produces bit-identical numbers on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -36,6 +37,7 @@ from compresslib.devices import Placement, place
 from compresslib.io import atomic_open, sha256_file, write_json
 from compresslib.losses import kd_loss
 from compresslib.models import count_parameters, create_model, load_model, save_model
+from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
 from compresslib.training.schedules import build_schedule
 from compresslib.training.spec import TrainSpec, spec_hash
@@ -127,6 +129,11 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     model = create_model(spec.model, **model_kwargs).to(device, memory_format=memory_format)
     optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
                                 nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
+    quantizer = None  # QD: the parameters live in full precision and are used at their quantized point
+    if spec.quant is not None:
+        example = torch.zeros(1, *train_images.shape[1:], device=device).to(memory_format=memory_format)
+        names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
+        quantizer = ShadowQuantizer(model, names, spec.quant.bits, spec.quant.bucket_size, spec.quant.stochastic)
 
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
@@ -162,14 +169,17 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         lr = schedule.lr
 
         tick = time.perf_counter()
-        train_loss, train_acc = _train_epoch(model, train_loader, optimizer, loss_fn, teacher, autocast)
+        train_loss, train_acc = _train_epoch(model, train_loader, optimizer, loss_fn, teacher, autocast, quantizer)
         train_seconds = time.perf_counter() - tick
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
 
         tick = time.perf_counter()
-        scores = {split: evaluate(model, loader, autocast) for split, loader in eval_loaders.items()}
-        scores.setdefault("val", scores["test"])  # test-as-validation, as the originals did
+        shadow_scores = {}
+        if quantizer is not None:  # the original reported these shadow-weight accuracies as the model's
+            shadow_scores = _scores(model, eval_loaders, autocast)
+        with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
+            scores = _scores(model, eval_loaders, autocast)
         eval_seconds = time.perf_counter() - tick
 
         stopped_early = schedule.update(epoch, scores["val"][0])
@@ -179,6 +189,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "test_loss": scores["test"][1], "test_acc": scores["test"][0],
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": train_loader.num_examples / train_seconds,
+            **({"shadow_val_acc": shadow_scores["val"][0], "shadow_test_acc": shadow_scores["test"][0]}
+               if quantizer is not None else {}),
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
             best_state = _cpu_state(model)
@@ -194,36 +206,41 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
         model.load_state_dict(best_state)
+    if quantizer is not None:
+        quantizer.quantize_()  # the saved model is the quantized one
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs,
                extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
                       "spec_hash": spec_hash(spec)})
     _write_history(run_dir / "history.csv", history)
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
-                           time.perf_counter() - wall_start)
+                           time.perf_counter() - wall_start, quantizer)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
 
 
 def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, loss_fn,
-                 teacher: nn.Module | None, autocast: torch.autocast) -> tuple[float, float]:
+                 teacher: nn.Module | None, autocast: torch.autocast,
+                 quantizer: ShadowQuantizer | None = None) -> tuple[float, float]:
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     for inputs, targets in loader:
-        with autocast:
-            logits = model(inputs)
-            if teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = teacher(inputs)
-            else:
-                teacher_logits = None
-            loss = loss_fn(logits, targets, teacher_logits)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # with a quantizer: forward and backward at the quantized point, then the step on the shadow weights
+        with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
+            with autocast:
+                logits = model(inputs)
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_logits = teacher(inputs)
+                else:
+                    teacher_logits = None
+                loss = loss_fn(logits, targets, teacher_logits)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(targets)
         correct += (logits.detach().argmax(1) == targets).sum()
@@ -246,6 +263,13 @@ def evaluate(model: nn.Module, loader: DeviceLoader, autocast: torch.autocast | 
     return correct.item() / n, loss_sum.item() / n
 
 
+def _scores(model: nn.Module, loaders: dict[str, DeviceLoader], autocast: torch.autocast) -> dict:
+    """``{split: (accuracy, loss)}`` with "val" standing in for "test" when there is no held-out split."""
+    scores = {split: evaluate(model, loader, autocast) for split, loader in loaders.items()}
+    scores.setdefault("val", scores["test"])  # test-as-validation, as the originals did
+    return scores
+
+
 def _best_row(history: list[dict]) -> dict:
     """The epoch with the highest validation accuracy; the earliest one on a tie."""
     return max(history, key=lambda row: row["val_acc"])
@@ -257,7 +281,8 @@ def _cpu_state(model: nn.Module) -> dict:
 
 def _write_history(path: Path, history: list[dict]) -> None:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    columns = HISTORY_COLUMNS + tuple(key for key in history[0] if key not in HISTORY_COLUMNS)
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)
     with atomic_open(path, "w", encoding="utf-8") as handle:
@@ -266,7 +291,8 @@ def _write_history(path: Path, history: list[dict]) -> None:
 
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
                   placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
-                  sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float) -> dict:
+                  sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float,
+                  quantizer: ShadowQuantizer | None) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -292,10 +318,17 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
             "max_test_acc": max(row["test_acc"] for row in history),
             "selection": spec.selection, "selected_test_acc": selected["test_acc"],
             "epochs_run": len(history), "stopped_early": stopped_early,
+            **({"final_shadow_test_acc": final["shadow_test_acc"], "best_shadow_test_acc": best_row["shadow_test_acc"]}
+               if quantizer is not None else {}),
         },
         "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
         "model": {"name": spec.model, "params": params, "activation_params": activation_params,
                   "bytes_fp32": 4 * params},
+        "quantization": None if quantizer is None else {
+            **dataclasses.asdict(spec.quant), "quantized_params": quantizer.count(),
+            "full_precision_params": params - quantizer.count(),
+            "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in quantizer.names],
+        },
         "timing": {
             "wall_s": wall_seconds, "train_s": train_seconds,
             "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),

@@ -19,9 +19,11 @@ from typing import Any
 
 from compresslib.activations import parse_activation
 from compresslib.losses import KL_REDUCTIONS
+from compresslib.quantization.shadow import SKIP_BY
+from compresslib.quantization.uniform import MAX_BITS, MIN_BITS
 from compresslib.training.schedules import SCHEDULES
 
-__all__ = ["KDSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
+__all__ = ["KDSpec", "QuantSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
 
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
@@ -37,6 +39,17 @@ class KDSpec:
     temperature: float = 2.0  # softening temperature T (LMA and QD: 2)
     weight: float = 0.7  # weight of the soft teacher term; 1 - weight goes to the hard labels
     kl_reduction: str = "batchmean"  # "batchmean" (LMA) or "mean" (QD: averaged over batch x classes)
+
+
+@dataclass
+class QuantSpec:
+    """Quantized distillation (QD): train full-precision shadow weights at their quantized point."""
+
+    bits: int = 4  # 2..8
+    bucket_size: int | None = 256  # elements per min-max bucket; null: one bucket per tensor
+    stochastic: bool = False  # stochastic instead of nearest rounding (off in every QD experiment)
+    quantize_first_last: bool = False  # also quantize the first and last layer (QD's quantize_first_and_last_layer)
+    skip_by: str = "layers"  # "layers": first/last conv or linear in forward order; "registration": the original's
 
 
 @dataclass
@@ -69,6 +82,8 @@ class TrainSpec:
     selection: str = "final"  # model.pt holds the final epoch's weights, or the best validation epoch's
     # ---- distillation (students) -----------------------------------------------------------
     kd: KDSpec | None = None  # None trains on hard labels only
+    # ---- quantization -----------------------------------------------------------------------
+    quant: QuantSpec | None = None  # None trains full-precision weights
     # ---- runtime (not part of the run's identity) -------------------------------------------
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -108,6 +123,12 @@ class TrainSpec:
             _require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
             _require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
                      f"one of {', '.join(KL_REDUCTIONS)}")
+        if self.quant is not None:
+            _require(MIN_BITS <= self.quant.bits <= MAX_BITS, "quant.bits", self.quant.bits,
+                     f"an integer from {MIN_BITS} to {MAX_BITS}")
+            _require(self.quant.bucket_size is None or self.quant.bucket_size >= 1, "quant.bucket_size",
+                     self.quant.bucket_size, "null or an integer >= 1")
+            _require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

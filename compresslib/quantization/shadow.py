@@ -1,0 +1,92 @@
+"""Quantized distillation's weights (QD, seeds.md §1.3): full-precision shadow weights, used at their quantized point.
+
+Each step quantizes the selected parameters in place, runs forward and backward there, and restores the
+full-precision values before the optimiser step, so the gradient taken at the quantized point updates the
+shadow weights (the straight-through estimator). Every parameter tensor is quantized (weights, biases,
+BatchNorm affine parameters) except, unless asked, those of the first and the last layer.
+
+"First and last layer" means the first and the last convolution or linear layer in forward order
+(``skip_by="layers"``). The original skipped parameter tensors 0 and -1 in registration order, which in
+its conv nets is the classifier's weight and the final BatchNorm's bias and leaves the first convolution
+quantized (seeds.md §1.10-c); ``skip_by="registration"`` reproduces that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from compresslib.quantization.uniform import fake_quantize
+
+__all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers"]
+
+SKIP_BY = ("layers", "registration")
+_LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+
+
+def forward_order_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of the convolution and linear layers in the order a forward pass on ``example`` calls them."""
+    called: list[str] = []
+    hooks = [module.register_forward_pre_hook(lambda module, args, name=name: called.append(name))
+             for name, module in model.named_modules() if isinstance(module, _LAYER_TYPES)]
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(example)
+    finally:
+        model.train(was_training)
+        for hook in hooks:
+            hook.remove()
+    return list(dict.fromkeys(called))
+
+
+def quantized_parameter_names(model: nn.Module, example: torch.Tensor, quantize_first_last: bool,
+                              skip_by: str = "layers") -> list[str]:
+    """The parameters QD quantizes, in registration order."""
+    names = [name for name, _ in model.named_parameters()]
+    if quantize_first_last:
+        return names
+    if skip_by == "registration":
+        return names[1:-1]
+    if skip_by != "layers":
+        raise ValueError(f"skip_by must be one of {', '.join(SKIP_BY)}, got {skip_by!r}")
+    layers = forward_order_layers(model, example)
+    if not layers:
+        raise ValueError(f"{type(model).__name__} has no convolution or linear layer to keep in full precision")
+    kept = {layers[0], layers[-1]}
+    return [name for name in names if name.rpartition(".")[0] not in kept]
+
+
+class ShadowQuantizer:
+    """Quantizes a fixed set of a model's parameters, temporarily (a training step) or for good (the end)."""
+
+    def __init__(self, model: nn.Module, names: list[str], bits: int, bucket_size: int | None,
+                 stochastic: bool = False) -> None:
+        parameters = dict(model.named_parameters())
+        self.parameters = [parameters[name] for name in names]
+        self.names = list(names)
+        self.bits, self.bucket_size, self.stochastic = bits, bucket_size, stochastic
+
+    @contextlib.contextmanager
+    def quantized(self) -> Iterator[None]:
+        """Inside the block the parameters hold their quantized values; afterwards their full-precision ones."""
+        shadows = [parameter.detach().clone() for parameter in self.parameters]
+        self.quantize_()
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for parameter, shadow in zip(self.parameters, shadows):
+                    parameter.copy_(shadow)
+
+    @torch.no_grad()
+    def quantize_(self) -> None:
+        """Replace each parameter by its quantized value (stochastic rounding draws from torch's global RNG)."""
+        for parameter in self.parameters:
+            parameter.copy_(fake_quantize(parameter, self.bits, self.bucket_size, stochastic=self.stochastic))
+
+    def count(self) -> int:
+        return sum(parameter.numel() for parameter in self.parameters)
