@@ -16,7 +16,8 @@ from compresslib.data.loader import DeviceLoader
 from compresslib.io import load_torch
 from compresslib.models import create_model, load_model
 from compresslib.quantization import fake_quantize
-from compresslib.quantization.shadow import ShadowQuantizer, forward_order_layers, quantized_parameter_names
+from compresslib.quantization.shadow import (ShadowQuantizer, forward_order_layers, quantize_model_,
+                                             quantized_parameter_names)
 from compresslib.training.loop import evaluate, train
 from compresslib.training.spec import build_spec
 
@@ -112,3 +113,17 @@ def test_a_quantized_run_saves_the_quantized_model_and_reports_both_accuracies(t
     assert evaluate(model, loader)[0] == record["metrics"]["final_test_acc"]
     assert json.loads((tmp_path / "record.json").read_text())["spec"]["quant"]["bits"] == 2
     assert load_torch(tmp_path / "model.pt")["spec"]["quant"]["bucket_size"] == 64
+
+
+@pytest.mark.parametrize("bucket_size", [256, None], ids=["bucket256", "no-bucket"])
+def test_post_training_quantization_rounds_a_trained_model_in_place(bucket_size):
+    torch.manual_seed(3)
+    model = create_model("demo_conv_student1", num_classes=10, activation="relu")
+    before = {name: value.clone() for name, value in model.named_parameters()}
+    names = quantize_model_(model, EXAMPLE, bits=2, bucket_size=bucket_size)
+    assert names == quantized_parameter_names(model, EXAMPLE, quantize_first_last=False)
+    for name, parameter in model.named_parameters():
+        expected = fake_quantize(before[name], 2, bucket_size) if name in names else before[name]
+        assert torch.equal(parameter, expected), name
+        if name in names and bucket_size is None:
+            assert parameter.unique().numel() <= 4  # one 2-bit grid per tensor

@@ -21,7 +21,7 @@ from torch import nn
 
 from compresslib.quantization.uniform import fake_quantize
 
-__all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers"]
+__all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers", "quantize_model_"]
 
 SKIP_BY = ("layers", "registration")
 _LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
@@ -90,3 +90,14 @@ class ShadowQuantizer:
 
     def count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters)
+
+
+def quantize_model_(model: nn.Module, example: torch.Tensor, bits: int, bucket_size: int | None,
+                    quantize_first_last: bool = False, skip_by: str = "layers") -> list[str]:
+    """Post-training ("PM") quantization: round a trained model's parameters onto their grids, in place.
+
+    Returns the names of the quantized parameters (what a packed file stores as codes).
+    """
+    names = quantized_parameter_names(model, example, quantize_first_last, skip_by)
+    ShadowQuantizer(model, names, bits, bucket_size).quantize_()
+    return names
