@@ -69,15 +69,8 @@ REQUIRED_KEYS = (
 RECORD_KINDS = ("teacher", "distill")
 SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
 TEACHER_SUMMARY_KEYS = ["labels.dataset", "labels.teacher", "model.name"]
-DISTILL_SUMMARY_KEYS = [
-    "experiment",
-    "labels.dataset",
-    "labels.teacher",
-    "labels.student",
-    "activation",
-    "activation_family",
-    "bins",
-]
+# the seeds of one configuration are summarised together: a run's identity without kind and seed
+DISTILL_SUMMARY_KEYS = ["experiment", *(column for column in IDENTITY_COLUMNS if column not in ("kind", "seed"))]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
 
 

@@ -127,3 +127,14 @@ def test_post_training_quantization_rounds_a_trained_model_in_place(bucket_size)
         assert torch.equal(parameter, expected), name
         if name in names and bucket_size is None:
             assert parameter.unique().numel() <= 4  # one 2-bit grid per tensor
+
+
+def test_quantization_settings_are_checked_by_one_rule_and_named_in_the_spec():
+    from compresslib.training.spec import SpecError
+
+    with pytest.raises(SpecError, match=r"^quant\.bits must be an integer from 2 to 8, got 9$"):
+        build_spec({"quant": {"bits": 9}})
+    with pytest.raises(SpecError, match=r"^quant\.bucket_size must be a positive integer or None"):
+        build_spec({"quant": {"bucket_size": 0}})
+    with pytest.raises(ValueError, match="bits must be an integer from 2 to 8"):
+        ShadowQuantizer(nn.Linear(2, 2), ["weight"], bits=1, bucket_size=None)

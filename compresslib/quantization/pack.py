@@ -64,8 +64,9 @@ def pack_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, quan
                      pack_codes(flat_codes, bits)]
             entry = {"kind": "quantized", "buckets": codes.minimum.numel()}
         else:
-            parts = [tensor.contiguous().numpy().astype(tensor.numpy().dtype.newbyteorder("<")).tobytes()]
-            entry = {"kind": "raw", "dtype": str(tensor.numpy().dtype)}
+            array = tensor.contiguous().numpy()
+            parts = [array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()]
+            entry = {"kind": "raw", "dtype": str(array.dtype)}
         length = sum(map(len, parts))
         entries.append({"key": key, "shape": list(tensor.shape), "offset": offset, "length": length, **entry})
         chunks += parts

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from compresslib.quantization.uniform import fake_quantize
+from compresslib.quantization.uniform import check_settings, fake_quantize
 
 __all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers", "quantize_model_"]
 
@@ -65,6 +65,7 @@ class ShadowQuantizer:
 
     def __init__(self, model: nn.Module, names: list[str], bits: int, bucket_size: int | None,
                  stochastic: bool = False) -> None:
+        check_settings(bits, bucket_size)
         parameters = dict(model.named_parameters())
         self.parameters = [parameters[name] for name in names]
         self.names = list(names)
@@ -86,7 +87,9 @@ class ShadowQuantizer:
     def quantize_(self) -> None:
         """Replace each parameter by its quantized value (stochastic rounding draws from torch's global RNG)."""
         for parameter in self.parameters:
-            parameter.copy_(fake_quantize(parameter, self.bits, self.bucket_size, stochastic=self.stochastic))
+            # no finiteness check: it would wait for the GPU on every tensor of every step
+            parameter.copy_(fake_quantize(parameter, self.bits, self.bucket_size, stochastic=self.stochastic,
+                                          check_finite=False))
 
     def count(self) -> int:
         return sum(parameter.numel() for parameter in self.parameters)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "MIN_BITS", "MAX_BITS"]
+__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "check_settings", "MIN_BITS", "MAX_BITS"]
 
 MIN_BITS, MAX_BITS = 2, 8
 _DEGENERATE_RANGE = 1e-10  # the original's threshold below which a bucket's range counts as zero
@@ -50,9 +50,17 @@ class QuantizedTensor:
 
 
 def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,
-             generator: torch.Generator | None = None) -> QuantizedTensor:
-    """Quantize ``tensor`` to ``bits`` bits per element, per bucket of ``bucket_size`` (None: one bucket)."""
-    _check(tensor, bits, bucket_size)
+             generator: torch.Generator | None = None, check_finite: bool = True) -> QuantizedTensor:
+    """Quantize ``tensor`` to ``bits`` bits per element, per bucket of ``bucket_size`` (None: one bucket).
+
+    ``check_finite=False`` skips the NaN/inf check, which waits for the device; training uses it every
+    step and learns of non-finite weights from its loss instead.
+    """
+    check_settings(bits, bucket_size)
+    if not tensor.is_floating_point() or tensor.numel() == 0:
+        raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} {tuple(tensor.shape)}")
+    if check_finite and not torch.isfinite(tensor).all():
+        raise ValueError("cannot quantize a tensor holding NaN or infinite values")
     flat = tensor.detach().float().flatten()
     width = flat.numel() if bucket_size is None else bucket_size
     padding = -flat.numel() % width
@@ -76,19 +84,17 @@ def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *,
 
 
 def fake_quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: torch.Generator | None = None, check_finite: bool = True) -> torch.Tensor:
     """``tensor`` rounded onto its quantization levels, as a float tensor of the same shape and dtype."""
-    quantized = quantize(tensor, bits, bucket_size, stochastic=stochastic, generator=generator)
+    quantized = quantize(tensor, bits, bucket_size, stochastic=stochastic, generator=generator,
+                         check_finite=check_finite)
     return quantized.dequantize().to(tensor.dtype)
 
 
-def _check(tensor: torch.Tensor, bits: int, bucket_size: int | None) -> None:
+def check_settings(bits: int, bucket_size: int | None) -> None:
+    """Raise ValueError unless ``bits`` is in [MIN_BITS, MAX_BITS] and ``bucket_size`` is None or positive."""
     if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
         raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
     if bucket_size is not None and (isinstance(bucket_size, bool) or not isinstance(bucket_size, int)
                                     or bucket_size < 1):
         raise ValueError(f"bucket_size must be a positive integer or None (one bucket), got {bucket_size!r}")
-    if not tensor.is_floating_point() or tensor.numel() == 0:
-        raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} {tuple(tensor.shape)}")
-    if not torch.isfinite(tensor).all():
-        raise ValueError("cannot quantize a tensor holding NaN or infinite values")

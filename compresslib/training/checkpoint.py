@@ -2,8 +2,8 @@
 
 ``checkpoint.pt`` holds plain state only (state_dicts, numbers, lists): model, optimiser, schedule
 state, the history so far (the best epoch is read off it), the best epoch's weights when the run
-selects the best model, one entry per job that worked on the run (``sessions``), the next epoch to run and the spec identity that produced it. It is
-rewritten atomically after every epoch and deleted once the run's outputs are complete. Randomness
+selects the best model, one entry per job that worked on the run (``sessions``), the next epoch to
+run and the spec identity that produced it. It is rewritten atomically after every epoch and deleted once the run's outputs are complete. Randomness
 needs no saved state: every epoch reseeds from ``(seed, epoch)``.
 """
 

@@ -20,7 +20,7 @@ from typing import Any
 from compresslib.activations import parse_activation
 from compresslib.losses import KL_REDUCTIONS
 from compresslib.quantization.shadow import SKIP_BY
-from compresslib.quantization.uniform import MAX_BITS, MIN_BITS
+from compresslib.quantization.uniform import check_settings
 from compresslib.training.schedules import SCHEDULES
 
 __all__ = ["KDSpec", "QuantSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
@@ -124,10 +124,10 @@ class TrainSpec:
             _require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
                      f"one of {', '.join(KL_REDUCTIONS)}")
         if self.quant is not None:
-            _require(MIN_BITS <= self.quant.bits <= MAX_BITS, "quant.bits", self.quant.bits,
-                     f"an integer from {MIN_BITS} to {MAX_BITS}")
-            _require(self.quant.bucket_size is None or self.quant.bucket_size >= 1, "quant.bucket_size",
-                     self.quant.bucket_size, "null or an integer >= 1")
+            try:
+                check_settings(self.quant.bits, self.quant.bucket_size)
+            except ValueError as error:
+                raise SpecError(f"quant.{error}") from None
             _require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
 
     def to_dict(self) -> dict:
