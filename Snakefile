@@ -1,4 +1,5 @@
-# compresslib: data -> teachers -> distilled students per activation and seed -> result tables.
+# compresslib: data -> teachers -> distilled students per activation and seed -> quantized students
+# (QD, DQ, post-training) -> result tables.
 # `snakemake -n` previews the DAG; see README.md for local, demo and cluster use.
 from snakemake.utils import min_version
 
@@ -12,6 +13,7 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/teachers.smk"
 include: "rules/distill.smk"
+include: "rules/quantize.smk"
 include: "rules/aggregate.smk"
 
 

@@ -9,8 +9,9 @@ the jobs the workflow runs and the spec values each job receives. It never impor
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from compresslib.activations import parse_activation
 
 __all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "format_problems", "TeacherJob", "DistillJob",
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
-           "experiments_for_aggregation"]
+           "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
+           "reference_distill_jobs", "undistilled_spec_values"]
 
 
 class ConfigError(ValueError):
@@ -101,8 +103,9 @@ def check_config(config: dict) -> None:
             problems.append(f"teachers.{name}.dataset: {teacher['dataset']!r} is not allowed; "
                             f"allowed: {', '.join(DATASETS)}")
         problems += _activation_problems([(f"teachers.{name}.activation", teacher["activation"])])
-    for name, experiment in config.get("distill", {}).items():
-        where = f"distill.{name}"
+    experiments = [(f"{section}.{name}", experiment) for section in ("distill", "quantize")
+                   for name, experiment in config.get(section, {}).items()]
+    for where, experiment in experiments:
         if experiment["teacher"] not in teachers:
             problems.append(f"{where}.teacher: {experiment['teacher']!r} names no teacher; "
                             f"allowed: {', '.join(teachers) or '(no teachers defined)'}")
@@ -117,6 +120,7 @@ def check_config(config: dict) -> None:
             problems.append(f"data.extracted.{dataset}: not a downloadable dataset; allowed: cifar10, cifar100")
     if problems:
         raise ConfigError(format_problems(problems))
+    quantize_jobs(config)  # raises when two experiments ask for one run with different settings
 
 
 def format_problems(problems: list[str]) -> str:
@@ -204,9 +208,113 @@ def student_spec_values(config: dict, teacher: str, student: str, activation: st
     return _run_values(config, entry, teacher, activation, seed, labels={"student": student}) | {"kd": entry["kd"]}
 
 
+@dataclass(frozen=True)
+class QuantizeJob:
+    dataset: str
+    teacher: str
+    student: str
+    method: str  # qd | dq | pm
+    bits: int
+    bucket: str  # bucket size as a string, "none" for one bucket per tensor
+    activation: str
+    bins: str
+    seed: int
+
+    @property
+    def tag(self) -> str:
+        return self.activation + self.bins
+
+    @property
+    def distilled(self) -> DistillJob:
+        """The full-precision distilled student this run starts from (dq, pm) or stands beside (qd)."""
+        return DistillJob(self.dataset, self.teacher, self.student, self.activation, self.bins, self.seed)
+
+
+def bucket_tag(bucket_size: int | None) -> str:
+    return "none" if bucket_size is None else str(bucket_size)
+
+
+def quantize_jobs(config: dict) -> dict[QuantizeJob, dict]:
+    """Every quantization run of every experiment, once, in config order, with its settings.
+
+    A run's settings are TrainSpec values (qd, dq) or post-training arguments (pm). Two experiments may
+    share a run only if they give it the same settings; otherwise their results would overwrite each other.
+    """
+    jobs: dict[QuantizeJob, dict] = {}
+    owners: dict[QuantizeJob, str] = {}
+    problems = []
+    for name, experiment in config.get("quantize", {}).items():
+        teacher = config["teachers"][experiment["teacher"]]
+        for student, tag, seed, method, bits, bucket_size in itertools.product(
+                experiment["students"], experiment["activations"], experiment["seeds"], experiment["methods"],
+                experiment["bits"], experiment["buckets"]):
+            family, bins = canonical_activation(tag)
+            job = QuantizeJob(teacher["dataset"], experiment["teacher"], student, method, bits, bucket_tag(bucket_size),
+                              family, bins, seed)
+            settings = _quantize_settings(config, experiment, job, bucket_size)
+            if job in jobs and jobs[job] != settings:
+                problems.append(f"quantize.{owners[job]} and quantize.{name} both ask for {method} of {student} "
+                                f"({family}{bins}, seed {seed}, {bits} bits, bucket {bucket_tag(bucket_size)}) with "
+                                "different settings (qd_train, dq, quantize_first_last or skip_by); give one of the "
+                                "experiments another student entry")
+            jobs.setdefault(job, settings)
+            owners.setdefault(job, name)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return jobs
+
+
+def _quantize_settings(config: dict, experiment: dict, job: QuantizeJob, bucket_size: int | None) -> dict:
+    """TrainSpec values of a qd or dq run; the post-training arguments of a pm run."""
+    layers = {"quantize_first_last": experiment["quantize_first_last"], "skip_by": experiment["skip_by"]}
+    if job.method == "pm":
+        return {"bits": job.bits, "bucket_size": bucket_size, **layers}
+    values = student_spec_values(config, job.teacher, job.student, job.tag, job.seed)
+    quant = {"method": job.method, "bits": job.bits, "bucket_size": bucket_size, **layers}
+    if job.method == "qd":
+        return values | (experiment["qd_train"] or {}) | {"quant": quant}
+    dq = dict(experiment["dq"])
+    quant |= {key: dq.pop(key) for key in ("points_init", "auto_bits", "gradient_batches")}
+    return values | dq | {"quant": quant}
+
+
+def undistilled_jobs(config: dict) -> list[DistillJob]:
+    """Students trained on hard labels only, as references of the quantize experiments that ask for them."""
+    return _quantized_students(config, lambda experiment: "undistilled" in experiment["references"])
+
+
+def reference_distill_jobs(config: dict) -> list[DistillJob]:
+    """Distilled students the quantize experiments need: dq and pm start from them, references show them."""
+    return _quantized_students(config, lambda experiment: "distilled" in experiment["references"]
+                               or not set(experiment["methods"]) <= {"qd"})
+
+
+def _quantized_students(config: dict, wanted: Callable[[dict], bool]) -> list[DistillJob]:
+    """(teacher, student, activation, seed) of every quantize experiment for which ``wanted`` holds, once."""
+    jobs: dict[DistillJob, None] = {}
+    for experiment in filter(wanted, config.get("quantize", {}).values()):
+        dataset = config["teachers"][experiment["teacher"]]["dataset"]
+        for student, tag, seed in itertools.product(experiment["students"], experiment["activations"],
+                                                    experiment["seeds"]):
+            jobs[DistillJob(dataset, experiment["teacher"], student, *canonical_activation(tag), seed)] = None
+    return list(jobs)
+
+
+def undistilled_spec_values(config: dict, teacher: str, student: str, activation: str, seed: int) -> dict:
+    """The TrainSpec values of a student trained on hard labels (its distilled twin without kd)."""
+    values = student_spec_values(config, teacher, student, activation, seed)
+    del values["kd"]
+    return values
+
+
 def experiments_for_aggregation(config: dict) -> dict:
-    """The distill experiments with canonical activation tags, as compresslib.results expects them."""
-    return {name: {"teacher": e["teacher"], "students": list(e["students"]),
-                   "activations": ["".join(canonical_activation(tag)) for tag in e["activations"]],
-                   "seeds": list(e["seeds"])}
-            for name, e in config["distill"].items()}
+    """The distill and quantize experiments with canonical activation tags, as compresslib.results expects them."""
+    def common(e: dict) -> dict:
+        return {"teacher": e["teacher"], "students": list(e["students"]),
+                "activations": ["".join(canonical_activation(tag)) for tag in e["activations"]],
+                "seeds": list(e["seeds"])}
+
+    return {"distill": {name: common(e) for name, e in config["distill"].items()},
+            "quantize": {name: common(e) | {"methods": list(e["methods"]), "bits": list(e["bits"]),
+                                            "buckets": list(e["buckets"]), "references": list(e["references"])}
+                         for name, e in config.get("quantize", {}).items()}}

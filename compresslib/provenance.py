@@ -15,7 +15,7 @@ import torch
 
 from compresslib.devices import Placement
 
-__all__ = ["software", "hardware", "job_identity", "git_revision", "now_iso"]
+__all__ = ["software", "hardware", "job_identity", "git_revision", "now_iso", "run_provenance"]
 
 PACKAGES = ("compresslib", "torch", "torchvision", "numpy", "pandas", "snakemake", "snakemake-executor-plugin-slurm")
 
@@ -69,3 +69,12 @@ def hardware(placement: Placement, threads: int) -> dict:
         info["device_name"] = torch.cuda.get_device_name(device)
         info["cuda"] = torch.version.cuda
     return info
+
+
+def run_provenance(dataset: dict, command: list[str] | None, started_at: str, **models: dict | None) -> dict:
+    """A record's ``provenance``: code and package versions, the dataset file, the input models, the command."""
+    versions = software()
+    return {"git_revision": versions["git_revision"], "git_dirty": versions["git_dirty"],
+            "packages": versions["packages"], "python": versions["python"], "dataset": dataset, **models,
+            "command": command if command is not None else list(sys.argv),
+            "started_at": started_at, "finished_at": now_iso()}

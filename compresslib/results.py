@@ -9,6 +9,18 @@ appended to an existing table.
     summary-distill.csv       distilled students grouped by experiment, student, activation
     seeds-distill-{best,final}.csv, seeds-distill.md
                               LMA's table: one row per student and activation, one column per seed
+    summary-quantize.csv, summary-quantize.md
+                              quantized students (and their full-precision references) grouped by
+                              experiment, student, activation, method, bits and bucket
+
+Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}}``, the config.yaml entries
+of each kind (see :func:`in_experiment` and :func:`in_quantize_experiment`).
+
+Every summary carries the size columns of :func:`with_size_columns`: ``method`` (qd, dq, pm, or
+fp-teacher, fp-distilled, fp-undistilled for full precision), ``bits`` (32 for full precision),
+``bucket``, ``size_mb``, ``packed_bytes``, ``compression`` and ``huffman_mean_bits``. ``bucket`` is the
+quantizer's bucket size, 0 for a quantized run with one bucket per tensor (a null bucket_size), and
+empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized".
 
 Statistics: ``std`` is the sample standard deviation (ddof=1); the 95% confidence interval is the
 Student-t interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run.
@@ -31,11 +43,17 @@ from compresslib.io import atomic_open
 __all__ = [
     "SUMMARY_METRICS",
     "IDENTITY_COLUMNS",
+    "SIZE_COLUMNS",
     "load_records",
+    "split_experiments",
     "in_experiment",
+    "in_quantize_experiment",
     "runs_table",
+    "with_size_columns",
     "summarize",
     "experiment_table",
+    "quantize_table",
+    "quantize_summary",
     "seed_table",
     "write_tables",
     "table_paths",
@@ -66,11 +84,37 @@ REQUIRED_KEYS = (
     "metrics",
     "curve",
 )
-RECORD_KINDS = ("teacher", "distill")
+RECORD_KINDS = ("teacher", "distill", "undistilled", "quantize")
+STUDENT_KINDS = ("distill", "undistilled", "quantize")  # the kinds whose labels name a student
+MODEL_KEYS = ("params", "bytes_fp32")
+QUANTIZATION_KEYS = (
+    "method",
+    "bits",
+    "bucket_size",
+    "quantized_params",
+    "full_precision_params",
+    "huffman_mean_bits",
+    "size_reduction_factor",
+    "size_mb",
+    "packed_bytes",
+    "compression",
+)
+QUANTIZATION_METHODS = ("qd", "dq", "pm")
+# the method column of full-precision runs, and the record kind a quantize experiment's references name
+FULL_PRECISION_METHODS = {"teacher": "fp-teacher", "distill": "fp-distilled", "undistilled": "fp-undistilled"}
+REFERENCE_KINDS = {"distilled": "distill", "undistilled": "undistilled"}
+# what with_size_columns adds: the configuration columns every summary groups by, then the per-run sizes
+METHOD_COLUMNS = ["method", "bits", "bucket"]
+SIZE_COLUMNS = ("size_mb", "packed_bytes", "compression", "huffman_mean_bits")
 SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
-TEACHER_SUMMARY_KEYS = ["labels.dataset", "labels.teacher", "model.name"]
+QUANTIZE_SUMMARY_KEYS = [*SEED_TABLE_KEYS, *METHOD_COLUMNS]
+TEACHER_SUMMARY_KEYS = ["labels.dataset", "labels.teacher", "model.name", *METHOD_COLUMNS]
 # the seeds of one configuration are summarised together: a run's identity without kind and seed
-DISTILL_SUMMARY_KEYS = ["experiment", *(column for column in IDENTITY_COLUMNS if column not in ("kind", "seed"))]
+DISTILL_SUMMARY_KEYS = [
+    "experiment",
+    *(column for column in IDENTITY_COLUMNS if column not in ("kind", "seed")),
+    *METHOD_COLUMNS,
+]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
 
 
@@ -102,13 +146,35 @@ def _check_record(record: Any, path: Path) -> None:
         raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
     if record["kind"] not in RECORD_KINDS:
         raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {RECORD_KINDS}")
-    label_keys = ("dataset", "teacher", "student") if record["kind"] == "distill" else ("dataset", "teacher")
+    label_keys = ("dataset", "teacher", "student") if record["kind"] in STUDENT_KINDS else ("dataset", "teacher")
     missing = [key for key in label_keys if key not in record["labels"]]
     if missing:
         raise ValueError(f"{path}: {record['kind']} record lacks labels {missing}")
     missing = [key for key in SUMMARY_METRICS if key.removeprefix("metrics.") not in record["metrics"]]
     if missing:
         raise ValueError(f"{path}: record lacks metrics {missing}")
+    missing = [key for key in MODEL_KEYS if key not in (record.get("model") or {})]
+    if missing:
+        raise ValueError(f"{path}: record lacks model keys {missing}")  # every size column starts from them
+    if record["kind"] != "quantize":
+        return
+    quantization = record.get("quantization") or {}
+    missing = [key for key in QUANTIZATION_KEYS if key not in quantization]
+    if missing:
+        raise ValueError(f"{path}: quantize record lacks quantization keys {missing}")
+    if quantization["method"] not in QUANTIZATION_METHODS:
+        raise ValueError(f"{path}: quantization method {quantization['method']!r}, not one of {QUANTIZATION_METHODS}")
+
+
+def split_experiments(experiments: dict) -> tuple[dict, dict]:
+    """The distill and the quantize experiments of ``{"distill": {...}, "quantize": {...}}``; either may be absent.
+
+    Any other key is an error, so the older ``{name: experiment}`` shape fails loudly instead of matching nothing.
+    """
+    unknown = sorted(set(experiments) - {"distill", "quantize"})
+    if unknown:
+        raise ValueError(f"experiments: unknown kinds {unknown}; expected {{'distill': ..., 'quantize': ...}}")
+    return experiments.get("distill", {}), experiments.get("quantize", {})
 
 
 def in_experiment(record: dict, experiment: dict) -> bool:
@@ -119,6 +185,32 @@ def in_experiment(record: dict, experiment: dict) -> bool:
     labels = record["labels"]
     return (
         record["kind"] == "distill"
+        and labels["teacher"] == experiment["teacher"]
+        and labels.get("student") in experiment["students"]
+        and record["activation"] in experiment["activations"]
+        and record["seed"] in experiment["seeds"]
+        and experiment.get("dataset") in (None, labels["dataset"])
+    )
+
+
+def in_quantize_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is a quantized run of a quantize experiment, or one of its full-precision references.
+
+    Quantized runs match on method, bits and bucket size (null: one bucket per tensor) besides the student
+    run; ``references`` ("distilled", "undistilled") adds the full-precision students of the same runs.
+    """
+    labels = record["labels"]
+    if record["kind"] == "quantize":
+        quantization = record["quantization"]
+        wanted = (
+            quantization["method"] in experiment["methods"]
+            and quantization["bits"] in experiment["bits"]
+            and quantization["bucket_size"] in experiment["buckets"]
+        )
+    else:
+        wanted = record["kind"] in {REFERENCE_KINDS[reference] for reference in experiment["references"]}
+    return (
+        wanted
         and labels["teacher"] == experiment["teacher"]
         and labels.get("student") in experiment["students"]
         and record["activation"] in experiment["activations"]
@@ -153,14 +245,39 @@ def _is_nested(value: Any) -> bool:
     return isinstance(value, (list, dict))
 
 
-def summarize(frame: pd.DataFrame, by: list[str], metrics: Sequence[str] = SUMMARY_METRICS) -> pd.DataFrame:
+def with_size_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`runs_table` frame plus ``method``, ``bits``, ``bucket`` and the :data:`SIZE_COLUMNS`.
+
+    Quantized runs take them from their ``quantization`` section (bucket 0: one bucket per tensor); full
+    precision runs get their kind's fp-method, 32 bits, a NaN bucket, 4 bytes per parameter, compression
+    1 and no Huffman code length.
+    """
+    quantized = frame["kind"] == "quantize"
+    section = frame.reindex(columns=[f"quantization.{key}" for key in QUANTIZATION_KEYS])  # NaN with no quantized run
+    section.columns = list(QUANTIZATION_KEYS)
+    model = frame.reindex(columns=[f"model.{key}" for key in MODEL_KEYS])
+    return frame.assign(
+        method=frame["kind"].map(FULL_PRECISION_METHODS).where(~quantized, section["method"]),
+        bits=section["bits"].where(quantized, 32).astype("Int64"),
+        bucket=section["bucket_size"].fillna(0).where(quantized).astype("Int64"),
+        size_mb=section["size_mb"].where(quantized, 4 * model["model.params"] / 1e6).astype(float),
+        packed_bytes=section["packed_bytes"].where(quantized, model["model.bytes_fp32"]).astype("Int64"),
+        compression=section["compression"].where(quantized, 1.0).astype(float),
+        huffman_mean_bits=section["huffman_mean_bits"].where(quantized).astype(float),
+    )
+
+
+def summarize(
+    frame: pd.DataFrame, by: list[str], metrics: Sequence[str] = SUMMARY_METRICS, means: Sequence[str] = ()
+) -> pd.DataFrame:
     """Per group of ``by`` and per metric: n, mean, std, min, max and the 95% Student-t interval.
 
     Groups keep the order in which they first appear; a NaN key (bins of relu) is a group of its own.
-    Columns are named after the metric without its ``metrics.`` prefix: ``final_test_acc_mean``.
+    Columns are named after the metric without its ``metrics.`` prefix: ``final_test_acc_mean``. The
+    columns in ``means`` follow, each as its plain mean under its own name.
     """
-    by = list(by)
-    missing = [column for column in [*by, *metrics] if column not in frame.columns]
+    by, means = list(by), list(means)
+    missing = [column for column in [*by, *metrics, *means] if column not in frame.columns]
     if missing and not frame.empty:
         raise ValueError(f"summarize: frame has no columns {missing}")
     frame = frame.reindex(columns=[*frame.columns, *missing])  # an empty frame still gets its headers
@@ -185,6 +302,7 @@ def summarize(frame: pd.DataFrame, by: list[str], metrics: Sequence[str] = SUMMA
                 }
             )
         )
+    parts.append(grouped[means].mean())
     return pd.concat(parts, axis=1).reset_index()
 
 
@@ -211,6 +329,47 @@ def experiment_table(records: list[dict], experiments: dict) -> pd.DataFrame:
         tables.append(rows.assign(experiment=name))
     table = pd.concat(tables, ignore_index=True) if tables else runs_table([]).assign(experiment=pd.Series(dtype=str))
     return table[["experiment", *(column for column in table.columns if column != "experiment")]]
+
+
+def quantize_table(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """The rows of each quantize experiment (``{name: experiment}``) with an ``experiment`` column and the size columns.
+
+    Rows follow the config: experiment, student, activation, then method (fp-undistilled, fp-distilled,
+    then the experiment's methods), bits descending, the experiment's bucket order, and the seed.
+    """
+    tables = []
+    for name, experiment in experiments.items():
+        members = [record for record in records if in_quantize_experiment(record, experiment)]
+        if not members:
+            continue
+        methods = [FULL_PRECISION_METHODS["undistilled"], FULL_PRECISION_METHODS["distill"], *experiment["methods"]]
+        rank = {
+            "labels.student": _positions(experiment["students"]),
+            "activation": _positions(experiment["activations"]),
+            "method": _positions(methods),
+            "bucket": _positions([0 if bucket is None else bucket for bucket in experiment["buckets"]]),
+        }
+        rows = with_size_columns(runs_table(members)).sort_values(
+            ["labels.student", "activation", "method", "bits", "bucket", "seed"],
+            ascending=[True, True, True, False, True, True],
+            key=lambda column: column.map(rank[column.name]) if column.name in rank else column,
+            kind="stable",
+        )
+        tables.append(rows.assign(experiment=name))
+    if tables:
+        table = pd.concat(tables, ignore_index=True)
+    else:
+        table = with_size_columns(runs_table([])).assign(experiment=pd.Series(dtype=str))
+    return table[["experiment", *(column for column in table.columns if column != "experiment")]]
+
+
+def _positions(values: Sequence) -> dict:
+    return {value: i for i, value in enumerate(values)}
+
+
+def quantize_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """summary-quantize.csv: the accuracy statistics and mean sizes of every configuration of :func:`quantize_table`."""
+    return summarize(quantize_table(records, experiments), QUANTIZE_SUMMARY_KEYS, means=SIZE_COLUMNS)
 
 
 def seed_table(frame: pd.DataFrame, metric: str = "metrics.best_test_acc") -> pd.DataFrame:
@@ -250,6 +409,8 @@ def table_paths(out_dir: str | Path) -> list[Path]:
         "summary-distill.csv",
         *(f"seeds-distill-{which}.csv" for which in SEED_TABLE_METRICS),
         "seeds-distill.md",
+        "summary-quantize.csv",
+        "summary-quantize.md",
     ]
     return [out_dir / name for name in names]
 
@@ -257,14 +418,19 @@ def table_paths(out_dir: str | Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Rebuild every table in ``out_dir`` from the records; returns :func:`table_paths`.
 
-    Works with no distilled runs yet: those tables are written with their headers only.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}}``. Works with no distilled or quantized runs
+    yet: those tables are written with their headers only.
     """
-    runs_path, teachers_path, distill_path, *seed_paths, markdown_path = table_paths(out_dir)
+    distill_experiments, quantize_experiments = split_experiments(experiments)
+    runs_path, teachers_path, distill_path, *seed_paths, markdown_path, quantize_path, quantize_markdown_path = (
+        table_paths(out_dir)
+    )
     runs = runs_table(records)
-    distill = experiment_table(records, experiments)
+    distill = experiment_table(records, distill_experiments)
+    teachers = with_size_columns(runs[runs["kind"] == "teacher"])
     _write_csv(runs, runs_path)
-    _write_csv(summarize(runs[runs["kind"] == "teacher"], TEACHER_SUMMARY_KEYS), teachers_path)
-    _write_csv(summarize(distill, DISTILL_SUMMARY_KEYS), distill_path)
+    _write_csv(summarize(teachers, TEACHER_SUMMARY_KEYS, means=SIZE_COLUMNS), teachers_path)
+    _write_csv(summarize(with_size_columns(distill), DISTILL_SUMMARY_KEYS, means=SIZE_COLUMNS), distill_path)
     seed_tables = {which: seed_table(distill, metric) for which, metric in SEED_TABLE_METRICS.items()}
     for path, table in zip(seed_paths, seed_tables.values(), strict=True):
         _write_csv(table, path)
@@ -276,6 +442,10 @@ def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) ->
         handle.write("# Distilled students: test accuracy (%) per seed\n\n")
         handle.write("std is the sample standard deviation (ddof=1) over the n seeds present in the row.\n\n")
         handle.write("\n".join(sections))
+    quantize = quantize_summary(records, quantize_experiments)
+    _write_csv(quantize, quantize_path)
+    with atomic_open(quantize_markdown_path, "w", encoding="utf-8") as handle:
+        handle.write(_markdown_quantize_summary(quantize, quantize_experiments))
     return table_paths(out_dir)
 
 
@@ -297,6 +467,48 @@ def _markdown_seed_table(table: pd.DataFrame) -> str:
     if table.empty:
         lines.append("\nno finished runs")
     return "\n".join(lines) + "\n"
+
+
+def _markdown_quantize_summary(summary: pd.DataFrame, experiments: dict) -> str:
+    """summary-quantize.md: one section per quantize experiment, accuracies in percent as ``mean ± std``."""
+    header = ["dataset", "student", "activation", "method", "bits", "bucket", "final (%)", "best (%)", "n"]
+    header += ["size (MB)", "compression"]
+    lines = [
+        "# Quantized students: test accuracy (%) against model size",
+        "",
+        "mean ± std over the n seeds (sample std, ddof=1). Bits 32 with bucket — is full precision; bucket 0 is "
+        "one bucket per tensor. Compression is against the 32-bit float model.",
+    ]
+    for name, experiment in experiments.items():
+        lines += ["", f"## {name}: students of `{experiment['teacher']}`", ""]
+        rows = summary[summary["experiment"] == name].to_dict("records")
+        if not rows:
+            lines.append("no finished runs")
+            continue
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for row in rows:
+            cells = [str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")]
+            cells.append("—" if pd.isna(row["bucket"]) else str(row["bucket"]))
+            cells += [_percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc")]
+            cells.append(str(row["final_test_acc_n"]))
+            cells += [_three_significant(row["size_mb"]), _two_decimals(row["compression"])]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _percent_mean_std(row: dict, metric: str) -> str:
+    return f"{_two_decimals(100 * row[f'{metric}_mean'])} ± {_two_decimals(100 * row[f'{metric}_std'])}"
+
+
+def _three_significant(value: float) -> str:
+    """Three significant figures without an exponent: 0.0123, 1.23, 123, 1230."""
+    if math.isnan(value):
+        return "—"
+    rounded = float(f"{value:.3g}")
+    if rounded == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(rounded))))
+    return f"{rounded:.{decimals}f}"
 
 
 def _two_decimals(value: float) -> str:

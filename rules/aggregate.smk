@@ -8,6 +8,8 @@ rule aggregate:
         script=script("aggregate.py"),
         teachers=teacher_records(),
         students=distill_records(),
+        undistilled=undistilled_records(),
+        quantized=quantize_records(),
     output:
         tables=aggregate_tables(),
         plots=aggregate_plots(),
@@ -23,4 +25,5 @@ rule aggregate:
         SOFTWARE_ENV
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
-        " --experiments {params.experiments} {input.teachers} {input.students} > {log} 2>&1"
+        " --experiments {params.experiments} {input.teachers} {input.students} {input.undistilled}"
+        " {input.quantized} > {log} 2>&1"

@@ -17,10 +17,15 @@ from compresslib.config import (
     experiments_for_aggregation,
     format_problems,
     load_schema,
+    quantize_jobs,
+    reference_distill_jobs,
     schema_errors,
     student_spec_values,
     teacher_jobs,
     teacher_spec_values,
+    undistilled_jobs,
+    undistilled_spec_values,
+    QuantizeJob,
 )
 from compresslib.plots import plot_paths
 from compresslib.results import table_paths
@@ -52,10 +57,16 @@ def script(name):
 
 
 TEACHER_JOBS = teacher_jobs(config)
-DISTILL_JOBS = distill_jobs(config)
+QUANTIZE_JOBS = quantize_jobs(config)  # {job: its settings}
+# distilled students of the distill experiments, then those the quantize experiments start from or show
+DISTILL_JOBS = list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config)))
+UNDISTILLED_JOBS = undistilled_jobs(config)
 TEACHER_DIR = "results/teachers/{dataset}/{teacher}/seed{seed}"
 DISTILL_DIR = "results/distill/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
+UNDISTILLED_DIR = "results/undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
+QUANTIZE_DIR = "results/quantize/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}"
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
+PACKED_MODEL = "model.packed"
 
 
 def _alternatives(names):
@@ -69,10 +80,18 @@ wildcard_constraints:
     activation="relu|prelu|swish|lma|aplu",
     bins=r"\d*",
     seed=r"\d+",
+    method="qd|dq|pm",
+    bits=r"\d+",
+    bucket=r"\d+|none",
 
 
 def run_outputs(directory):
     return {Path(name).stem: os.path.join(directory, name) for name in RUN_OUTPUTS}
+
+
+def distilled_model(wildcards):
+    """The full-precision distilled student of the same teacher, student, activation and seed."""
+    return os.path.join(DISTILL_DIR.format(**wildcards), "model.pt")
 
 
 def teacher_model(wildcards):
@@ -93,6 +112,40 @@ def teacher_overrides(wildcards):
 def student_overrides(wildcards):
     tag = wildcards.activation + wildcards.bins
     return overrides(student_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
+
+
+def undistilled_overrides(wildcards):
+    tag = wildcards.activation + wildcards.bins
+    return overrides(undistilled_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
+
+
+def quantize_settings(wildcards):
+    job = QuantizeJob(wildcards.dataset, wildcards.teacher, wildcards.student, wildcards.method, int(wildcards.bits),
+                      wildcards.bucket, wildcards.activation, wildcards.bins, int(wildcards.seed))
+    if job not in QUANTIZE_JOBS:
+        raise WorkflowError(f"{QUANTIZE_DIR.format(**wildcards)} is not a run of any quantize experiment in the config")
+    return QUANTIZE_JOBS[job]
+
+
+def quantize_train_inputs(wildcards):
+    """QD distils from the teacher; DQ learns the points of the distilled student, which is also its teacher."""
+    inputs = {"script": script("train.py"), "data": f"resources/{wildcards.dataset}/dataset.pt"}
+    if wildcards.method == "qd":
+        return inputs | {"teacher": teacher_model(wildcards)}
+    return inputs | {"teacher": distilled_model(wildcards), "init": distilled_model(wildcards)}
+
+
+def quantize_train_arguments(wildcards, input):
+    models = f"--teacher {shlex.quote(input.teacher)}"
+    if wildcards.method == "dq":
+        models += f" --init {shlex.quote(input.init)}"
+    return f"{models} {overrides(quantize_settings(wildcards))}"
+
+
+def post_training_arguments(wildcards):
+    settings = quantize_settings(wildcards)
+    first_last = " --quantize-first-last" if settings["quantize_first_last"] else ""
+    return f"--bits {settings['bits']} --bucket-size {wildcards.bucket} --skip-by {settings['skip_by']}{first_last}"
 
 
 def dataset_inputs(wildcards):
@@ -124,6 +177,14 @@ def teacher_records():
 
 def distill_records():
     return [os.path.join(DISTILL_DIR.format(**vars(job)), "record.json") for job in DISTILL_JOBS]
+
+
+def undistilled_records():
+    return [os.path.join(UNDISTILLED_DIR.format(**vars(job)), "record.json") for job in UNDISTILLED_JOBS]
+
+
+def quantize_records():
+    return [os.path.join(QUANTIZE_DIR.format(**vars(job)), "record.json") for job in QUANTIZE_JOBS]
 
 
 def experiments_argument(wildcards):

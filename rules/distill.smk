@@ -20,3 +20,26 @@ rule distill_student:
     shell:
         "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
         " --threads {threads} {params.spec} > {log} 2>&1"
+
+
+rule train_undistilled:
+    input:
+        script=script("train.py"),
+        data="resources/{dataset}/dataset.pt",
+    output:
+        **run_outputs(UNDISTILLED_DIR),
+    log:
+        "logs/train_undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.log",
+    benchmark:
+        "benchmarks/train_undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.tsv"
+    params:
+        run_dir=UNDISTILLED_DIR,
+        spec=undistilled_overrides,
+    threads: 1
+    resources:
+        gpu=1,
+    conda:
+        SOFTWARE_ENV
+    shell:
+        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        " {params.spec} > {log} 2>&1"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import yaml
 from snakemake.utils import validate
 
-from compresslib.config import ConfigError, check_config, distill_jobs, load_schema, schema_errors, teacher_jobs
+from compresslib.config import (ConfigError, QuantizeJob, check_config, distill_jobs, load_schema, quantize_jobs,
+                                reference_distill_jobs, schema_errors, teacher_jobs, undistilled_jobs)
+from compresslib.training.spec import build_spec
 from conftest import REPO, run_snakemake
 
 SCHEMA_PATH = REPO / "rules/schemas/config.schema.yaml"
@@ -67,6 +70,9 @@ def test_names_that_would_break_paths_are_refused():
      "distill.demo.students[1]: 'demo-s9' names no student; allowed: demo-s0, demo-s1"),
     ({"students__demo-s0__model": "resnet9000"}, "students.demo-s0.model: 'resnet9000' is not a registered model"),
     ({"distill__demo__activations": ["lma40"]}, "lma needs a segment count K in 2..32, got 40"),
+    ({"quantize__demo-quant__students": ["demo-s7"]},
+     "quantize.demo-quant.students[0]: 'demo-s7' names no student; allowed: demo-s0, demo-s1"),
+    ({"quantize__demo-quant__teacher": "nobody"}, "quantize.demo-quant.teacher: 'nobody' names no teacher"),
 ])
 def test_cross_reference_errors(change: dict, expected: str):
     config = _with_defaults(_demo(**change))
@@ -82,6 +88,38 @@ def test_matrix_expansion_deduplicates_shared_runs():
     assert len(jobs) == len(set(jobs)) == 3 * 5 * 5 + 3 * 10 * 5 - 3 * 2 * 5 + 2 * 5 * 5  # lma8/aplu8 shared
     assert {job.tag for job in jobs if job.teacher == "wrn16-10"} == {"relu", "prelu", "swish", "aplu8", "lma8"}
     assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10"]
+
+
+def test_quantize_matrix_and_settings_of_each_method():
+    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
+    jobs = quantize_jobs(config)
+    methods = Counter(job.method for job in jobs)
+    # QD: CIFAR-10 3 students x 3 seeds x 2 bits, CIFAR-100 2 students, joint 3 students x 2 activations x 5 seeds x 2
+    # bits; DQ: CIFAR-10 3 x 3 at 4 bits and at 2 bits, CIFAR-100 2; PM: bucket 256 and none, CIFAR-100 2
+    assert methods == {"qd": 18 + 2 + 60, "dq": 9 + 9 + 2, "pm": 18 + 18 + 2}
+    qd = jobs[QuantizeJob("cifar10", "conv-teacher", "conv-s1", "qd", 8, "256", "lma", "8", 5)]
+    assert qd["lr"] == 0.001 and qd["batch_size"] == 64 and qd["kd"]["kl_reduction"] == "batchmean"  # main_joint
+    assert qd["quant"] == {"method": "qd", "bits": 8, "bucket_size": 256, "quantize_first_last": False,
+                           "skip_by": "layers"}
+    dq = jobs[QuantizeJob("cifar10", "conv-teacher", "qd-s2", "dq", 2, "256", "relu", "", 3)]
+    assert dq["epochs"] == 20 and dq["lr"] == 1e-6 and dq["model_kwargs"] == {"dropout": []}
+    assert dq["quant"]["points_init"] == "quantiles" and dq["quant"]["auto_bits"] is True
+    build_spec(dq)  # every qd/dq setting is a valid TrainSpec
+    build_spec(qd)
+    pm = jobs[QuantizeJob("cifar10", "conv-teacher", "qd-s0", "pm", 2, "none", "relu", "", 1)]
+    assert pm == {"bits": 2, "bucket_size": None, "quantize_first_last": False, "skip_by": "layers"}
+    # dq and pm start from distilled students; the references add the undistilled ones
+    assert len(reference_distill_jobs(config)) == 9 + 2 + 30 and len(undistilled_jobs(config)) == 9
+
+
+def test_two_experiments_may_not_give_one_run_different_settings():
+    config = _demo()
+    config["quantize"]["again"] = copy.deepcopy(config["quantize"]["demo-quant"]) | {"dq": {"lr": 0.5}}
+    with pytest.raises(ConfigError, match=r"quantize.demo-quant and quantize.again both ask for dq of demo-s0 "
+                                          r"\(relu, seed 1, 2 bits, bucket 256\) with different settings"):
+        check_config(_with_defaults(config))
+    config["quantize"]["again"]["dq"] = copy.deepcopy(config["quantize"]["demo-quant"]["dq"])
+    check_config(_with_defaults(config))  # the same run asked for twice with the same settings is one run
 
 
 def _write(tmp_path: Path, config: dict) -> Path:

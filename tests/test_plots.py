@@ -3,10 +3,18 @@
 import matplotlib.image
 import pytest
 
-from compresslib.plots import _curves_by_epoch, plot_curves, plot_paths, write_plots
+from compresslib.plots import (
+    _curves_by_epoch,
+    _point_label,
+    plot_accuracy_vs_size,
+    plot_curves,
+    plot_paths,
+    write_plots,
+)
+from compresslib.results import quantize_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EXPERIMENTS = {
+DISTILL = {
     "lma-cifar10": {
         "teacher": "conv-teacher",
         "students": ["conv-s0", "conv-s1"],
@@ -15,6 +23,12 @@ EXPERIMENTS = {
     },
     "lma-bins": {"teacher": "conv-teacher", "students": ["conv-s0"], "activations": ["lma4", "lma8"], "seeds": [1]},
 }
+QUANTIZE = {
+    "qd-cifar10": DISTILL["lma-cifar10"]
+    | {"methods": ["qd", "pm"], "bits": [2, 4], "buckets": [256, None], "references": ["distilled"]},
+    "qd-none": DISTILL["lma-bins"] | {"methods": ["dq"], "bits": [2], "buckets": [None], "references": []},
+}
+EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE}
 
 
 def make_record(kind="distill", student="conv-s0", activation="relu", seed=1, test_acc=(0.5, 0.6, 0.7)):
@@ -28,6 +42,20 @@ def make_record(kind="distill", student="conv-s0", activation="relu", seed=1, te
         "activation": activation,
         "seed": seed,
         "curve": {"epoch": epochs, "test_acc": list(test_acc), "train_loss": [1.0] * len(epochs)},
+    }
+
+
+def make_quantized(method="qd", bits=2, bucket=256, student="conv-s0", seed=1, final=0.8, size_mb=0.01):
+    """The fields of a quantize record.json that the accuracy-against-size plot reads (through the summary)."""
+    record = make_record(kind="distill", student=student, seed=seed, test_acc=() if method == "pm" else (0.5, final))
+    quantization = {"method": method, "bits": bits, "bucket_size": bucket, "size_mb": size_mb, "packed_bytes": 100}
+    return record | {
+        "kind": "quantize",
+        "activation_family": "relu",
+        "bins": None,
+        "metrics": {"final_test_acc": final, "best_test_acc": final},
+        "model": {"params": 1000, "bytes_fp32": 4000},
+        "quantization": quantization | {"compression": 40.0, "huffman_mean_bits": 1.7},
     }
 
 
@@ -46,6 +74,7 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         make_record(activation="lma4", seed=1),
         make_record(activation="swish", seed=1),  # in no experiment
     ]  # conv-s1 has no finished run at all
+    records += [make_quantized(seed=1), make_quantized(seed=2, final=0.7), make_quantized("pm", bucket=None)]
     written = write_plots(records, EXPERIMENTS, tmp_path)
     assert written == plot_paths(EXPERIMENTS, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
@@ -53,6 +82,8 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         "distill/lma-cifar10/conv-s0.png",
         "distill/lma-cifar10/conv-s1.png",
         "distill/lma-bins/conv-s0.png",
+        "quantize/qd-cifar10.png",
+        "quantize/qd-none.png",  # no finished runs
     ]
     for path in written:
         assert_png(path)
@@ -64,6 +95,34 @@ def test_write_plots_with_no_records(tmp_path):
     assert written == plot_paths(EXPERIMENTS, tmp_path)
     for path in written:
         assert_png(path)
+
+
+def test_plot_paths_of_each_kind_alone(tmp_path):
+    quantize_only = plot_paths({"quantize": QUANTIZE}, tmp_path)
+    assert [p.name for p in quantize_only] == ["teachers.png", "qd-cifar10.png", "qd-none.png"]
+    assert len(plot_paths({"distill": DISTILL}, tmp_path)) == 4
+    with pytest.raises(ValueError, match="unknown kinds"):
+        plot_paths(DISTILL, tmp_path)  # the shape before quantize experiments
+
+
+def test_accuracy_vs_size_points_and_labels(tmp_path):
+    distilled = make_record(kind="distill", seed=1) | {
+        "activation_family": "relu",
+        "bins": None,
+        "metrics": {"final_test_acc": 0.9, "best_test_acc": 0.9},
+        "model": {"params": 1000, "bytes_fp32": 4000},
+    }
+    records = [make_quantized(bits=4), make_quantized(bucket=None), make_quantized("pm", student="conv-s1"), distilled]
+    summary = quantize_summary(records, {"q": QUANTIZE["qd-cifar10"]})
+    labels = [_point_label(row, ["bucket"]) for row in summary.to_dict("records")]
+    assert labels == ["32b", "4b k=256", "2b per-tensor", "2b k=256"]  # conv-s0 (reference first), then conv-s1
+    assert _point_label(summary.iloc[1].to_dict(), []) == "4b"
+    assert _point_label(summary.iloc[1].to_dict(), ["activation", "bucket"]) == "4b relu k=256"
+    plot_accuracy_vs_size(summary, tmp_path / "size.png", "sizes")
+    plot_accuracy_vs_size(summary.iloc[:0], tmp_path / "empty.png", "nothing")
+    assert_png(tmp_path / "size.png")
+    assert_png(tmp_path / "empty.png")
+    assert (tmp_path / "size.png").read_bytes() != (tmp_path / "empty.png").read_bytes()
 
 
 def test_plot_curves_averages_over_the_runs_that_reached_each_epoch(tmp_path):

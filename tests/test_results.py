@@ -8,8 +8,11 @@ import pytest
 
 from compresslib.results import (
     IDENTITY_COLUMNS,
+    SIZE_COLUMNS,
     experiment_table,
     load_records,
+    quantize_summary,
+    quantize_table,
     runs_table,
     seed_table,
     summarize,
@@ -22,6 +25,7 @@ from compresslib.results import (
 LMA_RELU_BEST = [0.8864, 0.8891, 0.8835, 0.8898, 0.8883]
 LMA_APLU8_BEST = [0.8967, 0.9012, 0.8975, 0.8994, 0.9013]
 T_975_4 = 2.776445  # scipy.stats.t.ppf(0.975, 4)
+T_975_1 = 12.706205  # scipy.stats.t.ppf(0.975, 1)
 TEACHER = "conv-teacher"
 
 
@@ -41,8 +45,8 @@ def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, fi
     epochs = 3
     family = activation.rstrip("0123456789")
     bins = int(activation[len(family) :]) if activation != family else None
-    labels = {"dataset": "cifar10", "teacher": teacher} | ({"student": student} if kind == "distill" else {})
-    run_dir = f"results/{kind}/cifar10/{teacher}/{student if kind == 'distill' else ''}/{activation}/seed{seed}"
+    labels = {"dataset": "cifar10", "teacher": teacher} | ({"student": student} if kind != "teacher" else {})
+    run_dir = f"results/{kind}/cifar10/{teacher}/{student if kind != 'teacher' else ''}/{activation}/seed{seed}"
     return {
         "format": 1,
         "kind": kind,
@@ -80,10 +84,72 @@ def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, fi
             "lr": [0.01] * epochs,
         },
         "model": {"name": "qd_conv_student0", "params": 1000, "activation_params": 80, "bytes_fp32": 4000},
+        "quantization": None,
         "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_images_per_s": 100.0},
         "hardware": {"device": "cpu", "device_name": "cpu", "cuda_visible_devices": None, "threads": 2},
         "provenance": {"git_revision": "abc123", "packages": {"torch": "2.14.1"}, "command": ["python", "train.py"]},
     }
+
+
+def make_quantized(method="qd", bits=2, bucket=256, seed=1, final=0.8, best=0.82, size_mb=0.0123, huffman=1.8, **rest):
+    """A quantize record: a distill record plus its quantization section; pm (no training) has no curve."""
+    record = make_record("quantize", seed=seed, final=final, best=final if method == "pm" else best, **rest)
+    record["quantization"] = {
+        "method": method,
+        "bits": bits,
+        "bucket_size": bucket,
+        "quantized_params": 960,
+        "full_precision_params": 40,
+        "huffman_mean_bits": huffman,
+        "size_reduction_factor": 32 / bits,
+        "size_mb": size_mb,
+        "packed_bytes": 12000,
+        "compression": 9.5,
+    }
+    if method == "pm":
+        record["curve"] = {key: [] for key in record["curve"]}
+    return record
+
+
+def quantize_experiment(**overrides):
+    """One config.yaml quantize experiment: students in non-alphabetical order, buckets 256 before per-tensor."""
+    return {
+        "teacher": TEACHER,
+        "students": ["conv-s1", "conv-s0"],
+        "activations": ["relu"],
+        "seeds": [1, 2],
+        "methods": ["qd", "pm"],
+        "bits": [2, 4],
+        "buckets": [256, None],
+        "references": ["distilled", "undistilled"],
+    } | overrides
+
+
+def quantize_records():
+    """Members of quantize_experiment() in a shuffled order, then runs it must leave out."""
+    members = [
+        make_quantized("pm", seed=1, final=0.5, activation="relu"),
+        make_quantized("qd", bucket=None, seed=1, final=0.7, size_mb=0.0111, activation="relu"),
+        make_quantized("qd", seed=2, final=0.84, best=0.85, huffman=1.9, activation="relu"),
+        make_record("distill", seed=1, final=0.88, best=0.89, activation="relu"),
+        make_quantized("qd", bits=4, seed=1, final=0.86, size_mb=0.0234, activation="relu"),
+        make_quantized("qd", seed=1, final=0.80, best=0.82, huffman=1.8, activation="relu"),
+        make_record("undistilled", seed=1, final=0.85, best=0.86, activation="relu"),
+        make_record("distill", seed=2, final=0.90, best=0.91, activation="relu"),
+        make_quantized("pm", bits=4, seed=1, final=0.6, student="conv-s1", activation="relu"),
+    ]
+    outsiders = [
+        make_quantized("dq", activation="relu"),  # method not asked for
+        make_quantized("qd", bits=8, activation="relu"),
+        make_quantized("qd", bucket=512, activation="relu"),
+        make_quantized("qd", seed=3, activation="relu"),
+        make_quantized("qd", activation="lma8"),
+        make_quantized("qd", activation="relu", teacher="other-teacher"),
+        make_quantized("qd", activation="relu", student="conv-s9"),
+        make_record("distill", activation="relu", student="conv-s9"),
+        make_record("teacher", activation="relu"),
+    ]
+    return members + outsiders
 
 
 def readme_records(activation, accuracies):
@@ -198,19 +264,120 @@ def test_seed_table_rejects_two_records_of_one_run():
         seed_table(frame)
 
 
+# ----------------------------------------------------------------------------- quantize experiments
+
+QUANTIZE_COLUMNS = [
+    *("experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "method", "bits", "bucket"),
+    *(f"{metric}_{stat}" for metric in ("final_test_acc", "best_test_acc")
+      for stat in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")),
+    *SIZE_COLUMNS,
+]
+
+
+def test_quantize_table_keeps_members_and_references_in_config_order():
+    table = quantize_table(quantize_records(), {"qd": quantize_experiment()})
+    rows = [
+        (student, method, bits, None if pd.isna(bucket) else bucket, seed)
+        for student, method, bits, bucket, seed in table[
+            ["labels.student", "method", "bits", "bucket", "seed"]
+        ].itertuples(index=False)
+    ]
+    # students as configured (s1 first); references first; bits descending; bucket 256 before per-tensor (0)
+    assert rows == [
+        ("conv-s1", "pm", 4, 256, 1),
+        ("conv-s0", "fp-undistilled", 32, None, 1),
+        ("conv-s0", "fp-distilled", 32, None, 1),
+        ("conv-s0", "fp-distilled", 32, None, 2),
+        ("conv-s0", "qd", 4, 256, 1),
+        ("conv-s0", "qd", 2, 256, 1),
+        ("conv-s0", "qd", 2, 256, 2),
+        ("conv-s0", "qd", 2, 0, 1),
+        ("conv-s0", "pm", 2, 256, 1),
+    ]
+    assert set(table["experiment"]) == {"qd"} and table.columns[0] == "experiment"
+
+
+def test_quantize_experiment_references_are_optional():
+    only_distilled = quantize_table(quantize_records(), {"qd": quantize_experiment(references=["distilled"])})
+    assert "fp-undistilled" not in set(only_distilled["method"]) and "fp-distilled" in set(only_distilled["method"])
+    none = quantize_table(quantize_records(), {"qd": quantize_experiment(references=[], methods=["pm"], bits=[2])})
+    assert none["method"].tolist() == ["pm"] and none["labels.student"].tolist() == ["conv-s0"]
+
+
+def test_quantize_summary_matches_hand_computed_statistics():
+    summary = quantize_summary(quantize_records(), {"qd": quantize_experiment()})
+    assert list(summary.columns) == QUANTIZE_COLUMNS
+    assert summary["method"].tolist() == ["pm", "fp-undistilled", "fp-distilled", "qd", "qd", "qd", "pm"]
+    qd = summary.iloc[4]  # qd, 2 bits, buckets of 256, seeds 1 and 2
+    assert (qd["bits"], qd["bucket"], qd["final_test_acc_n"]) == (2, 256, 2)
+    assert qd["final_test_acc_mean"] == pytest.approx(0.82)
+    assert qd["final_test_acc_std"] == pytest.approx(0.02 * math.sqrt(2))  # |0.80 - 0.84| / sqrt(2)
+    assert qd["final_test_acc_ci95_low"] == pytest.approx(0.82 - T_975_1 * 0.02, abs=1e-6)  # t * std / sqrt(2)
+    assert qd["best_test_acc_mean"] == pytest.approx(0.835)
+    assert qd["best_test_acc_std"] == pytest.approx(0.015 * math.sqrt(2))
+    assert (qd["size_mb"], qd["packed_bytes"], qd["compression"]) == (0.0123, 12000, 9.5)
+    assert qd["huffman_mean_bits"] == pytest.approx(1.85)  # mean of 1.8 and 1.9
+    per_tensor = summary.iloc[5]
+    assert (per_tensor["bits"], per_tensor["bucket"], per_tensor["size_mb"]) == (2, 0, 0.0111)
+    distilled = summary.iloc[2]  # full precision: 1000 parameters of 4 bytes
+    assert (distilled["bits"], distilled["size_mb"], distilled["packed_bytes"], distilled["compression"]) == (
+        32, 0.004, 4000, 1.0
+    )
+    assert pd.isna(distilled["bucket"]) and pd.isna(distilled["huffman_mean_bits"])
+    assert distilled["final_test_acc_mean"] == pytest.approx(0.89) and distilled["final_test_acc_n"] == 2
+    pm = summary.iloc[6]  # one post-training run: no spread, final and best alike
+    assert pm["final_test_acc_mean"] == pm["best_test_acc_mean"] == 0.5 and pd.isna(pm["final_test_acc_std"])
+
+
+def test_summary_quantize_files(tmp_path):
+    experiments = {"quantize": {"qd": quantize_experiment(), "empty": quantize_experiment(teacher="nobody")}}
+    write_tables(quantize_records(), experiments, tmp_path)
+    csv = pd.read_csv(tmp_path / "summary-quantize.csv")
+    assert list(csv.columns) == QUANTIZE_COLUMNS and len(csv) == 7
+    assert csv["bucket"].isna().tolist() == [False, True, True, False, False, False, False]  # NaN: full precision
+    assert csv.loc[5, "bucket"] == 0 and csv.loc[5, "method"] == "qd"  # 0: one bucket per tensor
+    markdown = (tmp_path / "summary-quantize.md").read_text(encoding="utf-8")
+    expected = [
+        "## qd: students of `conv-teacher`",
+        "\n".join([
+            "| dataset | student | activation | method | bits | bucket | final (%) | best (%) | n | size (MB) "
+            "| compression |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "| cifar10 | conv-s1 | relu | pm | 4 | 256 | 60.00 ± — | 60.00 ± — | 1 | 0.0123 | 9.50 |",
+        ]),
+        "| cifar10 | conv-s0 | relu | fp-distilled | 32 | — | 89.00 ± 1.41 | 90.00 ± 1.41 | 2 | 0.00400 | 1.00 |",
+        "| cifar10 | conv-s0 | relu | qd | 2 | 256 | 82.00 ± 2.83 | 83.50 ± 2.12 | 2 | 0.0123 | 9.50 |",
+        "| cifar10 | conv-s0 | relu | qd | 2 | 0 | 70.00 ± — | 82.00 ± — | 1 | 0.0111 | 9.50 |",
+        "| cifar10 | conv-s0 | relu | pm | 2 | 256 | 50.00 ± — | 50.00 ± — | 1 | 0.0123 | 9.50 |",
+        "## empty: students of `nobody`\n\nno finished runs",
+    ]
+    for text in expected:
+        assert text in markdown
+    assert markdown.count("| cifar10 |") == 7
+
+
 # ----------------------------------------------------------------------------- writing and reading
 
 
 def test_write_tables_writes_exactly_table_paths(tmp_path):
     records = relu_records() + [make_record(kind="teacher", activation="relu", seed=s) for s in (1, 2)]
-    written = write_tables(records, {"main": experiment(["relu"], [1, 2, 3, 4, 5])}, tmp_path / "tables")
+    experiments = {"distill": {"main": experiment(["relu"], [1, 2, 3, 4, 5])}}
+    written = write_tables(records, experiments, tmp_path / "tables")
     assert written == table_paths(tmp_path / "tables")
+    assert [p.name for p in written[-2:]] == ["summary-quantize.csv", "summary-quantize.md"]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
     runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])
     assert len(runs) == 7
     teacher_rows = teachers[["labels.teacher", "model.name", "best_test_acc_n"]].values.tolist()
     assert teacher_rows == [["conv-teacher", "qd_conv_student0", 2]]
     assert distill["best_test_acc_n"].tolist() == [5] and distill["experiment"].tolist() == ["main"]
+    for summary, method in ((teachers, "fp-teacher"), (distill, "fp-distilled")):  # 1000 parameters of 4 bytes
+        row = summary.iloc[0]
+        assert (row["method"], row["bits"], row["size_mb"], row["packed_bytes"], row["compression"]) == (
+            method, 32, 0.004, 4000, 1.0
+        )
+        assert pd.isna(row["bucket"]) and pd.isna(row["huffman_mean_bits"])
+        assert list(summary.columns[-len(SIZE_COLUMNS) :]) == list(SIZE_COLUMNS)
     assert best["mean"].round(2).tolist() == [88.74] and final["mean"].tolist() == [88.0]
     markdown = written[5].read_text(encoding="utf-8")
     assert "| relu | 88.64 | 88.91 | 88.35 | 88.98 | 88.83 | 88.74 ± 0.25 | 5 |" in markdown
@@ -218,13 +385,23 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
 
 
 def test_write_tables_without_distilled_runs(tmp_path):
-    written = write_tables([make_record(kind="teacher", activation="relu")], EXPERIMENTS, tmp_path)
+    experiments = {"distill": EXPERIMENTS, "quantize": {"qd": quantize_experiment()}}
+    written = write_tables([make_record(kind="teacher", activation="relu")], experiments, tmp_path)
     assert written == table_paths(tmp_path)
     distill = pd.read_csv(tmp_path / "summary-distill.csv")
     assert distill.empty and "best_test_acc_mean" in distill.columns and "experiment" in distill.columns
     seeds = pd.read_csv(tmp_path / "seeds-distill-best.csv")
     assert seeds.empty and list(seeds.columns[-3:]) == ["mean", "std", "n"]
     assert "no finished runs" in (tmp_path / "seeds-distill.md").read_text(encoding="utf-8")
+    quantize = pd.read_csv(tmp_path / "summary-quantize.csv")
+    assert quantize.empty and list(quantize.columns) == QUANTIZE_COLUMNS
+    assert "## qd: students of `conv-teacher`\n\nno finished runs" in (tmp_path / "summary-quantize.md").read_text()
+
+
+def test_write_tables_rejects_the_old_experiments_shape(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown kinds \['lma-bins', 'lma-cifar10'\]"):
+        write_tables([], EXPERIMENTS, tmp_path)
+    assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
 
 def test_load_records_round_trip_and_errors_name_the_file(tmp_path):
@@ -247,3 +424,41 @@ def test_load_records_round_trip_and_errors_name_the_file(tmp_path):
     incomplete.write_text(json.dumps(without_metrics), encoding="utf-8")
     with pytest.raises(ValueError, match=f"{incomplete}.*metrics"):
         load_records([incomplete])
+
+
+def test_load_records_checks_quantize_and_undistilled_records(tmp_path):
+    def write(name, record):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(record), encoding="utf-8")
+        return path
+
+    good = [make_quantized(), make_quantized("pm", bucket=None), make_record("undistilled")]
+    assert load_records([write(f"good{i}", record) for i, record in enumerate(good)]) == good
+
+    no_size = make_quantized()
+    del no_size["quantization"]["size_mb"]
+    path = write("no-size", no_size)
+    with pytest.raises(ValueError, match=rf"{path}: quantize record lacks quantization keys \['size_mb'\]"):
+        load_records([path])
+
+    path = write("null", make_record("quantize"))  # "quantization": null
+    with pytest.raises(ValueError, match=rf"{path}: quantize record lacks quantization keys \['method', 'bits'"):
+        load_records([path])
+
+    unknown = make_quantized()
+    unknown["quantization"]["method"] = "kmeans"
+    path = write("unknown", unknown)
+    with pytest.raises(ValueError, match=rf"{path}: quantization method 'kmeans'"):
+        load_records([path])
+
+    no_student = make_record("undistilled")
+    del no_student["labels"]["student"]
+    path = write("no-student", no_student)
+    with pytest.raises(ValueError, match=rf"{path}: undistilled record lacks labels \['student'\]"):
+        load_records([path])
+
+    no_params = make_record("teacher")
+    del no_params["model"]["bytes_fp32"]
+    path = write("no-params", no_params)
+    with pytest.raises(ValueError, match=rf"{path}: record lacks model keys \['bytes_fp32'\]"):
+        load_records([path])

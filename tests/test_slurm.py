@@ -106,6 +106,7 @@ def _workflow_profile(tmp_path: Path) -> Path:
     config["students"][DIVERGING]["train"]["lr"] = 1.0e4  # the loss overflows in the first epoch
     config["distill"] = {"ci": {"teacher": "demo-teacher", "students": ["demo-s1"], "activations": ["relu", "lma8"],
                                 "seeds": [1, 2]}}
+    config["quantize"] = {}  # quantize jobs are scheduled like the students; tests/test_workflow.py runs them
     profile = tmp_path / "profile"
     profile.mkdir()
     (profile / "config.yaml").write_text(yaml.safe_dump(config))

@@ -72,9 +72,16 @@ def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
             *settings, *extra]
 
 
-@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64")], ids=["fp32", "quantized"])
-def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...]):
+DQ_OF_TEACHER = ("--teacher", "{teacher}", "--init", "{teacher}", 'model="demo_conv_student0"', 'quant.method="dq"',
+                 "quant.bits=2", "quant.bucket_size=64", "kd.weight=0.7", "lr=0.001")
+
+
+@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER],
+                         ids=["fp32", "quantized", "differentiable-quantization"])
+def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...],
+                                                     teacher_run: Path):
     """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
+    extra = tuple(item.format(teacher=teacher_run / "model.pt") for item in extra)
     reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
     subprocess.run(_train_command(tiny_dataset, reference_dir, *extra), check=True, capture_output=True)
 

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
+from compresslib.models import load_model
+from compresslib.quantization.pack import load_packed
 from conftest import REPO, SNAKEMAKE, run_snakemake
 
 JOB_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
@@ -42,8 +45,12 @@ def test_paper_dag_job_counts():
     counts = Counter(rule for rule, _ in planned_jobs())
     assert counts == {"download_archive": 2, "prepare_dataset": 2, "train_teacher": 2,
                       # CIFAR-10: 3 students x 5 activations x 5 seeds; bins ablation adds 3 x 8 new tags x 5;
-                      # CIFAR-100: 2 students x 5 activations x 5 seeds
-                      "distill_student": 75 + 120 + 50, "aggregate": 1, "all": 1}
+                      # CIFAR-100: 2 students x 5 activations x 5 seeds; QD's 3 students x 3 seeds (relu)
+                      "distill_student": 75 + 120 + 50 + 9, "train_undistilled": 9,
+                      # QD 18 + 2 (CIFAR-100) + 60 (LMA joint); DQ 9 + 9 + 2
+                      "quantize_train": 80 + 20,
+                      # PM with buckets 18 + 2 (CIFAR-100), without buckets 18
+                      "quantize_post_training": 38, "aggregate": 1, "all": 1}
 
 
 def test_lint_is_clean():
@@ -61,6 +68,20 @@ def test_wildcards_route_each_path_to_one_rule():
     relu = planned_jobs("results/distill/cifar100/wrn16-10/wrn10-2/relu/seed1/record.json")
     assert ("distill_student", {"dataset": "cifar100", "teacher": "wrn16-10", "student": "wrn10-2",
                                 "activation": "relu", "bins": "", "seed": "1"}) in relu
+    dq = planned_jobs("results/quantize/cifar10/conv-teacher/qd-s1/dq-b2-k256/relu/seed2/record.json")
+    assert Counter(rule for rule, _ in dq)["quantize_train"] == 1
+    # DQ learns the points of the distilled student of the same run
+    assert [w for rule, w in dq if rule == "distill_student"] == [{
+        "dataset": "cifar10", "teacher": "conv-teacher", "student": "qd-s1", "activation": "relu", "bins": "",
+        "seed": "2"}]
+    pm = planned_jobs("results/quantize/cifar10/conv-teacher/qd-s0/pm-b4-knone/relu/seed3/record.json")
+    assert ("quantize_post_training", {"dataset": "cifar10", "teacher": "conv-teacher", "student": "qd-s0",
+                                       "method": "pm", "bits": "4", "bucket": "none", "activation": "relu", "bins": "",
+                                       "seed": "3"}) in pm
+    # a path no quantize experiment asks for is refused with its name
+    stray = run_snakemake("--dry-run", "results/quantize/cifar10/conv-teacher/qd-s0/qd-b3-k256/relu/seed1/record.json",
+                          check=False)
+    assert stray.returncode != 0 and "is not a run of any quantize experiment" in stray.stdout + stray.stderr
     # a student name in the teacher position matches no rule
     missing = run_snakemake("--dry-run", "results/teachers/cifar10/conv-s0/seed1/record.json", check=False)
     assert missing.returncode != 0 and "MissingRuleException" in missing.stdout + missing.stderr
@@ -184,7 +205,9 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     tables, plots = demo_run / "results/tables", demo_run / "results/plots"
     runs = pd.read_csv(tables / "runs.csv")
-    assert len(runs) == 1 + 2 * 5 * 2 and set(runs.kind) == {"teacher", "distill"}
+    # teacher, 2 students x 5 activations x 2 seeds, 2 x 2 undistilled, 2 students x 2 seeds x 3 methods x 2 bits
+    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2
+    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize"}
     teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
     students = runs[runs.kind == "distill"]
     assert teacher > 0.7  # 10 classes: chance is 0.1
@@ -201,12 +224,42 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     assert (summary["final_test_acc_n"] == 2).all()
     assert (summary["final_test_acc_ci95_low"] < summary["final_test_acc_mean"]).all()
 
-    for name in ("teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png"):
+    for name in ("teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png", "quantize/demo-quant.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads(next((demo_run / "results/distill").rglob("record.json")).read_text())
     assert record["provenance"]["teacher_model"]["sha256"] and record["spec"]["kd"]["weight"] == 0.7
-    for rule in ("prepare_dataset", "train_teacher", "distill_student", "aggregate"):
+    for rule in ("prepare_dataset", "train_teacher", "distill_student", "train_undistilled", "quantize_train",
+                 "quantize_post_training", "aggregate"):
         assert any((demo_run / "logs" / rule).rglob("*.log")) and any((demo_run / "benchmarks" / rule).rglob("*.tsv"))
+
+
+@pytest.mark.slow
+def test_demo_quantization_table_orders_methods_and_sizes(demo_run: Path):
+    summary = pd.read_csv(demo_run / "results/tables/summary-quantize.csv")
+    methods = ["fp-undistilled", "fp-distilled", "qd", "qd", "dq", "dq", "pm", "pm"]
+    for student in ("demo-s0", "demo-s1"):
+        rows = summary[summary["labels.student"] == student]
+        assert list(rows.method) == methods and list(rows.bits) == [32, 32, 4, 2, 4, 2, 4, 2]
+        assert (rows.final_test_acc_n == 2).all() and rows.final_test_acc_mean.notna().all()
+        quantized = rows[rows.bits < 32]
+        fp_size = rows[rows.bits == 32].size_mb.iloc[0]
+        # 2-bit codes take less than 4-bit ones, and both far less than 32-bit floats
+        for method in ("qd", "dq", "pm"):
+            by_bits = quantized[quantized.method == method].set_index("bits")
+            assert by_bits.packed_bytes[2] < by_bits.packed_bytes[4] and by_bits.size_mb[4] < fp_size / 4
+        assert (quantized.compression > 4).all() and (quantized.huffman_mean_bits <= quantized.bits + 4).all()
+    # QD's ordering at 2 bits: training at the quantized point beats rounding a trained model afterwards
+    at_2_bits = summary[summary.bits == 2].groupby("method").final_test_acc_mean.mean()
+    assert at_2_bits["qd"] > at_2_bits["pm"], at_2_bits
+
+    # a packed file is the run's quantized model, exactly
+    run = demo_run / "results/quantize/synthetic/demo-teacher/demo-s1/dq-b2-k256/relu/seed1"
+    packed, _ = load_packed(run / "model.packed")
+    saved, _ = load_model(run / "model.pt")
+    for key, value in saved.state_dict().items():
+        assert torch.equal(packed.state_dict()[key], value), key
+    record = json.loads((run / "record.json").read_text())
+    assert record["quantization"]["packed_bytes"] == (run / "model.packed").stat().st_size
 
 
 @pytest.mark.slow
@@ -218,8 +271,10 @@ def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
     (demo_run / "changed.yaml").write_text(yaml.safe_dump(config))
     jobs = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run),
                         "--configfile", str(demo_run / "changed.yaml"))
-    assert Counter(rule for rule, _ in jobs) == {"distill_student": 10, "aggregate": 1, "all": 1}
-    assert {w["student"] for rule, w in jobs if rule == "distill_student"} == {"demo-s1"}
+    # its 10 distilled runs, its 2 undistilled references, and the 12 quantizations of its ReLU runs
+    assert Counter(rule for rule, _ in jobs) == {"distill_student": 10, "train_undistilled": 2, "quantize_train": 8,
+                                                 "quantize_post_training": 4, "aggregate": 1, "all": 1}
+    assert {w["student"] for rule, w in jobs if rule != "aggregate" and rule != "all"} == {"demo-s1"}
 
 
 @pytest.mark.slow
@@ -230,6 +285,7 @@ def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
     config["teachers"]["demo-teacher"]["train"].update(epochs=1, milestones=[])
     config["students"]["demo-s1"]["train"].update(epochs=1, milestones=[])
     config["distill"]["demo"].update(students=["demo-s1"], activations=["relu", "lma8"], seeds=[1, 2])
+    config["quantize"] = {}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
               "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",

@@ -1,7 +1,13 @@
 """Rebuild results/tables/*.csv and results/plots/*.png from record.json files (the aggregate rule).
 
     python workflow_scripts/aggregate.py --tables results/tables --plots results/plots \
-        --experiments '{"lma-cifar10": {"teacher": ..., "students": [...], ...}}' results/**/record.json
+        --experiments '{"distill": {"lma-cifar10": {...}}, "quantize": {"qd-cifar10": {...}}}' \
+        results/**/record.json
+
+--experiments holds config.yaml's experiments by kind. A distill experiment has "teacher", "students",
+"activations" and "seeds"; a quantize experiment has those plus "methods" (of qd, dq, pm), "bits",
+"buckets" (null: one bucket per tensor) and "references" (of "distilled", "undistilled": the
+full-precision students shown beside the quantized ones).
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tables", required=True, type=Path, help="output directory of the CSV tables")
     parser.add_argument("--plots", required=True, type=Path, help="output directory of the PNG plots")
-    parser.add_argument("--experiments", required=True, type=json.loads, help="distill experiments as JSON")
+    parser.add_argument(
+        "--experiments", required=True, type=json.loads, help='{"distill": {...}, "quantize": {...}} as JSON'
+    )
     parser.add_argument("records", nargs="*", type=Path, help="record.json files of finished runs")
     args = parser.parse_args(argv)
     records = load_records(args.records)

@@ -1,12 +1,15 @@
-"""Train a teacher, or distil a student from a teacher: one training job.
+"""Train a teacher, distil a student from a teacher, or train a quantized student: one training job.
 
-Snakemake calls it from rules/teachers.smk and rules/distill.smk; the same command runs by hand:
+Snakemake calls it from rules/teachers.smk, rules/distill.smk and rules/quantize.smk (QD and DQ); the
+same command runs by hand:
 
     python workflow_scripts/train.py --data resources/cifar10/dataset.pt \
         --run-dir results/teachers/cifar10/conv-teacher/seed1 model=qd_conv_teacher epochs=200 lr=0.01
 
 Settings are ``key=value`` overrides of compresslib.training.spec.TrainSpec (``kd.temperature=4``,
-``model_kwargs={"dropout": 0.3}``). A rerun resumes from the run directory's checkpoint.
+``model_kwargs={"dropout": 0.3}``, ``quant.bits=2``). A rerun resumes from the run directory's checkpoint.
+Differentiable quantization learns the points of a trained student: ``--init`` and ``--teacher`` both
+name that student's model.pt and ``quant.method=dq``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", required=True, help="prepared dataset (resources/<dataset>/dataset.pt)")
     parser.add_argument("--run-dir", required=True, help="directory for model.pt, history.csv, record.json")
     parser.add_argument("--teacher", help="teacher model.pt: distil a student (needs kd settings)")
+    parser.add_argument("--init", help="trained model.pt to start from (differentiable quantization: quant.method=dq)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="TrainSpec settings")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may follow key=value settings
     spec = build_spec({"threads": args.threads}, args.settings)
     logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
-    train(spec, args.data, args.run_dir, teacher_path=args.teacher, command=[sys.executable, *sys.argv])
+    train(spec, args.data, args.run_dir, teacher_path=args.teacher, init_path=args.init,
+          command=[sys.executable, *sys.argv])
 
 
 if __name__ == "__main__":

@@ -83,6 +83,9 @@ class ShadowQuantizer:
                 for parameter, shadow in zip(self.parameters, shadows):
                     parameter.copy_(shadow)
 
+    def after_step(self) -> None:
+        """Nothing to do after an optimiser step: the next step quantizes the updated shadow weights afresh."""
+
     @torch.no_grad()
     def quantize_(self) -> None:
         """Replace each parameter by its quantized value (stochastic rounding draws from torch's global RNG)."""

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "check_settings", "MIN_BITS", "MAX_BITS"]
+__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "check_settings", "dequantize_points", "bucket_rows",
+           "bucket_range", "MIN_BITS", "MAX_BITS"]
 
 MIN_BITS, MAX_BITS = 2, 8
 _DEGENERATE_RANGE = 1e-10  # the original's threshold below which a bucket's range counts as zero
@@ -28,7 +29,12 @@ _ON_LEVEL = 1e-4  # in steps: how close to a level a value must be to count as o
 
 @dataclass(frozen=True)
 class QuantizedTensor:
-    """Integer codes (uint8, one row per bucket) with each bucket's minimum and maximum."""
+    """Integer codes (one row per bucket) with each bucket's minimum and maximum.
+
+    Uniform levels (``points is None``): ``2**bits`` evenly spaced levels per bucket. Learned levels
+    (differentiable quantization): code j stands for ``minimum + points[j] * (maximum - minimum)``, one
+    sorted point vector shared by every bucket of the tensor; ``bits`` is then the code width.
+    """
 
     codes: torch.Tensor
     minimum: torch.Tensor
@@ -36,17 +42,47 @@ class QuantizedTensor:
     shape: torch.Size
     bits: int
     bucket_size: int | None
+    points: torch.Tensor | None = None
 
     @property
     def levels(self) -> int:
-        return 2 ** self.bits
+        return 2 ** self.bits if self.points is None else self.points.numel()
 
     def dequantize(self) -> torch.Tensor:
         """The float tensor the codes stand for, in the original shape (float32)."""
-        top = self.levels - 1
         minimum, maximum = self.minimum[:, None], self.maximum[:, None]
-        values = torch.where(self.codes == top, maximum, minimum + self.codes.float() * ((maximum - minimum) / top))
+        if self.points is not None:
+            values = dequantize_points(self.codes, self.points, minimum, maximum)
+        else:
+            top = self.levels - 1
+            values = torch.where(self.codes == top, maximum, minimum + self.codes.float() * ((maximum - minimum) / top))
         return values.flatten()[: self.shape.numel()].reshape(self.shape)
+
+
+def dequantize_points(codes: torch.Tensor, points: torch.Tensor, minimum: torch.Tensor,
+                      maximum: torch.Tensor) -> torch.Tensor:
+    """``minimum + points[codes] * (maximum - minimum)`` per bucket row: differentiable in ``points``.
+
+    Differentiable quantization trains through this very expression and the packed file rebuilds weights
+    with it, so the two agree bit for bit.
+    """
+    return minimum + points[codes.long()] * (maximum - minimum)
+
+
+def bucket_rows(tensor: torch.Tensor, bucket_size: int | None) -> torch.Tensor:
+    """The flattened tensor as one row per bucket, the last padded with copies of the last element."""
+    flat = tensor.flatten()
+    width = flat.numel() if bucket_size is None else bucket_size
+    padding = -flat.numel() % width
+    return torch.cat([flat, flat[-1:].expand(padding)]).reshape(-1, width)
+
+
+def bucket_range(buckets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per bucket row: minimum, maximum (the minimum for a degenerate bucket), and the scale to divide by."""
+    minimum, maximum = buckets.min(dim=1).values, buckets.max(dim=1).values
+    degenerate = maximum - minimum < _DEGENERATE_RANGE
+    maximum = torch.where(degenerate, minimum, maximum)
+    return minimum, maximum, torch.where(degenerate, 1.0, maximum - minimum)
 
 
 def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,
@@ -61,15 +97,10 @@ def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *,
         raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} {tuple(tensor.shape)}")
     if check_finite and not torch.isfinite(tensor).all():
         raise ValueError("cannot quantize a tensor holding NaN or infinite values")
-    flat = tensor.detach().float().flatten()
-    width = flat.numel() if bucket_size is None else bucket_size
-    padding = -flat.numel() % width
-    buckets = torch.cat([flat, flat[-1:].expand(padding)]).reshape(-1, width)
-    minimum, maximum = buckets.min(dim=1).values, buckets.max(dim=1).values
-    spread = maximum - minimum
-    degenerate = spread < _DEGENERATE_RANGE
+    buckets = bucket_rows(tensor.detach().float(), bucket_size)
+    minimum, maximum, scale = bucket_range(buckets)
     top = 2 ** bits - 1
-    scaled = (buckets - minimum[:, None]) / torch.where(degenerate, 1.0, spread)[:, None] * top
+    scaled = (buckets - minimum[:, None]) / scale[:, None] * top
     if stochastic:
         # a value already on a level (up to float error) stays there, so quantizing is idempotent
         on_level = (scaled - scaled.round()).abs() < _ON_LEVEL
@@ -79,8 +110,8 @@ def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *,
         codes = lower + (noise < scaled - lower)
     else:
         codes = scaled.round()
-    codes = torch.where(degenerate[:, None], 0.0, codes).clamp_(0, top).to(torch.uint8)
-    return QuantizedTensor(codes, minimum, torch.where(degenerate, minimum, maximum), tensor.shape, bits, bucket_size)
+    codes = torch.where((maximum == minimum)[:, None], 0.0, codes).clamp_(0, top).to(torch.uint8)
+    return QuantizedTensor(codes, minimum, maximum, tensor.shape, bits, bucket_size)
 
 
 def fake_quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *, stochastic: bool = False,

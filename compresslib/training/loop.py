@@ -19,9 +19,9 @@ import csv
 import dataclasses
 import functools
 import io
+import itertools
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -37,12 +37,14 @@ from compresslib.devices import Placement, place
 from compresslib.io import atomic_open, sha256_file, write_json
 from compresslib.losses import kd_loss
 from compresslib.models import count_parameters, create_model, load_model, save_model
+from compresslib.quantization.differentiable import LearnedPointsQuantizer, allocate_points, gradient_norms
+from compresslib.quantization.pack import PACKED_NAME, pack_and_measure, quantize_named
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
 from compresslib.training.schedules import build_schedule
 from compresslib.training.spec import TrainSpec, spec_hash
 
-__all__ = ["train", "evaluate", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
+__all__ = ["train", "evaluate", "run_kind", "model_facts", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +59,13 @@ class TrainingDiverged(FloatingPointError):
 
 
 def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_path: str | Path | None = None,
-          command: list[str] | None = None) -> dict:
+          command: list[str] | None = None, init_path: str | Path | None = None) -> dict:
     """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
 
     With ``teacher_path`` the run distils from that teacher with ``spec.kd``; without it, it trains on
-    the hard labels. The device is held (a leased GPU) for the whole run. Returns the record.
+    the hard labels. ``init_path`` starts from a trained model's weights (differentiable quantization
+    needs one: it learns that model's quantization points). A quantized run also writes ``model.packed``.
+    The device is held (a leased GPU) for the whole run. Returns the record.
     """
     started_at, wall_start = provenance.now_iso(), time.perf_counter()
     spec.validate()
@@ -69,13 +73,18 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
+    if (spec.quant is not None and spec.quant.method == "dq") != (init_path is not None):
+        raise ValueError("differentiable quantization (quant.method=dq) learns the points of a trained model: it "
+                         f"needs an init model, and only it takes one (init model: {init_path}, quant: {spec.quant})")
 
     with place(spec.device) as placement:
-        return _train_placed(spec, data_path, run_dir, teacher_path, command, placement, started_at, wall_start)
+        return _train_placed(spec, data_path, run_dir, teacher_path, init_path, command, placement, started_at,
+                             wall_start)
 
 
 def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher_path: str | Path | None,
-                  command: list[str] | None, placement: Placement, started_at: str, wall_start: float) -> dict:
+                  init_path: str | Path | None, command: list[str] | None, placement: Placement, started_at: str,
+                  wall_start: float) -> dict:
     device = placement.device
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
@@ -123,25 +132,35 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         teacher_info = {"path": str(teacher_path), "sha256": sha256_file(teacher_path), "name": teacher_meta["name"],
                         "spec_hash": teacher_meta.get("spec_hash")}
 
-    # ---- model, optimiser, schedule --------------------------------------------------------------
+    # ---- model, quantizer, optimiser, schedule -----------------------------------------------------
     model_kwargs = {"num_classes": info.num_classes, "activation": spec.activation, **spec.model_kwargs}
     torch.manual_seed(spec.seed)
     model = create_model(spec.model, **model_kwargs).to(device, memory_format=memory_format)
-    optimizer = torch.optim.SGD(model.parameters(), lr=spec.lr, momentum=spec.momentum,
-                                nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
-    quantizer = None  # QD: the parameters live in full precision and are used at their quantized point
+    init_info = None
+    if init_path is not None:
+        init_info = _load_init(model, init_path, spec.model, model_kwargs)
+    checkpoint = load_checkpoint(run_dir)
+    if checkpoint is not None:
+        check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
+    quantizer, trainable = None, list(model.parameters())
     if spec.quant is not None:
         example = torch.zeros(1, *train_images.shape[1:], device=device).to(memory_format=memory_format)
         names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
-        quantizer = ShadowQuantizer(model, names, spec.quant.bits, spec.quant.bucket_size, spec.quant.stochastic)
+        if spec.quant.method == "qd":  # the parameters live in full precision and are used at their quantized point
+            quantizer = ShadowQuantizer(model, names, spec.quant.bits, spec.quant.bucket_size, spec.quant.stochastic)
+        else:  # the weights stay; each tensor's points are learned
+            counts = checkpoint["points_per_tensor"] if checkpoint is not None else \
+                _point_counts(spec, model, names, train_loader, autocast)
+            quantizer = LearnedPointsQuantizer(model, names, counts, spec.quant.bucket_size, spec.quant.points_init)
+            trainable = quantizer.parameters()
+    optimizer = torch.optim.SGD(trainable, lr=spec.lr, momentum=spec.momentum,
+                                nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
 
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
     best_state = None  # weights of the best validation epoch, kept only when the run selects them
     start_epoch, stopped_early, schedule_state, sessions = 0, False, None, []
-    checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
-        check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         history, best_state = checkpoint["history"], checkpoint["best_state"]
@@ -176,7 +195,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
 
         tick = time.perf_counter()
         shadow_scores = {}
-        if quantizer is not None:  # the original reported these shadow-weight accuracies as the model's
+        if isinstance(quantizer, ShadowQuantizer):  # the original reported these as the model's accuracies
             shadow_scores = _scores(model, eval_loaders, autocast)
         with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
             scores = _scores(model, eval_loaders, autocast)
@@ -190,7 +209,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
             "images_per_s": train_loader.num_examples / train_seconds,
             **({"shadow_val_acc": shadow_scores["val"][0], "shadow_test_acc": shadow_scores["test"][0]}
-               if quantizer is not None else {}),
+               if shadow_scores else {}),
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
             best_state = _cpu_state(model)
@@ -198,6 +217,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
             "model": _cpu_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
             "history": history, "best_state": best_state, "sessions": sessions,
+            "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
         })
         log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f img/s)%s",
                  epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
@@ -206,15 +226,26 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
         model.load_state_dict(best_state)
-    if quantizer is not None:
-        quantizer.quantize_()  # the saved model is the quantized one
-    save_model(run_dir / "model.pt", model, spec.model, model_kwargs,
-               extra={"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
-                      "spec_hash": spec_hash(spec)})
+    model_extra = {"dataset": spec.dataset, "normalization": normalization, "spec": spec.to_dict(),
+                   "spec_hash": spec_hash(spec)}
+    quantization = None
+    if quantizer is not None:  # the saved model is the quantized one, and its packed file gives its size
+        if isinstance(quantizer, LearnedPointsQuantizer):
+            codes = quantizer.finalize_()
+        else:
+            quantizer.quantize_()
+            codes = quantize_named(model, quantizer.names, spec.quant.bits, spec.quant.bucket_size)
+        quantization = {**dataclasses.asdict(spec.quant),
+                        "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in codes]}
+        if isinstance(quantizer, LearnedPointsQuantizer):
+            quantization["points_per_tensor"] = dict(zip(quantizer.names, quantizer.counts))
+        quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, model_kwargs, codes,
+                                         spec.quant.bits, spec.quant.bucket_size, model_extra)
+    save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
     _write_history(run_dir / "history.csv", history)
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
-                           time.perf_counter() - wall_start, quantizer)
+                           time.perf_counter() - wall_start, quantization, init_info)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
@@ -222,14 +253,15 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
 
 def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, loss_fn,
                  teacher: nn.Module | None, autocast: torch.autocast,
-                 quantizer: ShadowQuantizer | None = None) -> tuple[float, float]:
+                 quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None) -> tuple[float, float]:
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     for inputs, targets in loader:
-        # with a quantizer: forward and backward at the quantized point, then the step on the shadow weights
+        # QD: forward and backward at the quantized point, then the step on the shadow weights; DQ: the step
+        # on the points, which are then re-sorted
         with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
             with autocast:
                 logits = model(inputs)
@@ -242,6 +274,8 @@ def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
         optimizer.step()
+        if quantizer is not None:
+            quantizer.after_step()
         loss_sum += loss.detach() * len(targets)
         correct += (logits.detach().argmax(1) == targets).sum()
         seen += len(targets)
@@ -270,6 +304,53 @@ def _scores(model: nn.Module, loaders: dict[str, DeviceLoader], autocast: torch.
     return scores
 
 
+def model_facts(model: nn.Module, name: str) -> dict:
+    """A record's ``model`` section: registered name, parameters (of them, in activations) and 32-bit bytes."""
+    params = count_parameters(model)
+    activation_params = sum(p.numel() for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
+                            for p in m.parameters(recurse=False))
+    return {"name": name, "params": params, "activation_params": activation_params, "bytes_fp32": 4 * params}
+
+
+def run_kind(spec: TrainSpec) -> str:
+    """What a run is, for result tables: teacher, undistilled or distilled student, or quantized student."""
+    if spec.quant is not None:
+        return "quantize"
+    if spec.kd is not None:
+        return "distill"
+    return "undistilled" if "student" in spec.labels else "teacher"
+
+
+def _load_init(model: nn.Module, init_path: str | Path, name: str, kwargs: dict) -> dict:
+    """Load a trained model's weights into ``model`` (same architecture); return its provenance."""
+    trained, meta = load_model(init_path)
+    if meta["name"] != name or meta["kwargs"] != kwargs:
+        raise ValueError(f"init model {init_path} is {meta['name']!r} with {meta['kwargs']}, but this run builds "
+                         f"{name!r} with {kwargs}")
+    model.load_state_dict(trained.state_dict())
+    return {"path": str(init_path), "sha256": sha256_file(init_path), "name": meta["name"],
+            "spec_hash": meta.get("spec_hash")}
+
+
+def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: DeviceLoader,
+                  autocast: torch.autocast) -> list[int]:
+    """DQ's points per tensor: 2**bits each, or shared out by gradient norm (plain cross-entropy, no teacher)."""
+    levels = 2 ** spec.quant.bits
+    if not spec.quant.auto_bits:
+        return [levels] * len(names)
+    loader.set_epoch(0)  # the first batches of the first epoch: fixed by the seed
+    batches = itertools.islice(loader, spec.quant.gradient_batches)
+
+    def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), targets)
+
+    with autocast:
+        norms = gradient_norms(model, names, batches, cross_entropy)
+    counts = allocate_points(norms, levels)
+    log.info("points per tensor (auto bits): %s", dict(zip(names, counts)))
+    return counts
+
+
 def _best_row(history: list[dict]) -> dict:
     """The epoch with the highest validation accuracy; the earliest one on a tie."""
     return max(history, key=lambda row: row["val_acc"])
@@ -292,19 +373,15 @@ def _write_history(path: Path, history: list[dict]) -> None:
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
                   placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
                   sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float,
-                  quantizer: ShadowQuantizer | None) -> dict:
+                  quantization: dict | None, init_info: dict | None) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
     selected = best_row if spec.selection == "best" else final
     train_seconds = sum(row["train_seconds"] for row in history)
-    params = count_parameters(model)
-    activation_params = sum(p.numel() for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
-                            for p in m.parameters(recurse=False))
-    software = provenance.software()
     return {
         "format": RECORD_FORMAT,
-        "kind": "teacher" if spec.kd is None else "distill",
+        "kind": run_kind(spec),
         "run_dir": str(run_dir),
         "labels": dict(spec.labels),
         "activation": spec.activation, "activation_family": family, "bins": bins,
@@ -319,16 +396,11 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
             "selection": spec.selection, "selected_test_acc": selected["test_acc"],
             "epochs_run": len(history), "stopped_early": stopped_early,
             **({"final_shadow_test_acc": final["shadow_test_acc"], "best_shadow_test_acc": best_row["shadow_test_acc"]}
-               if quantizer is not None else {}),
+               if "shadow_test_acc" in final else {}),
         },
         "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
-        "model": {"name": spec.model, "params": params, "activation_params": activation_params,
-                  "bytes_fp32": 4 * params},
-        "quantization": None if quantizer is None else {
-            **dataclasses.asdict(spec.quant), "quantized_params": quantizer.count(),
-            "full_precision_params": params - quantizer.count(),
-            "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in quantizer.names],
-        },
+        "model": model_facts(model, spec.model),
+        "quantization": quantization,
         "timing": {
             "wall_s": wall_seconds, "train_s": train_seconds,
             "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
@@ -337,12 +409,7 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
             "sessions": sessions,
         },
         "hardware": provenance.hardware(placement, torch.get_num_threads()),
-        "provenance": {
-            "git_revision": software["git_revision"], "git_dirty": software["git_dirty"],
-            "packages": software["packages"], "python": software["python"],
-            "dataset": {"path": str(data_path), "sha256": sha256_file(data_path), **data_provenance},
-            "teacher_model": teacher_info,
-            "command": command if command is not None else list(sys.argv),
-            "started_at": started_at, "finished_at": provenance.now_iso(),
-        },
+        "provenance": provenance.run_provenance(
+            {"path": str(data_path), "sha256": sha256_file(data_path), **data_provenance}, command, started_at,
+            teacher_model=teacher_info, init_model=init_info),
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 from compresslib.activations import parse_activation
 from compresslib.losses import KL_REDUCTIONS
+from compresslib.quantization.differentiable import POINT_INITS
 from compresslib.quantization.shadow import SKIP_BY
 from compresslib.quantization.uniform import check_settings
 from compresslib.training.schedules import SCHEDULES
@@ -28,6 +29,7 @@ __all__ = ["KDSpec", "QuantSpec", "TrainSpec", "SpecError", "build_spec", "forma
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
 PRECISIONS = ("auto", "fp32", "bf16")
+QUANT_METHODS = ("qd", "dq")  # trained quantization; post-training ("pm") quantization has no training run
 
 
 class SpecError(ValueError):
@@ -43,13 +45,18 @@ class KDSpec:
 
 @dataclass
 class QuantSpec:
-    """Quantized distillation (QD): train full-precision shadow weights at their quantized point."""
+    """Quantized training: QD (full-precision shadow weights trained at their quantized point) or DQ (the
+    quantization points of a trained model's tensors are learned; its weights stay fixed)."""
 
-    bits: int = 4  # 2..8
+    method: str = "qd"  # "qd" (quantized distillation) or "dq" (differentiable quantization; needs an init model)
+    bits: int = 4  # 2..8; DQ: the budget is 2**bits points per tensor on average
     bucket_size: int | None = 256  # elements per min-max bucket; null: one bucket per tensor
-    stochastic: bool = False  # stochastic instead of nearest rounding (off in every QD experiment)
+    stochastic: bool = False  # QD: stochastic instead of nearest rounding (off in every QD experiment)
     quantize_first_last: bool = False  # also quantize the first and last layer (QD's quantize_first_and_last_layer)
     skip_by: str = "layers"  # "layers": first/last conv or linear in forward order; "registration": the original's
+    points_init: str = "quantiles"  # DQ: "quantiles" of each scaled tensor or "uniform" levels
+    auto_bits: bool = True  # DQ: share the point budget between tensors by gradient norm
+    gradient_batches: int = 5  # DQ auto_bits: training batches the gradient norms are averaged over (CNN: 5)
 
 
 @dataclass
@@ -129,6 +136,14 @@ class TrainSpec:
             except ValueError as error:
                 raise SpecError(f"quant.{error}") from None
             _require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
+            _require(self.quant.method in QUANT_METHODS, "quant.method", self.quant.method,
+                     f"one of {', '.join(QUANT_METHODS)}")
+            _require(self.quant.points_init in POINT_INITS, "quant.points_init", self.quant.points_init,
+                     f"one of {', '.join(POINT_INITS)}")
+            _require(self.quant.gradient_batches >= 1, "quant.gradient_batches", self.quant.gradient_batches,
+                     "an integer >= 1")
+            _require(not (self.quant.method == "dq" and self.quant.stochastic), "quant.stochastic",
+                     self.quant.stochastic, "false for method dq (its points are nearest-assigned)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
