@@ -316,5 +316,6 @@ def experiments_for_aggregation(config: dict) -> dict:
 
     return {"distill": {name: common(e) for name, e in config["distill"].items()},
             "quantize": {name: common(e) | {"methods": list(e["methods"]), "bits": list(e["bits"]),
-                                            "buckets": list(e["buckets"]), "references": list(e["references"])}
+                                            "buckets": list(e["buckets"]), "references": list(e["references"]),
+                                            "dataset": config["teachers"][e["teacher"]]["dataset"]}
                          for name, e in config.get("quantize", {}).items()}}

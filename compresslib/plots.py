@@ -4,6 +4,8 @@
     <out_dir>/distill/<experiment>/<student>.png        one line per activation of the experiment
     <out_dir>/quantize/<experiment>.png                 final test accuracy against size in MB, one
                                                         point per student, method, bits and bucket
+    <out_dir>/accuracy-vs-size/<dataset>.png            the same for every quantize experiment of a dataset
+                                                        (experiments that name their ``dataset``)
 
 Figures are built with ``matplotlib.figure.Figure`` (rendered by Agg), never through pyplot, so no
 display or global figure state is involved. Every file is written atomically.
@@ -136,7 +138,13 @@ def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     paths = [out_dir / "teachers.png"]
     for name, experiment in distill_experiments.items():
         paths += [out_dir / "distill" / name / f"{student}.png" for student in experiment["students"]]
-    return paths + [out_dir / "quantize" / f"{name}.png" for name in quantize_experiments]
+    paths += [out_dir / "quantize" / f"{name}.png" for name in quantize_experiments]
+    return paths + [out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(quantize_experiments)]
+
+
+def _datasets(quantize_experiments: dict) -> list[str]:
+    """The datasets the quantize experiments name (config order), each getting one plot of all its runs."""
+    return list(dict.fromkeys(e["dataset"] for e in quantize_experiments.values() if e.get("dataset")))
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
@@ -166,4 +174,10 @@ def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> 
     for name, experiment in quantize_experiments.items():
         title = f"{name}: quantized students of {experiment['teacher']}"
         plot_accuracy_vs_size(summary[summary["experiment"] == name], out_dir / "quantize" / f"{name}.png", title)
+    for dataset in _datasets(quantize_experiments):
+        # a run several experiments share is one point; references and methods of every experiment side by side
+        rows = summary[summary["labels.dataset"] == dataset].drop_duplicates(
+            ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"])
+        plot_accuracy_vs_size(rows, out_dir / "accuracy-vs-size" / f"{dataset}.png",
+                              f"{dataset}: every quantize experiment")
     return plot_paths(experiments, out_dir)

@@ -26,7 +26,8 @@ DISTILL = {
 QUANTIZE = {
     "qd-cifar10": DISTILL["lma-cifar10"]
     | {"methods": ["qd", "pm"], "bits": [2, 4], "buckets": [256, None], "references": ["distilled"]},
-    "qd-none": DISTILL["lma-bins"] | {"methods": ["dq"], "bits": [2], "buckets": [None], "references": []},
+    "qd-none": DISTILL["lma-bins"] | {"methods": ["dq"], "bits": [2], "buckets": [None], "references": [],
+                                      "dataset": "cifar10"},
 }
 EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE}
 
@@ -84,6 +85,7 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         "distill/lma-bins/conv-s0.png",
         "quantize/qd-cifar10.png",
         "quantize/qd-none.png",  # no finished runs
+        "accuracy-vs-size/cifar10.png",  # every experiment naming cifar10 (qd-none names it)
     ]
     for path in written:
         assert_png(path)
@@ -99,7 +101,7 @@ def test_write_plots_with_no_records(tmp_path):
 
 def test_plot_paths_of_each_kind_alone(tmp_path):
     quantize_only = plot_paths({"quantize": QUANTIZE}, tmp_path)
-    assert [p.name for p in quantize_only] == ["teachers.png", "qd-cifar10.png", "qd-none.png"]
+    assert [p.name for p in quantize_only] == ["teachers.png", "qd-cifar10.png", "qd-none.png", "cifar10.png"]
     assert len(plot_paths({"distill": DISTILL}, tmp_path)) == 4
     with pytest.raises(ValueError, match="unknown kinds"):
         plot_paths(DISTILL, tmp_path)  # the shape before quantize experiments

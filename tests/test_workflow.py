@@ -224,7 +224,8 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     assert (summary["final_test_acc_n"] == 2).all()
     assert (summary["final_test_acc_ci95_low"] < summary["final_test_acc_mean"]).all()
 
-    for name in ("teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png", "quantize/demo-quant.png"):
+    for name in ("teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png", "quantize/demo-quant.png",
+                 "accuracy-vs-size/synthetic.png"):
         assert (plots / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads(next((demo_run / "results/distill").rglob("record.json")).read_text())
     assert record["provenance"]["teacher_model"]["sha256"] and record["spec"]["kd"]["weight"] == 0.7
