@@ -127,18 +127,21 @@ def quantize_settings(wildcards):
     return QUANTIZE_JOBS[job]
 
 
-def quantize_train_inputs(wildcards):
+def quantize_models(wildcards):
     """QD distils from the teacher; DQ learns the points of the distilled student, which is also its teacher."""
-    inputs = {"script": script("train.py"), "data": f"resources/{wildcards.dataset}/dataset.pt"}
     if wildcards.method == "qd":
-        return inputs | {"teacher": teacher_model(wildcards)}
-    return inputs | {"teacher": distilled_model(wildcards), "init": distilled_model(wildcards)}
+        return {"teacher": teacher_model(wildcards)}
+    return {"teacher": distilled_model(wildcards), "init": distilled_model(wildcards)}
 
 
-def quantize_train_arguments(wildcards, input):
-    models = f"--teacher {shlex.quote(input.teacher)}"
-    if wildcards.method == "dq":
-        models += f" --init {shlex.quote(input.init)}"
+def quantize_train_inputs(wildcards):
+    return {"script": script("train.py"), "data": f"resources/{wildcards.dataset}/dataset.pt",
+            **quantize_models(wildcards)}
+
+
+def quantize_train_arguments(wildcards):
+    # from the wildcards alone: Snakemake compares params of earlier runs only when they need no `input`
+    models = " ".join(f"--{role} {shlex.quote(path)}" for role, path in quantize_models(wildcards).items())
     return f"{models} {overrides(quantize_settings(wildcards))}"
 
 
