@@ -66,3 +66,28 @@ def test_gradient_flows_to_student_only_and_bf16_logits_work():
     assert student.grad is not None and teacher.grad is None
     low = kd_loss(STUDENT.bfloat16(), TARGETS, TEACHER.bfloat16())
     assert low.dtype == torch.float32 and low.item() == pytest.approx(0.3088268, rel=2e-2)
+
+
+def _lit_by_hand(temperature: float, alpha: float) -> float:
+    """LIT's AlphaDistillationLoss: [alpha * sum CE + (1 - alpha) * T^2 * sum H(p_t, p_s)] / N."""
+    total = 0.0
+    for s_row, t_row, y in zip(STUDENT.tolist(), TEACHER.tolist(), TARGETS.tolist()):
+        p_s = [math.exp(v / temperature) / sum(math.exp(u / temperature) for u in s_row) for v in s_row]
+        p_t = [math.exp(v / temperature) / sum(math.exp(u / temperature) for u in t_row) for v in t_row]
+        hard = -math.log(math.exp(s_row[y]) / sum(math.exp(v) for v in s_row))
+        total += alpha * hard + (1 - alpha) * temperature**2 * -sum(t * math.log(s) for t, s in zip(p_t, p_s))
+    return total / len(TARGETS)
+
+
+@pytest.mark.parametrize(("temperature", "alpha"), [(6.0, 0.95), (1.0, 0.5)])
+def test_lit_soft_cross_entropy_matches_its_loss_and_keeps_the_kl_gradient(temperature: float, alpha: float):
+    student = STUDENT.clone().requires_grad_(True)
+    lit = kd_loss(student, TARGETS, TEACHER, temperature=temperature, weight=1 - alpha, soft_loss="cross_entropy")
+    assert lit.item() == pytest.approx(_lit_by_hand(temperature, alpha), rel=1e-5)
+    (lit_grad,) = torch.autograd.grad(lit, student)
+    kl = kd_loss(student, TARGETS, TEACHER, temperature=temperature, weight=1 - alpha)
+    (kl_grad,) = torch.autograd.grad(kl, student)
+    assert torch.allclose(lit_grad, kl_grad, atol=1e-6)  # the teacher's entropy has no student gradient
+    assert lit.item() > kl.item()
+    with pytest.raises(ValueError, match="soft_loss must be one of"):
+        kd_loss(student, TARGETS, TEACHER, soft_loss="mse")

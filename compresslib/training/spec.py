@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compresslib.activations import parse_activation
-from compresslib.losses import KL_REDUCTIONS
+from compresslib.losses import KL_REDUCTIONS, SOFT_LOSSES
 from compresslib.quantization.differentiable import POINT_INITS
 from compresslib.quantization.shadow import SKIP_BY
 from compresslib.quantization.uniform import check_settings
@@ -41,6 +41,7 @@ class KDSpec:
     temperature: float = 2.0  # softening temperature T (LMA and QD: 2)
     weight: float = 0.7  # weight of the soft teacher term; 1 - weight goes to the hard labels
     kl_reduction: str = "batchmean"  # "batchmean" (LMA) or "mean" (QD: averaged over batch x classes)
+    soft_loss: str = "kl"  # "kl", or "cross_entropy" against the teacher's distribution (LIT's loss values)
 
 
 @dataclass
@@ -130,6 +131,8 @@ class TrainSpec:
             _require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
             _require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
                      f"one of {', '.join(KL_REDUCTIONS)}")
+            _require(self.kd.soft_loss in SOFT_LOSSES, "kd.soft_loss", self.kd.soft_loss,
+                     f"one of {', '.join(SOFT_LOSSES)}")
         if self.quant is not None:
             try:
                 check_settings(self.quant.bits, self.quant.bucket_size)
