@@ -19,6 +19,8 @@ its own optimiser saw in the original.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -43,15 +45,18 @@ class PhaseOneLoss:
 
 
 def check_pair(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> None:
-    """Raise ValueError unless the two models can be trained with LIT: same section count and boundary shapes."""
+    """Raise ValueError unless the two models can be trained with LIT: same section count and boundary shapes.
+
+    The check runs in eval mode (no BatchNorm statistic moves) and leaves every module's mode as it was.
+    """
     for role, model in (("teacher", teacher), ("student", student)):
         if not isinstance(model, SectionedNet):
             raise ValueError(f"LIT needs models with stem / sections / head; the {role} is {type(model).__name__}")
     if len(teacher.sections) != len(student.sections):
         raise ValueError(f"the teacher has {len(teacher.sections)} sections, the student {len(student.sections)}")
-    with torch.no_grad():
-        teacher_outputs = teacher.eval().section_outputs(example)
-        if student.eval().stem(example).shape != teacher_outputs[0].shape:
+    with torch.no_grad(), _eval_mode(teacher, student):
+        teacher_outputs = teacher.section_outputs(example)
+        if student.stem(example).shape != teacher_outputs[0].shape:
             raise ValueError("teacher and student differ at the stem output")
         for index, section in enumerate(student.sections):
             try:
@@ -61,6 +66,18 @@ def check_pair(teacher: nn.Module, student: nn.Module, example: torch.Tensor) ->
             if shape != teacher_outputs[index + 1].shape:
                 raise ValueError(f"teacher and student differ at the output of section {index}: "
                                  f"{tuple(teacher_outputs[index + 1].shape)} vs {tuple(shape)}")
+
+
+@contextlib.contextmanager
+def _eval_mode(*models: nn.Module) -> Iterator[None]:
+    modes = [(module, module.training) for model in models for module in model.modules()]
+    for model in models:
+        model.eval()
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def copy_and_freeze_ends(teacher: SectionedNet, student: SectionedNet) -> list[str]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -312,23 +312,13 @@ def experiment_table(records: list[dict], experiments: dict) -> pd.DataFrame:
     A run that several experiments ask for appears once per experiment. Experiments keep their config
     order; inside one, rows follow the config's student and activation order, then the seed.
     """
-    tables = []
-    for name, experiment in experiments.items():
-        members = [record for record in records if in_experiment(record, experiment)]
-        if not members:
-            continue
-        rank = {
-            "labels.student": {student: i for i, student in enumerate(experiment["students"])},
-            "activation": {activation: i for i, activation in enumerate(experiment["activations"])},
-        }
-        rows = runs_table(members).sort_values(
-            ["labels.student", "activation", "seed"],
-            key=lambda column: column.map(rank[column.name]) if column.name in rank else column,
-            kind="stable",
-        )
-        tables.append(rows.assign(experiment=name))
-    table = pd.concat(tables, ignore_index=True) if tables else runs_table([]).assign(experiment=pd.Series(dtype=str))
-    return table[["experiment", *(column for column in table.columns if column != "experiment")]]
+
+    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
+        rank = {"labels.student": _positions(experiment["students"]),
+                "activation": _positions(experiment["activations"])}
+        return ["labels.student", "activation", "seed"], rank, set()
+
+    return _experiment_rows(records, experiments, in_experiment, runs_table, order)
 
 
 def quantize_table(records: list[dict], experiments: dict) -> pd.DataFrame:
@@ -337,11 +327,8 @@ def quantize_table(records: list[dict], experiments: dict) -> pd.DataFrame:
     Rows follow the config: experiment, student, activation, then method (fp-undistilled, fp-distilled,
     then the experiment's methods), bits descending, the experiment's bucket order, and the seed.
     """
-    tables = []
-    for name, experiment in experiments.items():
-        members = [record for record in records if in_quantize_experiment(record, experiment)]
-        if not members:
-            continue
+
+    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
         methods = [FULL_PRECISION_METHODS["undistilled"], FULL_PRECISION_METHODS["distill"], *experiment["methods"]]
         rank = {
             "labels.student": _positions(experiment["students"]),
@@ -349,17 +336,31 @@ def quantize_table(records: list[dict], experiments: dict) -> pd.DataFrame:
             "method": _positions(methods),
             "bucket": _positions([0 if bucket is None else bucket for bucket in experiment["buckets"]]),
         }
-        rows = with_size_columns(runs_table(members)).sort_values(
-            ["labels.student", "activation", "method", "bits", "bucket", "seed"],
-            ascending=[True, True, True, False, True, True],
+        return ["labels.student", "activation", "method", "bits", "bucket", "seed"], rank, {"bits"}
+
+    return _experiment_rows(records, experiments, in_quantize_experiment,
+                            lambda members: with_size_columns(runs_table(members)), order)
+
+
+def _experiment_rows(records: list[dict], experiments: dict, belongs: Callable[[dict, dict], bool],
+                     frame: Callable[[list[dict]], pd.DataFrame],
+                     order: Callable[[dict], tuple[list[str], dict, set[str]]]) -> pd.DataFrame:
+    """Each experiment's member records as ``frame`` rows, sorted by ``order(experiment)`` (the sort columns, a
+    rank per config-ordered column, the descending columns), under an ``experiment`` column put first."""
+    tables = []
+    for name, experiment in experiments.items():
+        members = [record for record in records if belongs(record, experiment)]
+        if not members:
+            continue
+        columns, rank, descending = order(experiment)
+        rows = frame(members).sort_values(
+            columns,
+            ascending=[column not in descending for column in columns],
             key=lambda column: column.map(rank[column.name]) if column.name in rank else column,
             kind="stable",
         )
         tables.append(rows.assign(experiment=name))
-    if tables:
-        table = pd.concat(tables, ignore_index=True)
-    else:
-        table = with_size_columns(runs_table([])).assign(experiment=pd.Series(dtype=str))
+    table = pd.concat(tables, ignore_index=True) if tables else frame([]).assign(experiment=pd.Series(dtype=str))
     return table[["experiment", *(column for column in table.columns if column != "experiment")]]
 
 

@@ -185,11 +185,16 @@ def test_post_training_quantization_writes_a_packed_record(student_run: Path, ti
 
 def test_points_survive_the_packed_file_for_wide_codes(tmp_path: Path):
     """A tensor given more than 256 points (auto bits at 8 bits) needs codes wider than a byte."""
-    model = nn.Sequential(nn.Linear(40, 30))
-    quantizer = LearnedPointsQuantizer(model, ["0.weight"], [700], bucket_size=None, init="quantiles")
+    kwargs = {"num_classes": 10, "activation": "relu"}
+    model = create_model("demo_conv_student1", **kwargs)
+    name = max(model.state_dict(), key=lambda key: model.state_dict()[key].numel())  # a tensor of > 700 elements
+    quantizer = LearnedPointsQuantizer(model, [name], [700], bucket_size=None, init="quantiles")
     codes = quantizer.finalize_()
-    assert codes["0.weight"].bits == 10
+    assert codes[name].bits == 10
     path = tmp_path / "wide.packed"
-    pack_model(path, model, "unused", {}, codes)
+    pack_model(path, model, "demo_conv_student1", kwargs, codes)
     data = path.read_bytes()
     assert b'"bits":10' in data and b'"points":700' in data
+    packed, _ = load_packed(path)
+    for key, value in model.state_dict().items():
+        assert torch.equal(packed.state_dict()[key], value), key

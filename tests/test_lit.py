@@ -22,7 +22,10 @@ def _pair() -> tuple[torch.nn.Module, torch.nn.Module]:
 
 def test_student_sections_take_the_teachers_inputs_and_give_its_output_shapes():
     teacher, student = _pair()
-    check_pair(teacher, student, IMAGES[:1])
+    statistics = {key: value.clone() for key, value in teacher.state_dict().items()}
+    check_pair(teacher.train(), student.train(), IMAGES[:1])
+    assert teacher.training and student.training and all(module.training for module in student.modules())
+    assert all(torch.equal(value, statistics[key]) for key, value in teacher.state_dict().items())  # ran in eval
     outputs = teacher.eval().section_outputs(IMAGES)
     for index, section in enumerate(student.sections):
         assert section(outputs[index]).shape == outputs[index + 1].shape

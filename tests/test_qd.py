@@ -120,7 +120,7 @@ def test_post_training_quantization_rounds_a_trained_model_in_place(bucket_size)
     torch.manual_seed(3)
     model = create_model("demo_conv_student1", num_classes=10, activation="relu")
     before = {name: value.clone() for name, value in model.named_parameters()}
-    names = quantize_model_(model, EXAMPLE, bits=2, bucket_size=bucket_size)
+    names = list(quantize_model_(model, EXAMPLE, bits=2, bucket_size=bucket_size))  # the codes, by name
     assert names == quantized_parameter_names(model, EXAMPLE, quantize_first_last=False)
     for name, parameter in model.named_parameters():
         expected = fake_quantize(before[name], 2, bucket_size) if name in names else before[name]

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compresslib.models import create_model
-from compresslib.quantization.pack import load_packed, pack_codes, pack_model, quantize_named, unpack_codes
+from compresslib.quantization.pack import load_packed, pack_codes, pack_model, unpack_codes
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.quantization.size import model_size_mb
+from compresslib.quantization.uniform import QuantizedTensor, quantize
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 KWARGS = {"num_classes": 10, "activation": "lma4"}
@@ -28,21 +29,22 @@ def test_codes_round_trip_through_bit_packing(bits, data):
     assert np.array_equal(unpack_codes(packed, bits, codes.size), codes)
 
 
-def _quantized_model(bits: int, bucket_size: int | None) -> tuple[torch.nn.Module, list[str]]:
+def _quantized_model(bits: int, bucket_size: int | None) -> tuple[torch.nn.Module, dict[str, QuantizedTensor]]:
     torch.manual_seed(0)
     model = create_model("demo_conv_student1", **KWARGS)
     with torch.no_grad():
         model.train()(torch.randn(64, 3, 32, 32))  # BatchNorm and LMA statistics away from their initial values
     names = quantized_parameter_names(model, EXAMPLE, quantize_first_last=False)
-    ShadowQuantizer(model, names, bits, bucket_size).quantize_()
-    return model.eval(), names
+    codes = ShadowQuantizer(model, names, bits, bucket_size).finalize_()
+    return model.eval(), codes
 
 
 @pytest.mark.parametrize("bits, bucket_size", [(2, 256), (4, 256), (8, None)])
 def test_the_packed_file_reproduces_the_quantized_model_exactly(tmp_path: Path, bits: int, bucket_size: int | None):
-    model, names = _quantized_model(bits, bucket_size)
+    model, codes = _quantized_model(bits, bucket_size)
+    names = list(codes)
     path = tmp_path / "model.packed"
-    facts = pack_model(path, model, "demo_conv_student1", KWARGS, quantize_named(model, names, bits, bucket_size))
+    facts = pack_model(path, model, "demo_conv_student1", KWARGS, codes)
     loaded, header = load_packed(path)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
@@ -70,7 +72,8 @@ def test_the_packed_file_reproduces_the_quantized_model_exactly(tmp_path: Path, 
 def test_a_model_off_its_grid_is_not_packed(tmp_path: Path):
     model = create_model("demo_conv_student1", **KWARGS)
     names = quantized_parameter_names(model, EXAMPLE, quantize_first_last=False)
-    codes = quantize_named(model, names, 4, 256)
+    parameters = dict(model.named_parameters())
+    codes = {name: quantize(parameters[name].detach(), 4, 256) for name in names}  # the model is not on its grid
     with pytest.raises(ValueError, match="do not rebuild it exactly"):
         pack_model(tmp_path / "m.packed", model, "demo_conv_student1", KWARGS, codes)
     assert not (tmp_path / "m.packed").exists()
@@ -79,9 +82,9 @@ def test_a_model_off_its_grid_is_not_packed(tmp_path: Path):
 
 
 def test_bad_files_are_refused(tmp_path: Path):
-    model, names = _quantized_model(4, 256)
+    model, codes = _quantized_model(4, 256)
     path = tmp_path / "model.packed"
-    pack_model(path, model, "demo_conv_student1", KWARGS, quantize_named(model, names, 4, 256))
+    pack_model(path, model, "demo_conv_student1", KWARGS, codes)
     data = path.read_bytes()
     (tmp_path / "short.packed").write_bytes(data[:-10])
     with pytest.raises(ValueError, match="truncated"):

@@ -77,9 +77,9 @@ class LearnedPoints(nn.Module):
 
     def quantized(self, weight: torch.Tensor) -> QuantizedTensor:
         codes, minimum, maximum = self.codes(weight)
-        points = self.points.detach().float().cpu()
-        return QuantizedTensor(codes.cpu(), minimum.cpu(), maximum.cpu(), weight.shape,
-                               max(1, math.ceil(math.log2(points.numel()))), self.bucket_size, points)
+        points = self.points.detach().float()
+        return QuantizedTensor(codes, minimum, maximum, weight.shape, max(1, math.ceil(math.log2(points.numel()))),
+                               self.bucket_size, points)
 
 
 class LearnedPointsQuantizer:
@@ -118,9 +118,6 @@ class LearnedPointsQuantizer:
         """Re-sort the points after an optimiser step, so nearest-point search by midpoints stays valid."""
         for points in self.parametrizations:
             points.points.copy_(points.points.sort().values)
-
-    def count(self) -> int:
-        return sum(self._original(name).numel() for name in self.names)
 
     def _original(self, name: str) -> torch.Tensor:
         module, attribute = self._owner(name)

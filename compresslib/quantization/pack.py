@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from compresslib.io import atomic_open
-from compresslib.models import create_model
+from compresslib.models import count_parameters, create_model
 from compresslib.quantization.size import huffman_mean_bits, model_size_mb, size_reduction_factor
-from compresslib.quantization.uniform import QuantizedTensor, quantize
+from compresslib.quantization.uniform import QuantizedTensor
 
-__all__ = ["PACKED_FORMAT", "PACKED_NAME", "pack_model", "pack_and_measure", "load_packed", "quantize_named", "pack_codes", "unpack_codes"]
+__all__ = ["PACKED_FORMAT", "PACKED_NAME", "pack_model", "pack_and_measure", "load_packed", "pack_codes", "unpack_codes"]
 
 PACKED_NAME = "model.packed"  # next to model.pt in a quantized run's directory
 PACKED_FORMAT = 2
@@ -43,17 +43,12 @@ def unpack_codes(data: bytes, bits: int, count: int) -> np.ndarray:
     return np.packbits(np.pad(planes, ((0, 0), (16 - bits, 0))), axis=1).view(">u2").ravel().astype(np.int64)
 
 
-def quantize_named(model: nn.Module, names: Iterable[str], bits: int, bucket_size: int | None) -> dict[str, QuantizedTensor]:
-    """The uniform codes of the named parameters (of a QD or PM model, whose parameters lie on their grids)."""
-    parameters = dict(model.named_parameters())
-    return {name: quantize(parameters[name].detach().cpu(), bits, bucket_size) for name in names}
-
-
 def pack_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, quantized: Mapping[str, QuantizedTensor],
                extra: dict | None = None) -> dict:
     """Write ``model`` (registered as ``name``) with the ``quantized`` entries as codes; return size facts.
 
-    Each code set must rebuild its state_dict entry exactly, which is checked before anything is written.
+    Each code set (on any device) must rebuild its state_dict entry exactly, which is checked before anything
+    is written.
     ``code_counts`` pools how often each code value is used over all quantized tensors (for Huffman sizes).
     """
     state = model.state_dict()
@@ -65,13 +60,13 @@ def pack_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, quan
         tensor = tensor.detach().cpu()
         if key in quantized:
             codes = quantized[key]
-            if tensor.dtype != torch.float32 or not torch.equal(codes.dequantize(), tensor):
+            if tensor.dtype != torch.float32 or not torch.equal(codes.dequantize().cpu(), tensor):
                 raise ValueError(f"cannot pack {key}: its codes do not rebuild it exactly (quantize the model first)")
-            flat_codes = codes.codes.flatten()[: tensor.numel()].numpy()
+            flat_codes = codes.codes.flatten()[: tensor.numel()].cpu().numpy()
             code_counts.update(dict(zip(*map(np.ndarray.tolist, np.unique(flat_codes, return_counts=True)))))
-            points = [] if codes.points is None else [codes.points.numpy().astype("<f4").tobytes()]
-            parts = [*points, codes.minimum.numpy().astype("<f4").tobytes(),
-                     codes.maximum.numpy().astype("<f4").tobytes(), pack_codes(flat_codes, codes.bits)]
+            floats = ([] if codes.points is None else [codes.points]) + [codes.minimum, codes.maximum]
+            parts = [*(values.cpu().numpy().astype("<f4").tobytes() for values in floats),
+                     pack_codes(flat_codes, codes.bits)]
             entry = {"kind": "quantized", "bits": codes.bits, "bucket_size": codes.bucket_size,
                      "buckets": codes.minimum.numel(), "points": 0 if codes.points is None else codes.points.numel()}
         else:
@@ -102,7 +97,7 @@ def pack_and_measure(path: str | Path, model: nn.Module, name: str, kwargs: dict
     fixed-width; ``compression`` is 32-bit storage over the packed file.
     """
     facts = pack_model(path, model, name, kwargs, quantized, extra)
-    params = sum(parameter.numel() for parameter in model.parameters())
+    params = count_parameters(model)
     mean_bits = huffman_mean_bits(facts["code_counts"])
     return {
         "quantized_params": facts["quantized_params"], "full_precision_params": params - facts["quantized_params"],

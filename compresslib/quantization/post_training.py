@@ -23,7 +23,7 @@ from compresslib.data.loader import DeviceLoader
 from compresslib.devices import place
 from compresslib.io import sha256_file, write_json
 from compresslib.models import load_model, save_model
-from compresslib.quantization.pack import PACKED_NAME, pack_and_measure, quantize_named
+from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import SKIP_BY, quantize_model_
 from compresslib.quantization.uniform import check_settings
 from compresslib.training.loop import RECORD_FORMAT, evaluate, model_facts
@@ -63,7 +63,7 @@ def post_training_quantize(model_path: str | Path, data_path: str | Path, run_di
         model.to(placement.device)
         full_precision_acc, full_precision_loss = evaluate(model, loader)
         example = torch.zeros(1, *dataset["test_images"].shape[1:], device=placement.device)
-        names = quantize_model_(model, example, bits, bucket_size, quantize_first_last, skip_by)
+        codes = quantize_model_(model, example, bits, bucket_size, quantize_first_last, skip_by)
         test_acc, test_loss = evaluate(model, loader)
         hardware = provenance.hardware(placement, torch.get_num_threads())
     model.cpu()
@@ -76,9 +76,9 @@ def post_training_quantize(model_path: str | Path, data_path: str | Path, run_di
     spec_hash = hashlib.sha256(json.dumps({"source": meta.get("spec_hash"), "quant": quant}, sort_keys=True)
                                .encode()).hexdigest()
     extra = {"dataset": meta["dataset"], "normalization": meta["normalization"], "spec": spec, "spec_hash": spec_hash}
-    quantization = {**quant, "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in names],
-                    **pack_and_measure(run_dir / PACKED_NAME, model, meta["name"], meta["kwargs"],
-                                       quantize_named(model, names, bits, bucket_size), bits, bucket_size, extra)}
+    quantization = {**quant, "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in codes],
+                    **pack_and_measure(run_dir / PACKED_NAME, model, meta["name"], meta["kwargs"], codes, bits,
+                                       bucket_size, extra)}
     save_model(run_dir / "model.pt", model, meta["name"], meta["kwargs"], extra=extra)
 
     family, bins = parse_activation(source_spec["activation"])

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from compresslib.quantization.uniform import check_settings, fake_quantize
+from compresslib.quantization.uniform import QuantizedTensor, check_settings, quantize
 
 __all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers", "quantize_model_"]
 
@@ -87,23 +87,30 @@ class ShadowQuantizer:
         """Nothing to do after an optimiser step: the next step quantizes the updated shadow weights afresh."""
 
     @torch.no_grad()
-    def quantize_(self) -> None:
-        """Replace each parameter by its quantized value (stochastic rounding draws from torch's global RNG)."""
-        for parameter in self.parameters:
-            # no finiteness check: it would wait for the GPU on every tensor of every step
-            parameter.copy_(fake_quantize(parameter, self.bits, self.bucket_size, stochastic=self.stochastic,
-                                          check_finite=False))
+    def quantize_(self) -> dict[str, QuantizedTensor]:
+        """Replace each parameter by its quantized value; return the codes by name (what a packed file stores).
 
-    def count(self) -> int:
-        return sum(parameter.numel() for parameter in self.parameters)
+        Stochastic rounding draws from torch's global RNG.
+        """
+        codes = {}
+        for name, parameter in zip(self.names, self.parameters):
+            # no finiteness check: it would wait for the GPU on every tensor of every step
+            quantized = quantize(parameter, self.bits, self.bucket_size, stochastic=self.stochastic,
+                                 check_finite=False)
+            parameter.copy_(quantized.dequantize().to(parameter.dtype))
+            codes[name] = quantized
+        return codes
+
+    def finalize_(self) -> dict[str, QuantizedTensor]:
+        """Quantize the parameters for good (the end of training); the same interface as DQ's quantizer."""
+        return self.quantize_()
 
 
 def quantize_model_(model: nn.Module, example: torch.Tensor, bits: int, bucket_size: int | None,
-                    quantize_first_last: bool = False, skip_by: str = "layers") -> list[str]:
+                    quantize_first_last: bool = False, skip_by: str = "layers") -> dict[str, QuantizedTensor]:
     """Post-training ("PM") quantization: round a trained model's parameters onto their grids, in place.
 
-    Returns the names of the quantized parameters (what a packed file stores as codes).
+    Returns the codes of the quantized parameters by name, in registration order (what a packed file stores).
     """
     names = quantized_parameter_names(model, example, quantize_first_last, skip_by)
-    ShadowQuantizer(model, names, bits, bucket_size).quantize_()
-    return names
+    return ShadowQuantizer(model, names, bits, bucket_size).quantize_()

@@ -38,7 +38,7 @@ from compresslib.io import atomic_open, sha256_file, write_json
 from compresslib.losses import kd_loss
 from compresslib.models import count_parameters, create_model, load_model, save_model
 from compresslib.quantization.differentiable import LearnedPointsQuantizer, allocate_points, gradient_norms
-from compresslib.quantization.pack import PACKED_NAME, pack_and_measure, quantize_named
+from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
 from compresslib.training.schedules import build_schedule
@@ -230,15 +230,11 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
                    "spec_hash": spec_hash(spec)}
     quantization = None
     if quantizer is not None:  # the saved model is the quantized one, and its packed file gives its size
-        if isinstance(quantizer, LearnedPointsQuantizer):
-            codes = quantizer.finalize_()
-        else:
-            quantizer.quantize_()
-            codes = quantize_named(model, quantizer.names, spec.quant.bits, spec.quant.bucket_size)
+        codes = quantizer.finalize_()
         quantization = {**dataclasses.asdict(spec.quant),
                         "full_precision_tensors": [name for name, _ in model.named_parameters() if name not in codes]}
-        if isinstance(quantizer, LearnedPointsQuantizer):
-            quantization["points_per_tensor"] = dict(zip(quantizer.names, quantizer.counts))
+        if spec.quant.method == "dq":
+            quantization["points_per_tensor"] = {name: tensor.levels for name, tensor in codes.items()}
         quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, model_kwargs, codes,
                                          spec.quant.bits, spec.quant.bucket_size, model_extra)
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
@@ -340,12 +336,8 @@ def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: D
         return [levels] * len(names)
     loader.set_epoch(0)  # the first batches of the first epoch: fixed by the seed
     batches = itertools.islice(loader, spec.quant.gradient_batches)
-
-    def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), targets)
-
     with autocast:
-        norms = gradient_norms(model, names, batches, cross_entropy)
+        norms = gradient_norms(model, names, batches, kd_loss)  # without teacher logits: plain cross-entropy
     counts = allocate_points(norms, levels)
     log.info("points per tensor (auto bits): %s", dict(zip(names, counts)))
     return counts
