@@ -43,10 +43,10 @@ def cifar100() -> dict:
 
 
 def test_cifar10_subset(cifar10: dict):
-    assert cifar10["train_images"].shape == (5085, 3, 32, 32)
-    assert cifar10["test_images"].shape == (1017, 3, 32, 32)
-    assert cifar10["train_images"].dtype == cifar10["test_images"].dtype == torch.uint8
-    assert cifar10["train_images"].is_contiguous() and cifar10["test_images"].is_contiguous()
+    assert cifar10["train_inputs"].shape == (5085, 3, 32, 32)
+    assert cifar10["test_inputs"].shape == (1017, 3, 32, 32)
+    assert cifar10["train_inputs"].dtype == cifar10["test_inputs"].dtype == torch.uint8
+    assert cifar10["train_inputs"].is_contiguous() and cifar10["test_inputs"].is_contiguous()
     assert cifar10["train_labels"].dtype == cifar10["test_labels"].dtype == torch.int64
     assert cifar10["train_labels"].shape == (5085,) and cifar10["test_labels"].shape == (1017,)
     assert cifar10["train_labels"][:5].tolist() == [6, 9, 9, 4, 1]
@@ -66,7 +66,7 @@ def test_cifar10_matches_torchvision_loader(cifar10: dict):
     for split, train in (("train", True), ("test", False)):
         reference = Unverified(str(CIFAR10_ROOT), train=train)
         # torchvision stores N x H x W x C; ours is N x C x H x W.
-        assert np.array_equal(cifar10[f"{split}_images"].permute(0, 2, 3, 1).numpy(), reference.data)
+        assert np.array_equal(cifar10[f"{split}_inputs"].permute(0, 2, 3, 1).numpy(), reference.data)
         assert cifar10[f"{split}_labels"].tolist() == reference.targets
 
 
@@ -78,8 +78,8 @@ def test_cifar10_verification_names_first_mismatching_file():
 
 
 def test_cifar100_subset(cifar100: dict):
-    assert cifar100["train_images"].shape == (1117, 3, 32, 32)
-    assert cifar100["test_images"].shape == (916, 3, 32, 32)
+    assert cifar100["train_inputs"].shape == (1117, 3, 32, 32)
+    assert cifar100["test_inputs"].shape == (916, 3, 32, 32)
     assert cifar100["train_labels"].dtype == torch.int64
     assert len(cifar100["classes"]) == 100
     # Fine labels: the first train image is a cattle, the first test image a mountain.
@@ -133,8 +133,8 @@ def test_reads_pickles_written_by_python3(tmp_path: Path, protocol: int):
     images = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
     _cifar10_folder(tmp_path, pickle.dumps({"labels": [7, 2], "data": images}, protocol=protocol))
     data = read_cifar(tmp_path, "cifar10", verify_checksums=False)
-    assert data["train_labels"].tolist() == [7, 2] and data["test_images"].shape == (0, 3, 32, 32)
-    assert torch.equal(data["train_images"].reshape(2, 3072), torch.from_numpy(images))
+    assert data["train_labels"].tolist() == [7, 2] and data["test_inputs"].shape == (0, 3, 32, 32)
+    assert torch.equal(data["train_inputs"].reshape(2, 3072), torch.from_numpy(images))
 
 
 def test_malformed_pickle_names_the_file(tmp_path: Path):

@@ -52,7 +52,7 @@ def _tar_gz(members: dict[str, bytes]) -> bytes:
 def _build_cifar10_archive() -> tuple[bytes, dict[str, np.ndarray]]:
     """A CIFAR-10 tar.gz with a few random images per batch, and the arrays it should decode to."""
     rng = np.random.default_rng(0)
-    members, expected = {}, {"train_images": [], "train_labels": [], "test_images": [], "test_labels": []}
+    members, expected = {}, {"train_inputs": [], "train_labels": [], "test_inputs": [], "test_labels": []}
     for name, count in BATCH_SIZES.items():
         data = rng.integers(0, 256, size=(count, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=count).tolist()
@@ -60,7 +60,7 @@ def _build_cifar10_archive() -> tuple[bytes, dict[str, np.ndarray]]:
         batch = {"batch_label": name, "labels": labels, "data": data, "filenames": filenames}
         members[f"cifar-10-batches-py/{name}"] = pickle.dumps(batch, protocol=2)
         split = "test" if name == "test_batch" else "train"
-        expected[f"{split}_images"].append(data)
+        expected[f"{split}_inputs"].append(data)
         expected[f"{split}_labels"].append(labels)
     meta = {"num_cases_per_batch": 10000, "label_names": CLASSES, "num_vis": 3072}
     members["cifar-10-batches-py/batches.meta"] = pickle.dumps(meta, protocol=2)
@@ -169,15 +169,15 @@ def test_fetch_extract_read_roundtrip(tmp_path: Path, archive: Archive, tarball)
     assert root == tmp_path / "extracted"
     data = read_cifar(root, "cifar10", verify_checksums=False)  # the test pickles are not the official files
     _, expected = tarball
-    assert data["train_images"].shape == (11, 3, 32, 32) and data["test_images"].shape == (4, 3, 32, 32)
-    assert data["train_images"].dtype == torch.uint8 and data["train_labels"].dtype == torch.int64
-    assert data["train_images"].is_contiguous()
+    assert data["train_inputs"].shape == (11, 3, 32, 32) and data["test_inputs"].shape == (4, 3, 32, 32)
+    assert data["train_inputs"].dtype == torch.uint8 and data["train_labels"].dtype == torch.int64
+    assert data["train_inputs"].is_contiguous()
     for split in ("train", "test"):
-        expected_images = torch.from_numpy(expected[f"{split}_images"]).reshape(-1, 3, 32, 32)
-        assert torch.equal(data[f"{split}_images"], expected_images)
+        expected_images = torch.from_numpy(expected[f"{split}_inputs"]).reshape(-1, 3, 32, 32)
+        assert torch.equal(data[f"{split}_inputs"], expected_images)
         assert data[f"{split}_labels"].tolist() == expected[f"{split}_labels"].tolist()
     # Row layout is R plane, G plane, B plane: pixel (c, y, x) is byte c*1024 + y*32 + x.
-    assert data["train_images"][0, 2, 5, 7] == expected["train_images"][0, 2 * 1024 + 5 * 32 + 7]
+    assert data["train_inputs"][0, 2, 5, 7] == expected["train_inputs"][0, 2 * 1024 + 5 * 32 + 7]
     assert data["classes"] == CLASSES
     assert set(data["files"]) == {f"cifar-10-batches-py/{name}" for name in [*BATCH_SIZES, "batches.meta"]}
 

@@ -95,12 +95,12 @@ def test_holdout_split_is_a_fixed_partition():
 
 def test_synthetic_dataset_is_deterministic_and_balanced():
     a, b = make_synthetic(600, 200, seed=4), make_synthetic(600, 200, seed=4)
-    assert torch.equal(a["train_images"], b["train_images"]) and torch.equal(a["test_labels"], b["test_labels"])
-    assert not torch.equal(a["train_images"], make_synthetic(600, 200, seed=5)["train_images"])
-    assert a["train_images"].dtype == torch.uint8 and a["train_images"].shape == (600, 3, 32, 32)
+    assert torch.equal(a["train_inputs"], b["train_inputs"]) and torch.equal(a["test_labels"], b["test_labels"])
+    assert not torch.equal(a["train_inputs"], make_synthetic(600, 200, seed=5)["train_inputs"])
+    assert a["train_inputs"].dtype == torch.uint8 and a["train_inputs"].shape == (600, 3, 32, 32)
     counts = torch.bincount(a["train_labels"], minlength=10)
     assert len(a["classes"]) == 10 and counts.min() > 30  # every class present in roughly equal numbers
-    assert 60 < a["train_images"].float().mean() < 200  # not saturated
+    assert 60 < a["train_inputs"].float().mean() < 200  # not saturated
 
 
 def test_prepared_dataset_round_trip_and_validation(tmp_path):
@@ -108,7 +108,7 @@ def test_prepared_dataset_round_trip_and_validation(tmp_path):
     data = load_dataset(tmp_path / "d.pt")
     assert data["name"] == "synthetic" and data["provenance"] == provenance
     assert len(data["train_labels"]) == 50 and len(data["test_labels"]) == 20
-    broken = {key: data[key] for key in ("train_images", "test_images", "test_labels", "classes")}
+    broken = {key: data[key] for key in ("train_inputs", "test_inputs", "test_labels", "classes")}
     broken["train_labels"] = data["train_labels"] + 20  # labels outside the 10 classes
     with pytest.raises(ValueError, match="train_labels outside"):
         save_dataset(tmp_path / "bad.pt", "synthetic", broken, {})

@@ -108,7 +108,7 @@ def test_a_quantized_run_saves_the_quantized_model_and_reports_both_accuracies(t
             assert torch.equal(parameter, fake_quantize(parameter, 2, 64)), name  # on its 2-bit grid
     # the reported accuracy is the saved (quantized) model's
     dataset = load_dataset(tiny_dataset)
-    loader = DeviceLoader(dataset["test_images"], dataset["test_labels"], batch_size=128, augment=False,
+    loader = DeviceLoader(dataset["test_inputs"], dataset["test_labels"], batch_size=128, augment=False,
                           shuffle=False, mean=[0.5] * 3, std=[0.5] * 3, device=torch.device("cpu"))
     assert evaluate(model, loader)[0] == record["metrics"]["final_test_acc"]
     assert json.loads((tmp_path / "record.json").read_text())["spec"]["quant"]["bits"] == 2

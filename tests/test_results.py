@@ -85,7 +85,7 @@ def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, fi
         },
         "model": {"name": "qd_conv_student0", "params": 1000, "activation_params": 80, "bytes_fp32": 4000},
         "quantization": None,
-        "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_images_per_s": 100.0},
+        "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_examples_per_s": 100.0},
         "hardware": {"device": "cpu", "device_name": "cpu", "cuda_visible_devices": None, "threads": 2},
         "provenance": {"git_revision": "abc123", "packages": {"torch": "2.14.1"}, "command": ["python", "train.py"]},
     }

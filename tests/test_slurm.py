@@ -40,7 +40,7 @@ QUICK_TEACHER = "quick-teacher"
 DIVERGING_RUN = f"synthetic/{QUICK_TEACHER}/{DIVERGING}/relu/seed1"
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")  # what .ci/slurm-local.sh installs
-TIMING_COLUMNS = {"train_seconds", "eval_seconds", "images_per_s"}
+TIMING_COLUMNS = {"train_seconds", "eval_seconds", "examples_per_s"}
 
 
 def _require_root_and_apt() -> None:

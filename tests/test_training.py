@@ -45,7 +45,7 @@ def test_teacher_outputs_and_record(teacher_run: Path, tiny_dataset: Path):
     assert record["model"]["params"] == 107_098 and record["spec"]["validation"] == "test"
     assert record["provenance"]["dataset"]["source"] == "synthetic"
     assert len(record["spec_hash"]) == 64 and record["provenance"]["packages"]["torch"].startswith("2.14")
-    assert record["hardware"]["device"] == "cpu" and record["timing"]["train_images_per_s"] > 0
+    assert record["hardware"]["device"] == "cpu" and record["timing"]["train_examples_per_s"] > 0
     model_file = load_torch(teacher_run / "model.pt")
     assert model_file["dataset"] == "synthetic" and model_file["normalization"]["mean"] == [0.5, 0.5, 0.5]
 

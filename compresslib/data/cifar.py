@@ -60,7 +60,7 @@ class _ArrayUnpickler(pickle.Unpickler):
 def read_cifar(root: Path, dataset: str, verify_checksums: bool = True) -> dict:
     """Read ``dataset`` ("cifar10" or "cifar100") from ``root`` in the torchvision layout.
 
-    Returns ``train_images``/``test_images`` (uint8, N x 3 x 32 x 32, contiguous),
+    Returns ``train_inputs``/``test_inputs`` (uint8, N x 3 x 32 x 32, contiguous),
     ``train_labels``/``test_labels`` (int64; fine labels for CIFAR-100), ``classes`` (names indexed
     by label) and ``files`` (path relative to ``root`` -> md5). With ``verify_checksums`` every file
     must match torchvision's md5, else ``ChecksumError``; turning it off is for known subsets and
@@ -100,7 +100,7 @@ def read_cifar(root: Path, dataset: str, verify_checksums: bool = True) -> dict:
         batches = [_batch(contents[name], _LABEL_KEY[dataset], len(classes), folder / name) for name, _ in file_list]
         images = np.concatenate([images for images, _ in batches])
         labels = np.concatenate([labels for _, labels in batches])
-        arrays[f"{split}_images"] = torch.from_numpy(images).reshape(-1, *_IMAGE_SHAPE).contiguous()
+        arrays[f"{split}_inputs"] = torch.from_numpy(images).reshape(-1, *_IMAGE_SHAPE).contiguous()
         arrays[f"{split}_labels"] = torch.from_numpy(labels)
     return {**arrays, "classes": classes, "files": files}
 

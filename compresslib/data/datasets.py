@@ -23,8 +23,8 @@ from compresslib.io import load_versioned, save_torch
 
 __all__ = ["DatasetInfo", "DATASETS", "get_dataset_info", "save_dataset", "load_dataset", "prepare_dataset"]
 
-FORMAT_VERSION = 1
-SPLIT_KEYS = ("train_images", "train_labels", "test_images", "test_labels")
+FORMAT_VERSION = 2  # 2: split keys train_inputs/test_inputs (images or encoded documents)
+SPLIT_KEYS = ("train_inputs", "train_labels", "test_inputs", "test_labels")
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,10 @@ def load_dataset(path: str | Path) -> dict[str, Any]:
 def _check_dataset(payload: dict, where: str) -> None:
     info = get_dataset_info(payload["name"])
     for split in ("train", "test"):
-        images, labels = payload[f"{split}_images"], payload[f"{split}_labels"]
+        images, labels = payload[f"{split}_inputs"], payload[f"{split}_labels"]
         if images.dtype != torch.uint8 or tuple(images.shape[1:]) != info.image_shape:
             shape = ", ".join(map(str, info.image_shape))
-            raise ValueError(f"{where}: {split}_images must be uint8 of shape (N, {shape}), "
+            raise ValueError(f"{where}: {split}_inputs must be uint8 of shape (N, {shape}), "
                              f"got {images.dtype} {tuple(images.shape)}")
         if labels.dtype != torch.int64 or labels.shape != images.shape[:1]:
             raise ValueError(f"{where}: {split}_labels must be int64 with one label per image")

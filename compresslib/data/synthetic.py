@@ -32,7 +32,7 @@ def make_synthetic(
     distractor_max: float = 0.75,
     noise: float = 1.0,
 ) -> dict:
-    """Return ``{"train_images", "train_labels", "test_images", "test_labels", "classes"}``.
+    """Return ``{"train_inputs", "train_labels", "test_inputs", "test_labels", "classes"}``.
 
     ``distractor_max`` (upper bound of the distractor amplitude, true gratings draw from [0.5, 1])
     and ``noise`` (pixel noise std relative to a unit grating) set the difficulty.
@@ -41,11 +41,11 @@ def make_synthetic(
         raise ValueError("synthetic train_size and test_size must be positive")
     generator = torch.Generator().manual_seed(seed)
     bases = _base_gratings(generator)
-    train_images, train_labels = _sample(train_size, bases, image_size, distractor_max, noise, generator)
-    test_images, test_labels = _sample(test_size, bases, image_size, distractor_max, noise, generator)
+    train_inputs, train_labels = _sample(train_size, bases, image_size, distractor_max, noise, generator)
+    test_inputs, test_labels = _sample(test_size, bases, image_size, distractor_max, noise, generator)
     classes = [f"gratings{a}+{b}" for a, b in CLASS_PAIRS]
-    return {"train_images": train_images, "train_labels": train_labels,
-            "test_images": test_images, "test_labels": test_labels, "classes": classes, "files": {}}
+    return {"train_inputs": train_inputs, "train_labels": train_labels,
+            "test_inputs": test_inputs, "test_labels": test_labels, "classes": classes, "files": {}}
 
 
 def _base_gratings(generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -58,11 +58,11 @@ def post_training_quantize(model_path: str | Path, data_path: str | Path, run_di
     run_dir.mkdir(parents=True, exist_ok=True)
 
     with place(device) as placement:
-        loader = DeviceLoader(dataset["test_images"], dataset["test_labels"], batch_size=eval_batch_size,
+        loader = DeviceLoader(dataset["test_inputs"], dataset["test_labels"], batch_size=eval_batch_size,
                               augment=False, shuffle=False, device=placement.device, **meta["normalization"])
         model.to(placement.device)
         full_precision_acc, full_precision_loss = evaluate(model, loader)
-        example = torch.zeros(1, *dataset["test_images"].shape[1:], device=placement.device)
+        example = torch.zeros(1, *dataset["test_inputs"].shape[1:], device=placement.device)
         codes = quantize_model_(model, example, bits, bucket_size, quantize_first_last, skip_by)
         test_acc, test_loss = evaluate(model, loader)
         hardware = provenance.hardware(placement, torch.get_num_threads())

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("model.pt", "history.csv", "record.json")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
-                   "train_seconds", "eval_seconds", "images_per_s")
+                   "train_seconds", "eval_seconds", "examples_per_s")
 RECORD_FORMAT = 1
 
 
@@ -103,21 +103,21 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     info = get_dataset_info(spec.dataset)
     mean, std = list(spec.mean or info.mean), list(spec.std or info.std)
     normalization = {"mean": mean, "std": std}
-    train_images, train_labels = dataset["train_images"], dataset["train_labels"]
-    test_images, test_labels = dataset["test_images"], dataset["test_labels"]
+    train_inputs, train_labels = dataset["train_inputs"], dataset["train_labels"]
+    test_inputs, test_labels = dataset["test_inputs"], dataset["test_labels"]
     loader_args = dict(mean=mean, std=std, device=device, channels_last=channels_last)
     if spec.validation == "holdout":
         keep, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed)
-        val_images, val_labels = train_images[held_out], train_labels[held_out]
-        train_images, train_labels = train_images[keep], train_labels[keep]
-    train_loader = DeviceLoader(train_images, train_labels, batch_size=spec.batch_size, augment=spec.augment,
+        val_inputs, val_labels = train_inputs[held_out], train_labels[held_out]
+        train_inputs, train_labels = train_inputs[keep], train_labels[keep]
+    train_loader = DeviceLoader(train_inputs, train_labels, batch_size=spec.batch_size, augment=spec.augment,
                                 shuffle=True, seed=spec.seed,
                                 # BatchNorm cannot train on a final batch of one example
                                 drop_last=len(train_labels) % spec.batch_size == 1, **loader_args)
-    eval_loaders = {"test": DeviceLoader(test_images, test_labels, batch_size=spec.eval_batch_size,
+    eval_loaders = {"test": DeviceLoader(test_inputs, test_labels, batch_size=spec.eval_batch_size,
                                          augment=False, shuffle=False, **loader_args)}
     if spec.validation == "holdout":
-        eval_loaders["val"] = DeviceLoader(val_images, val_labels, batch_size=spec.eval_batch_size,
+        eval_loaders["val"] = DeviceLoader(val_inputs, val_labels, batch_size=spec.eval_batch_size,
                                            augment=False, shuffle=False, **loader_args)
 
     # ---- teacher ---------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
     quantizer, trainable = None, list(model.parameters())
     if spec.quant is not None:
-        example = torch.zeros(1, *train_images.shape[1:], device=device).to(memory_format=memory_format)
+        example = torch.zeros(1, *train_inputs.shape[1:], device=device).to(memory_format=memory_format)
         names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
         if spec.quant.method == "qd":  # the parameters live in full precision and are used at their quantized point
             quantizer = ShadowQuantizer(model, names, spec.quant.bits, spec.quant.bucket_size, spec.quant.stochastic)
@@ -207,7 +207,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "val_loss": scores["val"][1], "val_acc": scores["val"][0],
             "test_loss": scores["test"][1], "test_acc": scores["test"][0],
             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
-            "images_per_s": train_loader.num_examples / train_seconds,
+            "examples_per_s": train_loader.num_examples / train_seconds,
             **({"shadow_val_acc": shadow_scores["val"][0], "shadow_test_acc": shadow_scores["test"][0]}
                if shadow_scores else {}),
         })
@@ -219,9 +219,9 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "history": history, "best_state": best_state, "sessions": sessions,
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
         })
-        log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f img/s)%s",
+        log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
                  epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
-                 train_seconds, history[-1]["images_per_s"], "  -> early stop" if stopped_early else "")
+                 train_seconds, history[-1]["examples_per_s"], "  -> early stop" if stopped_early else "")
 
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
@@ -396,7 +396,7 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
         "timing": {
             "wall_s": wall_seconds, "train_s": train_seconds,
             "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
-            "train_images_per_s": sum(row["images_per_s"] * row["train_seconds"] for row in history) / train_seconds,
+            "train_examples_per_s": sum(row["examples_per_s"] * row["train_seconds"] for row in history) / train_seconds,
             "resumed_from_epoch": sessions[-1]["start_epoch"],
             "sessions": sessions,
         },
