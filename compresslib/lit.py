@@ -14,13 +14,18 @@ The originals combine the phase-1 terms in two ways (``combine``):
 * ``"halved"`` (CIFAR): ``(β·L_KD + (1 - β)·Σ MSE_i) / 2``.
 
 A student section's MSE depends on no other section's parameters, so both give each section the gradient
-its own optimiser saw in the original.
+its own optimiser saw in the original. ``per_section`` optimisers (VDCNN) are one SGD per section, as the
+original steps them; ``shared`` (CIFAR) is one SGD over all sections. With equal hyperparameters the two
+take the same steps: the original's per-section optimisers exist to run sections on separate GPUs.
+
+The training run itself (phases, optimisers, schedules, checkpoints, resume across the phase boundary) is
+compresslib.training.loop with ``spec.lit`` set; this module holds what is specific to LIT.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +35,8 @@ from torch import nn
 from compresslib.losses import kd_loss
 from compresslib.models.sections import SectionedNet
 
-__all__ = ["COMBINES", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen", "phase_one_loss"]
+__all__ = ["COMBINES", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen", "phase_one_loss",
+           "phase_one_parameter_sets", "train_phase_one_epoch", "section_mse"]
 
 COMBINES = ("sections", "halved")
 
@@ -42,6 +48,7 @@ class PhaseOneLoss:
     total: torch.Tensor
     kd: torch.Tensor
     sections: list[torch.Tensor]
+    logits: torch.Tensor  # the student's own end-to-end output (detached)
 
 
 def check_pair(teacher: nn.Module, student: nn.Module, example: torch.Tensor) -> None:
@@ -114,9 +121,64 @@ def phase_one_loss(teacher: SectionedNet, student: SectionedNet, inputs: torch.T
         teacher_logits = teacher.forward_head(teacher_outputs[-1])
     sections = [F.mse_loss(section(teacher_outputs[index]).float(), teacher_outputs[index + 1].float())
                 for index, section in enumerate(student.sections)]
-    kd = kd_loss(student(inputs), targets, teacher_logits, temperature=temperature, weight=weight,
+    logits = student(inputs)
+    kd = kd_loss(logits, targets, teacher_logits, temperature=temperature, weight=weight,
                  kl_reduction=kl_reduction, soft_loss=soft_loss)
     total = beta * kd + (1 - beta) * torch.stack(sections).sum()
     if combine == "halved":
         total = total / 2
-    return PhaseOneLoss(total, kd.detach(), [loss.detach() for loss in sections])
+    return PhaseOneLoss(total, kd.detach(), [loss.detach() for loss in sections], logits.detach())
+
+
+def phase_one_parameter_sets(student: SectionedNet, optimizer: str) -> list[list[nn.Parameter]]:
+    """The parameters of each phase-1 optimiser: one set per section (``per_section``) or one (``shared``)."""
+    sets = [list(section.parameters()) for section in student.sections]
+    if optimizer == "per_section":
+        return sets
+    if optimizer == "shared":
+        return [[parameter for section_set in sets for parameter in section_set]]
+    raise ValueError(f"optimizer must be per_section or shared, got {optimizer!r}")
+
+
+def train_phase_one_epoch(teacher: SectionedNet, student: SectionedNet, loader: Iterable,
+                          optimizers: list[torch.optim.Optimizer], *, beta: float, combine: str, kd: Mapping,
+                          autocast: torch.autocast) -> tuple[float, float, list[float]]:
+    """One phase-1 epoch: ``(mean objective, student accuracy, mean MSE per section)``; ``kd`` holds
+    compresslib.losses.kd_loss's keywords. Sums stay on the device and are read once (one host sync)."""
+    student.train()
+    keep_ends_frozen(student)
+    device = next(student.parameters()).device
+    loss_sum = torch.zeros((), device=device)
+    section_sums = torch.zeros(len(student.sections), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for inputs, targets in loader:
+        with autocast:
+            loss = phase_one_loss(teacher, student, inputs, targets, beta=beta, combine=combine, **kd)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.total.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        loss_sum += loss.total.detach() * len(targets)
+        section_sums += torch.stack(loss.sections) * len(targets)
+        correct += (loss.logits.argmax(1) == targets).sum()
+        seen += len(targets)
+    return loss_sum.item() / seen, correct.item() / seen, (section_sums / seen).tolist()
+
+
+@torch.inference_mode()
+def section_mse(teacher: SectionedNet, student: SectionedNet, loader: Iterable,
+                autocast: torch.autocast) -> list[float]:
+    """Mean MSE per section of the student's sections fed the teacher's inputs, over ``loader`` (eval mode)."""
+    device = next(student.parameters()).device
+    sums = torch.zeros(len(student.sections), device=device)
+    seen = 0
+    with _eval_mode(teacher, student), autocast:
+        for inputs, _ in loader:
+            teacher_outputs = teacher.section_outputs(inputs)
+            sums += torch.stack([F.mse_loss(section(teacher_outputs[index]).float(),
+                                            teacher_outputs[index + 1].float())
+                                 for index, section in enumerate(student.sections)]) * len(inputs)
+            seen += len(inputs)
+    return (sums / seen).tolist()

@@ -6,9 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from compresslib.lit import check_pair, copy_and_freeze_ends, keep_ends_frozen, phase_one_loss
+from compresslib.data.loader import DeviceLoader
+from compresslib.lit import (check_pair, copy_and_freeze_ends, keep_ends_frozen, phase_one_loss,
+                             phase_one_parameter_sets, section_mse, train_phase_one_epoch)
 from compresslib.losses import kd_loss
 from compresslib.models import create_model
+from compresslib.training.spec import SpecError, build_spec
 
 IMAGES = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 TARGETS = torch.tensor([0, 3, 7, 9])
@@ -93,3 +96,50 @@ def test_a_section_loss_reaches_only_its_own_section_and_the_ends_stay_frozen():
     for index, section in enumerate(student.sections):
         has_grad = any(p.grad is not None and p.grad.abs().sum() > 0 for p in section.parameters())
         assert has_grad == (index == 1), index
+
+
+def test_a_phase_one_epoch_trains_only_the_sections_and_per_section_optimisers_equal_a_shared_one():
+    """The loop's phase-1 epoch: ends (parameters and BatchNorm statistics) stay the teacher's; VDCNN's one SGD per
+    section and CIFAR's one shared SGD take bit-identical steps (same hyperparameters, elementwise updates)."""
+    teacher, student = _pair()
+    teacher.eval()
+    copy_and_freeze_ends(teacher, student)
+    twin = create_model("resnet8", num_classes=10)
+    twin.load_state_dict(student.state_dict())
+    copy_and_freeze_ends(teacher, twin)
+    before = {key: value.clone() for key, value in student.state_dict().items()}
+    images = (torch.rand(48, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8)
+    loader = DeviceLoader(images, torch.arange(48) % 10, batch_size=16, mean=[0.5] * 3, std=[0.5] * 3, augment=True,
+                          shuffle=True, seed=1)
+    autocast = torch.autocast("cpu", enabled=False)
+    results = {}
+    for model, optimizer in ((student, "per_section"), (twin, "shared")):
+        sets = phase_one_parameter_sets(model, optimizer)
+        assert len(sets) == (3 if optimizer == "per_section" else 1)
+        optimizers = [torch.optim.SGD(parameters, lr=0.1, momentum=0.9, weight_decay=1e-4) for parameters in sets]
+        results[optimizer] = train_phase_one_epoch(teacher, model, loader, optimizers, beta=0.5, combine="sections",
+                                                   kd=KD, autocast=autocast)
+    assert results["per_section"] == results["shared"]
+    loss, accuracy, sections = results["shared"]
+    assert len(sections) == 3 and all(value > 0 for value in sections) and 0 <= accuracy <= 1 and loss > 0
+    after = student.state_dict()
+    for key, value in twin.state_dict().items():
+        assert torch.equal(after[key], value), key
+    for key, value in before.items():
+        if key.startswith(("stem.", "head.")):
+            assert torch.equal(after[key], value), key
+        elif key.endswith("weight"):
+            assert not torch.equal(after[key], value), key
+    assert student.training and not student.stem.training and not student.head.training
+    test_mse = section_mse(teacher, student, loader, autocast)
+    assert len(test_mse) == 3 and student.training  # evaluated in eval mode, modes restored
+
+
+def test_lit_settings_are_checked():
+    assert build_spec({"kd": {}, "lit": {"beta": 0.75}}).lit.beta == 0.75
+    with pytest.raises(SpecError, match="LIT needs kd settings"):
+        build_spec({"lit": {}})
+    with pytest.raises(SpecError, match="lit.optimizer"):
+        build_spec({"kd": {}, "lit": {"optimizer": "adam"}})
+    with pytest.raises(SpecError, match="lit.beta"):
+        build_spec({"kd": {}, "lit": {"beta": 1.5}})

@@ -74,14 +74,30 @@ def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
 
 DQ_OF_TEACHER = ("--teacher", "{teacher}", "--init", "{teacher}", 'model="demo_conv_student0"', 'quant.method="dq"',
                  "quant.bits=2", "quant.bucket_size=64", "kd.weight=0.7", "lr=0.001")
+# LIT from a ResNet-14 to a ResNet-8, 4 epochs in all: killed at the phase boundary or inside phase 2 ...
+LIT_OF_RESNET = ("--teacher", "{lit_teacher}", 'model="resnet8"', "kd.temperature=6", "kd.weight=0.05",
+                 'kd.soft_loss="cross_entropy"', "lit.epochs=2", "lit.lr=0.05", "lit.milestones=[1]", "lit.beta=0.75",
+                 'lit.combine="halved"', 'lit.optimizer="shared"', "epochs=2")
+# ... or inside phase 1 or at the boundary, with one optimiser per section
+LIT_LONG_PHASE_ONE = (*LIT_OF_RESNET, "lit.epochs=3", "epochs=1", 'lit.optimizer="per_section"')
 
 
-@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER],
-                         ids=["fp32", "quantized", "differentiable-quantization"])
+@pytest.fixture(scope="module")
+def lit_teacher_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("lit-teacher")
+    train(build_spec(TINY | {"model": "resnet14", "epochs": 1}), tiny_dataset, run_dir)
+    return run_dir
+
+
+@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER, LIT_OF_RESNET,
+                                   LIT_LONG_PHASE_ONE],
+                         ids=["fp32", "quantized", "differentiable-quantization", "lit-boundary-or-phase-2",
+                              "lit-phase-1-or-boundary"])
 def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...],
-                                                     teacher_run: Path):
+                                                     teacher_run: Path, lit_teacher_run: Path):
     """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
-    extra = tuple(item.format(teacher=teacher_run / "model.pt") for item in extra)
+    extra = tuple(item.format(teacher=teacher_run / "model.pt", lit_teacher=lit_teacher_run / "model.pt")
+                  for item in extra)
     reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
     subprocess.run(_train_command(tiny_dataset, reference_dir, *extra), check=True, capture_output=True)
 
@@ -108,6 +124,14 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
     assert [s["start_epoch"] for s in reference["timing"]["sessions"]] == [0]
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["curve"]["train_loss"] == reference["curve"]["train_loss"]
+    assert resumed["lit"] == reference["lit"]  # LIT: the per-section losses too; None otherwise
+    if "lit.epochs=2" in extra:  # a LIT run: phase 1, then full-model KD, the sections' losses of phase 1
+        history = pd.read_csv(resumed_dir / "history.csv")
+        phase_one = 3 if "lit.epochs=3" in extra else 2
+        assert list(history.phase) == ["lit"] * phase_one + ["full_model"] * (4 - phase_one)
+        assert resumed["kind"] == "lit" and resumed["lit"]["sections"] == 3
+        assert [len(curve) for curve in resumed["lit"]["section_mse"]] == [phase_one] * 3
+        assert history.section1_mse.notna().sum() == phase_one
     weights = load_torch(resumed_dir / "model.pt")["state_dict"]
     for key, value in load_torch(reference_dir / "model.pt")["state_dict"].items():
         assert torch.equal(value, weights[key]), key

@@ -35,13 +35,15 @@ from compresslib.data.datasets import get_dataset_info, load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
 from compresslib.devices import Placement, place
 from compresslib.io import atomic_open, sha256_file, write_json
+from compresslib.lit import check_pair, copy_and_freeze_ends, phase_one_parameter_sets, section_mse, \
+    train_phase_one_epoch
 from compresslib.losses import kd_loss
 from compresslib.models import count_parameters, create_model, load_model, save_model
 from compresslib.quantization.differentiable import LearnedPointsQuantizer, allocate_points, gradient_norms
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
-from compresslib.training.schedules import build_schedule
+from compresslib.training.schedules import Schedule, build_schedule
 from compresslib.training.spec import TrainSpec, spec_hash
 
 __all__ = ["train", "evaluate", "run_kind", "model_facts", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
@@ -101,7 +103,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     if dataset["name"] != spec.dataset:
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
     info = get_dataset_info(spec.dataset)
-    mean, std = list(spec.mean or info.mean), list(spec.std or info.std)
+    mean, std = spec.mean or info.mean, spec.std or info.std  # None for text: character ids, no normalisation
+    mean, std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
     normalization = {"mean": mean, "std": std}
     train_inputs, train_labels = dataset["train_inputs"], dataset["train_labels"]
     test_inputs, test_labels = dataset["test_inputs"], dataset["test_labels"]
@@ -139,12 +142,16 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     init_info = None
     if init_path is not None:
         init_info = _load_init(model, init_path, spec.model, model_kwargs)
+    example = next(iter(eval_loaders["test"]))[0][:2]  # shapes and dtype of real inputs, for model checks
+    frozen = []
+    if spec.lit is not None:  # phase 1 starts from the teacher's stem and head (a checkpoint's weights follow)
+        check_pair(teacher, model, example)
+        frozen = copy_and_freeze_ends(teacher, model)
     checkpoint = load_checkpoint(run_dir)
     if checkpoint is not None:
         check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
     quantizer, trainable = None, list(model.parameters())
     if spec.quant is not None:
-        example = torch.zeros(1, *train_inputs.shape[1:], device=device).to(memory_format=memory_format)
         names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
         if spec.quant.method == "qd":  # the parameters live in full precision and are used at their quantized point
             quantizer = ShadowQuantizer(model, names, spec.quant.bits, spec.quant.bucket_size, spec.quant.stochastic)
@@ -153,8 +160,6 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
                 _point_counts(spec, model, names, train_loader, autocast)
             quantizer = LearnedPointsQuantizer(model, names, counts, spec.quant.bucket_size, spec.quant.points_init)
             trainable = quantizer.parameters()
-    optimizer = torch.optim.SGD(trainable, lr=spec.lr, momentum=spec.momentum,
-                                nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
 
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
@@ -162,7 +167,6 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     start_epoch, stopped_early, schedule_state, sessions = 0, False, None, []
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
         history, best_state = checkpoint["history"], checkpoint["best_state"]
         start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
         schedule_state, sessions = checkpoint["schedule"], checkpoint["sessions"]
@@ -170,25 +174,41 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     # one entry per process that worked on this run: a run resubmitted after a time limit shows each job
     sessions.append({"started_at": started_at, "start_epoch": start_epoch, **provenance.job_identity(),
                      "device": str(device)})
-    schedule = build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, start_epoch)
-    if schedule_state is not None:
-        schedule.load_state_dict(schedule_state)
 
     # ---- epochs ------------------------------------------------------------------------------------
     # KDSpec's fields are kd_loss's keywords; without a teacher kd_loss is plain cross-entropy.
-    loss_fn = functools.partial(kd_loss, **(dataclasses.asdict(spec.kd) if spec.kd is not None else {}))
+    kd_kwargs = dataclasses.asdict(spec.kd) if spec.kd is not None else {}
+    loss_fn = functools.partial(kd_loss, **kd_kwargs)
+    phases = _phases(spec)
+    total_epochs = phases[-1].end
+    phase, optimizers, schedule = None, [], None
 
-    for epoch in range(start_epoch, spec.epochs):
+    for epoch in range(start_epoch, total_epochs):
         if stopped_early:
             break
+        if phase is None or epoch == phase.end:  # a fresh optimiser and schedule per phase
+            phase = next(p for p in phases if p.start <= epoch < p.end)
+            optimizers, schedule = _enter_phase(phase, spec, model, trainable, epoch)
+            if checkpoint is not None and phase.start < epoch == start_epoch:  # resumed inside this phase
+                for optimizer, state in zip(optimizers, checkpoint["optimizers"], strict=True):
+                    optimizer.load_state_dict(state)
+                schedule.load_state_dict(schedule_state)
         torch.manual_seed(epoch_seed(spec.seed, epoch))  # dropout masks: a pure function of (seed, epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = schedule.lr
-        train_loader.set_epoch(epoch)
         lr = schedule.lr
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        train_loader.set_epoch(epoch)
 
         tick = time.perf_counter()
-        train_loss, train_acc = _train_epoch(model, train_loader, optimizer, loss_fn, teacher, autocast, quantizer)
+        section_columns = {}
+        if phase.name == "lit":
+            train_loss, train_acc, section_losses = train_phase_one_epoch(
+                teacher, model, train_loader, optimizers, beta=spec.lit.beta, combine=spec.lit.combine, kd=kd_kwargs,
+                autocast=autocast)
+        else:
+            train_loss, train_acc = _train_epoch(model, train_loader, optimizers, loss_fn, teacher, autocast,
+                                                 quantizer)
         train_seconds = time.perf_counter() - tick
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
@@ -199,9 +219,13 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             shadow_scores = _scores(model, eval_loaders, autocast)
         with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
             scores = _scores(model, eval_loaders, autocast)
+        if phase.name == "lit":  # the originals' loss/section{i}/{train,validation}
+            test_losses = section_mse(teacher, model, eval_loaders["test"], autocast)
+            for index, (train_mse, test_mse) in enumerate(zip(section_losses, test_losses), start=1):
+                section_columns |= {f"section{index}_mse": train_mse, f"section{index}_test_mse": test_mse}
         eval_seconds = time.perf_counter() - tick
 
-        stopped_early = schedule.update(epoch, scores["val"][0])
+        stopped_early = schedule.update(epoch - phase.start, scores["val"][0])
         history.append({
             "epoch": epoch + 1, "lr": lr, "train_loss": train_loss, "train_acc": train_acc,
             "val_loss": scores["val"][1], "val_acc": scores["val"][0],
@@ -210,18 +234,21 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             "examples_per_s": train_loader.num_examples / train_seconds,
             **({"shadow_val_acc": shadow_scores["val"][0], "shadow_test_acc": shadow_scores["test"][0]}
                if shadow_scores else {}),
+            **({"phase": phase.name} if spec.lit is not None else {}),
+            **section_columns,
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
             best_state = _cpu_state(model)
         save_checkpoint(run_dir, {
             "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
-            "model": _cpu_state(model), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
-            "history": history, "best_state": best_state, "sessions": sessions,
+            "model": _cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
+            "schedule": schedule.state_dict(), "history": history, "best_state": best_state, "sessions": sessions,
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
         })
-        log.info("epoch %d/%d  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
-                 epoch + 1, spec.epochs, lr, train_loss, train_acc, scores["val"][0], scores["test"][0],
-                 train_seconds, history[-1]["examples_per_s"], "  -> early stop" if stopped_early else "")
+        log.info("epoch %d/%d%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
+                 epoch + 1, total_epochs, f" ({phase.name})" if spec.lit is not None else "", lr, train_loss,
+                 train_acc, scores["val"][0], scores["test"][0], train_seconds, history[-1]["examples_per_s"],
+                 "  -> early stop" if stopped_early else "")
 
     # ---- outputs -------------------------------------------------------------------------------------
     if spec.selection == "best":
@@ -241,13 +268,14 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     _write_history(run_dir / "history.csv", history)
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
-                           time.perf_counter() - wall_start, quantization, init_info)
+                           time.perf_counter() - wall_start, quantization, init_info,
+                           _lit_facts(spec, history, frozen) if spec.lit is not None else None)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
 
 
-def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, loss_fn,
+def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
                  teacher: nn.Module | None, autocast: torch.autocast,
                  quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None) -> tuple[float, float]:
     model.train()
@@ -267,9 +295,11 @@ def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.
                 else:
                     teacher_logits = None
                 loss = loss_fn(logits, targets, teacher_logits)
-            optimizer.zero_grad(set_to_none=True)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
             loss.backward()
-        optimizer.step()
+        for optimizer in optimizers:
+            optimizer.step()
         if quantizer is not None:
             quantizer.after_step()
         loss_sum += loss.detach() * len(targets)
@@ -308,10 +338,43 @@ def model_facts(model: nn.Module, name: str) -> dict:
     return {"name": name, "params": params, "activation_params": activation_params, "bytes_fp32": 4 * params}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+    name: str  # "train" (every run but LIT), or LIT's "lit" (phase 1) and "full_model" (phase 2)
+    start: int  # first epoch (0-based)
+    end: int  # one past the last epoch
+
+
+def _phases(spec: TrainSpec) -> list[_Phase]:
+    if spec.lit is None:
+        return [_Phase("train", 0, spec.epochs)]
+    return [_Phase("lit", 0, spec.lit.epochs), _Phase("full_model", spec.lit.epochs, spec.lit.epochs + spec.epochs)]
+
+
+def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: list[nn.Parameter],
+                 epoch: int) -> tuple[list[torch.optim.Optimizer], Schedule]:
+    """The optimisers and the schedule (positioned at ``epoch``) of ``phase``; LIT's phase 2 unfreezes the model."""
+    if phase.name == "lit":
+        parameter_sets = phase_one_parameter_sets(model, spec.lit.optimizer)
+        lr, schedule = spec.lit.lr, build_schedule("multistep", spec.lit.lr, spec.lit.milestones, spec.lit.gamma,
+                                                   epoch - phase.start)
+    else:
+        if phase.name == "full_model":  # the copied stem and head train too from here on
+            model.requires_grad_(True)
+        parameter_sets = [trainable]
+        lr, schedule = spec.lr, build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, epoch - phase.start)
+    optimizers = [torch.optim.SGD(parameters, lr=lr, momentum=spec.momentum,
+                                  nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
+                  for parameters in parameter_sets]
+    return optimizers, schedule
+
+
 def run_kind(spec: TrainSpec) -> str:
-    """What a run is, for result tables: teacher, undistilled or distilled student, or quantized student."""
+    """What a run is, for result tables: teacher, undistilled or distilled student, quantized student or LIT."""
     if spec.quant is not None:
         return "quantize"
+    if spec.lit is not None:
+        return "lit"
     if spec.kd is not None:
         return "distill"
     return "undistilled" if "student" in spec.labels else "teacher"
@@ -343,6 +406,19 @@ def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: D
     return counts
 
 
+def _lit_facts(spec: TrainSpec, history: list[dict], frozen: list[str]) -> dict:
+    """A LIT record's ``lit`` section: the phase settings and the per-section MSE curves of phase 1."""
+    phase_one = [row for row in history if row["phase"] == "lit"]
+    sections = sum(key.endswith("_test_mse") for key in phase_one[0])
+    return {
+        "phase1_epochs": spec.lit.epochs, "full_model_epochs": spec.epochs,
+        **{key: value for key, value in dataclasses.asdict(spec.lit).items() if key != "epochs"},
+        "sections": sections, "frozen_parameters": frozen,
+        "section_mse": [[row[f"section{i}_mse"] for row in phase_one] for i in range(1, sections + 1)],
+        "section_test_mse": [[row[f"section{i}_test_mse"] for row in phase_one] for i in range(1, sections + 1)],
+    }
+
+
 def _best_row(history: list[dict]) -> dict:
     """The epoch with the highest validation accuracy; the earliest one on a tie."""
     return max(history, key=lambda row: row["val_acc"])
@@ -365,7 +441,7 @@ def _write_history(path: Path, history: list[dict]) -> None:
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
                   placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
                   sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float,
-                  quantization: dict | None, init_info: dict | None) -> dict:
+                  quantization: dict | None, init_info: dict | None, lit: dict | None) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -393,6 +469,7 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
         "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
         "model": model_facts(model, spec.model),
         "quantization": quantization,
+        "lit": lit,
         "timing": {
             "wall_s": wall_seconds, "train_s": train_seconds,
             "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),

@@ -18,18 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compresslib.activations import parse_activation
+from compresslib.lit import COMBINES
 from compresslib.losses import KL_REDUCTIONS, SOFT_LOSSES
 from compresslib.quantization.differentiable import POINT_INITS
 from compresslib.quantization.shadow import SKIP_BY
 from compresslib.quantization.uniform import check_settings
 from compresslib.training.schedules import SCHEDULES
 
-__all__ = ["KDSpec", "QuantSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
+__all__ = ["KDSpec", "QuantSpec", "LitSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
 
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANT_METHODS = ("qd", "dq")  # trained quantization; post-training ("pm") quantization has no training run
+LIT_OPTIMIZERS = ("per_section", "shared")  # LIT phase 1: one SGD per student section (VDCNN) or one for all (CIFAR)
 
 
 class SpecError(ValueError):
@@ -58,6 +60,20 @@ class QuantSpec:
     points_init: str = "quantiles"  # DQ: "quantiles" of each scaled tensor or "uniform" levels
     auto_bits: bool = True  # DQ: share the point budget between tensors by gradient norm
     gradient_batches: int = 5  # DQ auto_bits: training batches the gradient norms are averaged over (CNN: 5)
+
+
+@dataclass
+class LitSpec:
+    """LIT's phase 1 (compresslib.lit): student sections trained on the teacher's section inputs, stem and head
+    copied from the teacher and frozen. Phase 2 is the run's own ``epochs``, ``lr`` and schedule with ``kd``."""
+
+    epochs: int = 15  # phase-1 epochs (VDCNN: 15; CIFAR: 175)
+    lr: float = 0.01  # phase-1 initial learning rate
+    milestones: list = field(default_factory=lambda: [3, 6, 9, 12, 15])  # 0-based phase-1 epochs where lr *= gamma
+    gamma: float = 0.5  # phase-1 decay factor (VDCNN: 0.5; CIFAR: 0.1)
+    beta: float = 0.05  # weight of the end-to-end KD term against the section MSEs (VDCNN: 0.05; CIFAR: 0.75)
+    combine: str = "sections"  # "sections": beta*KD + (1-beta)*sum MSE (VDCNN); "halved": the same / 2 (CIFAR)
+    optimizer: str = "per_section"  # "per_section" SGD (VDCNN) or one "shared" SGD over all sections (CIFAR)
 
 
 @dataclass
@@ -92,6 +108,8 @@ class TrainSpec:
     kd: KDSpec | None = None  # None trains on hard labels only
     # ---- quantization -----------------------------------------------------------------------
     quant: QuantSpec | None = None  # None trains full-precision weights
+    # ---- LIT --------------------------------------------------------------------------------
+    lit: LitSpec | None = None  # LIT phase 1 before the KD epochs above (needs kd and a teacher)
     # ---- runtime (not part of the run's identity) -------------------------------------------
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
@@ -147,6 +165,19 @@ class TrainSpec:
                      "an integer >= 1")
             _require(not (self.quant.method == "dq" and self.quant.stochastic), "quant.stochastic",
                      self.quant.stochastic, "false for method dq (its points are nearest-assigned)")
+
+        if self.lit is not None:
+            if self.kd is None or self.quant is not None:
+                raise SpecError("lit: LIT needs kd settings (both phases distil) and no quant settings")
+            _require(self.lit.epochs >= 1, "lit.epochs", self.lit.epochs, "an integer >= 1")
+            _require(self.lit.lr > 0, "lit.lr", self.lit.lr, "a number > 0")
+            _require(self.lit.gamma > 0, "lit.gamma", self.lit.gamma, "a number > 0")
+            _require(all(isinstance(m, int) and m >= 0 for m in self.lit.milestones), "lit.milestones",
+                     self.lit.milestones, "a list of integer epochs >= 0")
+            _require(0 <= self.lit.beta <= 1, "lit.beta", self.lit.beta, "a number in [0, 1]")
+            _require(self.lit.combine in COMBINES, "lit.combine", self.lit.combine, f"one of {', '.join(COMBINES)}")
+            _require(self.lit.optimizer in LIT_OPTIMIZERS, "lit.optimizer", self.lit.optimizer,
+                     f"one of {', '.join(LIT_OPTIMIZERS)}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
