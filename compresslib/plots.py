@@ -6,6 +6,8 @@
                                                         point per student, method, bits and bucket
     <out_dir>/accuracy-vs-size/<dataset>.png            the same for every quantize experiment of a dataset
                                                         (experiments that name their ``dataset``)
+    <out_dir>/lit/<experiment>/seed<seed>.png           one LIT run: per-section MSE over phase 1, and test
+                                                        accuracy over both phases
 
 Figures are built with ``matplotlib.figure.Figure`` (rendered by Agg), never through pyplot, so no
 display or global figure state is involved. Every file is written atomically.
@@ -16,13 +18,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from compresslib.io import atomic_path
-from compresslib.results import in_experiment, quantize_summary, split_experiments
+from compresslib.results import (
+    in_experiment,
+    in_lit_experiment,
+    lit_section_curves,
+    lit_summary,
+    quantize_summary,
+    split_experiments,
+)
 
-__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_paths", "write_plots"]
+__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_lit_run", "plot_paths", "write_plots"]
 
 DPI = 120
 # fixed per method, so that a method looks the same in every experiment's plot; legend order
@@ -50,12 +61,10 @@ def plot_curves(groups: dict[str, list[dict]], out_path: str | Path, title: str,
     if any(groups.values()):
         axes.legend(fontsize="small")
     else:
-        axes.text(0.5, 0.5, "no finished runs", transform=axes.transAxes, ha="center", va="center", color="gray")
+        _note_no_finished_runs(axes)
     axes.set(title=title, xlabel="epoch", ylabel=metric)
     axes.grid(alpha=0.3)
-    figure.tight_layout()
-    with atomic_path(out_path) as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
+    _save(figure, out_path)
 
 
 def _curves_by_epoch(records: list[dict], metric: str) -> pd.DataFrame:
@@ -97,7 +106,7 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out_path: str | Path, title: st
         label = _point_label(row, several)
         axes.annotate(label, (size, accuracy), xytext=(4, 3), textcoords="offset points", fontsize="x-small")
     if summary.empty:
-        axes.text(0.5, 0.5, "no finished runs", transform=axes.transAxes, ha="center", va="center", color="gray")
+        _note_no_finished_runs(axes)
     else:
         axes.set_xscale("log")
         axes.margins(x=0.1)  # room for the right-most point's label
@@ -113,9 +122,7 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out_path: str | Path, title: st
         axes.legend(handles=handles, fontsize="small")
     axes.set(title=title, xlabel="model size (MB)", ylabel="final test accuracy (%)")
     axes.grid(alpha=0.3, which="both")
-    figure.tight_layout()
-    with atomic_path(out_path) as tmp:
-        figure.savefig(tmp, format="png", dpi=DPI)
+    _save(figure, out_path)
 
 
 def _point_label(row: dict, several: list[str]) -> str:
@@ -128,18 +135,72 @@ def _point_label(row: dict, several: list[str]) -> str:
     return " ".join(parts)
 
 
+def plot_lit_run(record: dict | None, out_path: str | Path, title: str, teacher_test_acc: float | None = None) -> None:
+    """One LIT run in two panels: the per-section MSE over the phase-1 epochs (train solid, test dashed, one
+    colour per section, log scale), and the student's test accuracy over every epoch with a line at the end of
+    phase 1 and, when known, the teacher's final test accuracy. ``record`` None: both panels say "no finished runs".
+    """
+    figure = Figure(figsize=(11, 4.5))
+    mse_axes, accuracy_axes = figure.subplots(1, 2)
+    if record is None:
+        _note_no_finished_runs(mse_axes)
+        _note_no_finished_runs(accuracy_axes)
+    else:
+        train_curves, test_curves = lit_section_curves(record)
+        phase1_epochs = record["lit"]["phase1_epochs"]
+        epochs = range(1, phase1_epochs + 1)
+        for index, (train, test) in enumerate(zip(train_curves, test_curves, strict=True)):
+            mse_axes.plot(epochs, train, color=f"C{index}", linewidth=1.2, label=f"section {index + 1}")
+            mse_axes.plot(epochs, test, color=f"C{index}", linewidth=1.2, linestyle="--")
+        split_handles = [Line2D([], [], color="gray", label="train"),
+                         Line2D([], [], color="gray", linestyle="--", label="test")]
+        mse_axes.legend(handles=[*mse_axes.get_legend_handles_labels()[0], *split_handles], fontsize="small")
+        mse_axes.set_yscale("log")
+        test_acc = 100 * _curves_by_epoch([record], "test_acc")[0]
+        accuracy_axes.plot(test_acc.index, test_acc, linewidth=1.2, label="student")
+        accuracy_axes.axvline(phase1_epochs + 0.5, color="gray", linestyle=":", label="end of phase 1")
+        if teacher_test_acc is not None:
+            accuracy_axes.axhline(100 * teacher_test_acc, color="black", linestyle="--", linewidth=1,
+                                  label="teacher (final)")
+        accuracy_axes.legend(fontsize="small")
+    mse_axes.set(title="phase 1: section MSE against the teacher", xlabel="epoch", ylabel="MSE")
+    accuracy_axes.set(title="test accuracy", xlabel="epoch", ylabel="test accuracy (%)")
+    for axes in (mse_axes, accuracy_axes):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        axes.grid(alpha=0.3, which="both")
+    figure.suptitle(title)
+    _save(figure, out_path)
+
+
+def _note_no_finished_runs(axes: Axes) -> None:
+    axes.text(0.5, 0.5, "no finished runs", transform=axes.transAxes, ha="center", va="center", color="gray")
+
+
+def _save(figure: Figure, out_path: str | Path) -> None:
+    figure.tight_layout()
+    with atomic_path(out_path) as tmp:
+        figure.savefig(tmp, format="png", dpi=DPI)
+
+
 def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     """Every file :func:`write_plots` writes (the workflow declares them as outputs).
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}}``.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}}``; the paths depend on nothing else.
     """
-    distill_experiments, quantize_experiments = split_experiments(experiments)
+    distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
     out_dir = Path(out_dir)
     paths = [out_dir / "teachers.png"]
     for name, experiment in distill_experiments.items():
         paths += [out_dir / "distill" / name / f"{student}.png" for student in experiment["students"]]
     paths += [out_dir / "quantize" / f"{name}.png" for name in quantize_experiments]
-    return paths + [out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(quantize_experiments)]
+    paths += [out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(quantize_experiments)]
+    return paths + [path for name, experiment in lit_experiments.items()
+                    for path in _lit_run_paths(name, experiment, out_dir).values()]
+
+
+def _lit_run_paths(name: str, experiment: dict, out_dir: Path) -> dict[int, Path]:
+    """The plot of each seed of a LIT experiment, by seed."""
+    return {seed: out_dir / "lit" / name / f"seed{seed}.png" for seed in experiment["seeds"]}
 
 
 def _datasets(quantize_experiments: dict) -> list[str]:
@@ -148,12 +209,13 @@ def _datasets(quantize_experiments: dict) -> list[str]:
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
-    """Draw the teachers' curves, the distill curves and the quantize experiments' accuracy against size.
+    """Draw the teachers' curves, the distill curves, the quantize experiments' accuracy against size and
+    every LIT run.
 
     Per distill experiment and student, one curve per activation over its seeds. Every path of
     :func:`plot_paths` is written, with a "no finished runs" note where nothing finished yet.
     """
-    distill_experiments, quantize_experiments = split_experiments(experiments)
+    distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
     out_dir = Path(out_dir)
     teacher_records = [record for record in records if record["kind"] == "teacher"]
     teacher_groups = {
@@ -180,4 +242,11 @@ def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> 
             ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"])
         plot_accuracy_vs_size(rows, out_dir / "accuracy-vs-size" / f"{dataset}.png",
                               f"{dataset}: every quantize experiment")
+    lit = lit_summary(records, lit_experiments)
+    for name, experiment in lit_experiments.items():
+        teacher = lit[(lit["experiment"] == name) & (lit["method"] == "teacher")]["final_test_acc_mean"]
+        runs = {r["seed"]: r for r in records if r["kind"] == "lit" and in_lit_experiment(r, experiment)}
+        for seed, path in _lit_run_paths(name, experiment, out_dir).items():
+            title = f"{name}: LIT {experiment['student']} from {experiment['teacher']}, seed {seed}"
+            plot_lit_run(runs.get(seed), path, title, teacher_test_acc=teacher.iloc[0] if len(teacher) else None)
     return plot_paths(experiments, out_dir)

@@ -12,15 +12,21 @@ appended to an existing table.
     summary-quantize.csv, summary-quantize.md
                               quantized students (and their full-precision references) grouped by
                               experiment, student, activation, method, bits and bucket
+    summary-lit.csv, summary-lit.md
+                              per LIT experiment its teacher, baselines (scratch, kd) and LIT students,
+                              with parameter counts and the compression against the teacher
 
-Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}}``, the config.yaml entries
-of each kind (see :func:`in_experiment` and :func:`in_quantize_experiment`).
+Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}, "lit": {name: {...}}}``, the
+config.yaml entries of each kind (see :func:`in_experiment`, :func:`in_quantize_experiment` and
+:func:`in_lit_experiment`); any kind may be absent.
 
-Every summary carries the size columns of :func:`with_size_columns`: ``method`` (qd, dq, pm, or
+Every summary but the LIT one carries the size columns of :func:`with_size_columns`: ``method`` (qd, dq, pm, or
 fp-teacher, fp-distilled, fp-undistilled for full precision), ``bits`` (32 for full precision),
 ``bucket``, ``size_mb``, ``packed_bytes``, ``compression`` and ``huffman_mean_bits``. ``bucket`` is the
 quantizer's bucket size, 0 for a quantized run with one bucket per tensor (a null bucket_size), and
-empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized".
+empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized". LIT runs are all full
+precision, so summary-lit names its rows by LIT's own methods (teacher, scratch, kd, lit) and measures size
+by parameter count.
 
 Statistics: ``std`` is the sample standard deviation (ddof=1); the 95% confidence interval is the
 Student-t interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run.
@@ -48,6 +54,8 @@ __all__ = [
     "split_experiments",
     "in_experiment",
     "in_quantize_experiment",
+    "in_lit_experiment",
+    "lit_section_curves",
     "runs_table",
     "with_size_columns",
     "summarize",
@@ -55,6 +63,8 @@ __all__ = [
     "quantize_table",
     "quantize_summary",
     "seed_table",
+    "lit_table",
+    "lit_summary",
     "write_tables",
     "table_paths",
 ]
@@ -84,8 +94,8 @@ REQUIRED_KEYS = (
     "metrics",
     "curve",
 )
-RECORD_KINDS = ("teacher", "distill", "undistilled", "quantize")
-STUDENT_KINDS = ("distill", "undistilled", "quantize")  # the kinds whose labels name a student
+RECORD_KINDS = ("teacher", "distill", "undistilled", "quantize", "lit")
+STUDENT_KINDS = ("distill", "undistilled", "quantize", "lit")  # the kinds whose labels name a student
 MODEL_KEYS = ("params", "bytes_fp32")
 QUANTIZATION_KEYS = (
     "method",
@@ -100,6 +110,9 @@ QUANTIZATION_KEYS = (
     "compression",
 )
 QUANTIZATION_METHODS = ("qd", "dq", "pm")
+LIT_KEYS = ("phase1_epochs", "sections", "section_mse", "section_test_mse")  # what aggregation reads of "lit"
+# the row of a LIT experiment each record kind stands for, in table order; scratch and kd are the baselines
+LIT_METHODS = {"teacher": "teacher", "undistilled": "scratch", "distill": "kd", "lit": "lit"}
 # the method column of full-precision runs, and the record kind a quantize experiment's references name
 FULL_PRECISION_METHODS = {"teacher": "fp-teacher", "distill": "fp-distilled", "undistilled": "fp-undistilled"}
 REFERENCE_KINDS = {"distilled": "distill", "undistilled": "undistilled"}
@@ -116,6 +129,7 @@ DISTILL_SUMMARY_KEYS = [
     *METHOD_COLUMNS,
 ]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
+LIT_SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"]
 
 
 # ----------------------------------------------------------------------------- reading records
@@ -156,6 +170,11 @@ def _check_record(record: Any, path: Path) -> None:
     missing = [key for key in MODEL_KEYS if key not in (record.get("model") or {})]
     if missing:
         raise ValueError(f"{path}: record lacks model keys {missing}")  # every size column starts from them
+    if record["kind"] == "lit":
+        missing = [key for key in LIT_KEYS if key not in (record.get("lit") or {})]
+        if missing:
+            raise ValueError(f"{path}: lit record lacks lit keys {missing}")
+        lit_section_curves(record, source=path)
     if record["kind"] != "quantize":
         return
     quantization = record.get("quantization") or {}
@@ -166,15 +185,18 @@ def _check_record(record: Any, path: Path) -> None:
         raise ValueError(f"{path}: quantization method {quantization['method']!r}, not one of {QUANTIZATION_METHODS}")
 
 
-def split_experiments(experiments: dict) -> tuple[dict, dict]:
-    """The distill and the quantize experiments of ``{"distill": {...}, "quantize": {...}}``; either may be absent.
+def split_experiments(experiments: dict) -> tuple[dict, dict, dict]:
+    """The distill, quantize and lit experiments of ``{"distill": {...}, "quantize": {...}, "lit": {...}}``.
 
-    Any other key is an error, so the older ``{name: experiment}`` shape fails loudly instead of matching nothing.
+    Any kind may be absent (it has no experiments). Any other key is an error, so the older
+    ``{name: experiment}`` shape fails loudly instead of matching nothing.
     """
-    unknown = sorted(set(experiments) - {"distill", "quantize"})
+    unknown = sorted(set(experiments) - {"distill", "quantize", "lit"})
     if unknown:
-        raise ValueError(f"experiments: unknown kinds {unknown}; expected {{'distill': ..., 'quantize': ...}}")
-    return experiments.get("distill", {}), experiments.get("quantize", {})
+        raise ValueError(
+            f"experiments: unknown kinds {unknown}; expected {{'distill': ..., 'quantize': ..., 'lit': ...}}"
+        )
+    return experiments.get("distill") or {}, experiments.get("quantize") or {}, experiments.get("lit") or {}
 
 
 def in_experiment(record: dict, experiment: dict) -> bool:
@@ -217,6 +239,46 @@ def in_quantize_experiment(record: dict, experiment: dict) -> bool:
         and record["seed"] in experiment["seeds"]
         and experiment.get("dataset") in (None, labels["dataset"])
     )
+
+
+def in_lit_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is a row of a LIT experiment: its teacher, one of its baselines, or one of its LIT runs.
+
+    The teacher is every teacher record of the experiment's dataset and teacher label; the baselines
+    ("scratch": undistilled, "kd": distilled) and the LIT runs must also match its student, activation and seeds.
+    """
+    labels = record["labels"]
+    if (labels["dataset"], labels["teacher"]) != (experiment["dataset"], experiment["teacher"]):
+        return False
+    if record["kind"] == "teacher":
+        return True
+    return (
+        LIT_METHODS.get(record["kind"]) in {"lit", *experiment["baselines"]}
+        and labels["student"] == experiment["student"]
+        and record["activation"] == experiment["activation"]
+        and record["seed"] in experiment["seeds"]
+    )
+
+
+def lit_section_curves(record: dict, source: str | Path | None = None) -> tuple[list[list[float]], list[list[float]]]:
+    """A LIT record's per-section MSE curves, train and test: one curve per section, one value per phase-1 epoch.
+
+    Raises ValueError naming ``source`` (default: the record's run_dir) when their number disagrees with
+    ``lit.sections`` or their length with ``lit.phase1_epochs``.
+    """
+    source = record["run_dir"] if source is None else source
+    lit = record["lit"]
+    curves = {key: lit[key] for key in ("section_mse", "section_test_mse")}
+    for key, per_section in curves.items():
+        if len(per_section) != lit["sections"]:
+            raise ValueError(f"{source}: LIT record has {lit['sections']} sections but {len(per_section)} {key} curves")
+        lengths = [len(curve) for curve in per_section]
+        if any(length != lit["phase1_epochs"] for length in lengths):
+            raise ValueError(
+                f"{source}: LIT {key} curves have {lengths} values; "
+                f"expected {lit['phase1_epochs']}, one per phase-1 epoch"
+            )
+    return curves["section_mse"], curves["section_test_mse"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -368,6 +430,33 @@ def _positions(values: Sequence) -> dict:
     return {value: i for i, value in enumerate(values)}
 
 
+def lit_table(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """The rows of each LIT experiment (``{name: experiment}``) with ``experiment`` and ``method`` columns.
+
+    Rows go teacher, scratch, kd, lit (only the baselines an experiment lists), then by seed. The teacher's
+    rows carry the experiment's student label too, so every row names the pair it belongs to.
+    """
+
+    def frame(members: list[dict]) -> pd.DataFrame:
+        rows = runs_table(members)
+        return rows.assign(method=rows["kind"].map(LIT_METHODS))
+
+    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
+        return ["method", "seed"], {"method": _positions(list(LIT_METHODS.values()))}, set()
+
+    table = _experiment_rows(records, experiments, in_lit_experiment, frame, order)
+    students = table["experiment"].map({name: experiment["student"] for name, experiment in experiments.items()})
+    return table.assign(**{"labels.student": table["labels.student"].fillna(students)})
+
+
+def lit_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """summary-lit.csv: per LIT experiment and method, the accuracy statistics, the mean parameter count and
+    ``compression_vs_teacher`` (the teacher's parameters over the row's; NaN while the teacher is missing)."""
+    summary = summarize(lit_table(records, experiments), LIT_SUMMARY_KEYS, means=["model.params"])
+    teacher_params = summary[summary["method"] == "teacher"].set_index("experiment")["model.params"]
+    return summary.assign(compression_vs_teacher=summary["experiment"].map(teacher_params) / summary["model.params"])
+
+
 def quantize_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
     """summary-quantize.csv: the accuracy statistics and mean sizes of every configuration of :func:`quantize_table`."""
     return summarize(quantize_table(records, experiments), QUANTIZE_SUMMARY_KEYS, means=SIZE_COLUMNS)
@@ -412,6 +501,8 @@ def table_paths(out_dir: str | Path) -> list[Path]:
         "seeds-distill.md",
         "summary-quantize.csv",
         "summary-quantize.md",
+        "summary-lit.csv",
+        "summary-lit.md",
     ]
     return [out_dir / name for name in names]
 
@@ -419,13 +510,12 @@ def table_paths(out_dir: str | Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Rebuild every table in ``out_dir`` from the records; returns :func:`table_paths`.
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}}``. Works with no distilled or quantized runs
-    yet: those tables are written with their headers only.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}}``. Works with no distilled,
+    quantized or LIT runs (or experiments) yet: those tables are written with their headers only.
     """
-    distill_experiments, quantize_experiments = split_experiments(experiments)
-    runs_path, teachers_path, distill_path, *seed_paths, markdown_path, quantize_path, quantize_markdown_path = (
-        table_paths(out_dir)
-    )
+    distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
+    (runs_path, teachers_path, distill_path, *seed_paths, markdown_path, quantize_path, quantize_markdown_path,
+     lit_path, lit_markdown_path) = table_paths(out_dir)
     runs = runs_table(records)
     distill = experiment_table(records, distill_experiments)
     teachers = with_size_columns(runs[runs["kind"] == "teacher"])
@@ -447,6 +537,10 @@ def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) ->
     _write_csv(quantize, quantize_path)
     with atomic_open(quantize_markdown_path, "w", encoding="utf-8") as handle:
         handle.write(_markdown_quantize_summary(quantize, quantize_experiments))
+    lit = lit_summary(records, lit_experiments)
+    _write_csv(lit, lit_path)
+    with atomic_open(lit_markdown_path, "w", encoding="utf-8") as handle:
+        handle.write(_markdown_lit_summary(lit, lit_experiments))
     return table_paths(out_dir)
 
 
@@ -459,12 +553,12 @@ def _markdown_seed_table(table: pd.DataFrame) -> str:
     """A seed table as Markdown: two decimals, a ``mean ± std`` column, ``—`` for a missing run."""
     seed_columns = [column for column in table.columns if column.startswith("seed")]
     header = ["experiment", "dataset", "teacher", "student", "activation", *seed_columns, "mean ± std", "n"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = _markdown_header(header)
     for row in table.to_dict("records"):
         cells = [str(row[key]) for key in SEED_TABLE_KEYS]
         cells += [_two_decimals(row[column]) for column in seed_columns]
         cells += [f"{_two_decimals(row['mean'])} ± {_two_decimals(row['std'])}", str(row["n"])]
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append(_markdown_row(cells))
     if table.empty:
         lines.append("\nno finished runs")
     return "\n".join(lines) + "\n"
@@ -474,6 +568,15 @@ def _markdown_quantize_summary(summary: pd.DataFrame, experiments: dict) -> str:
     """summary-quantize.md: one section per quantize experiment, accuracies in percent as ``mean ± std``."""
     header = ["dataset", "student", "activation", "method", "bits", "bucket", "final (%)", "best (%)", "n"]
     header += ["size (MB)", "compression"]
+
+    def cells(row: dict) -> list[str]:
+        return [
+            *(str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")),
+            "—" if pd.isna(row["bucket"]) else str(row["bucket"]),
+            _percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc"),
+            str(row["final_test_acc_n"]), _three_significant(row["size_mb"]), _two_decimals(row["compression"]),
+        ]
+
     lines = [
         "# Quantized students: test accuracy (%) against model size",
         "",
@@ -481,20 +584,56 @@ def _markdown_quantize_summary(summary: pd.DataFrame, experiments: dict) -> str:
         "one bucket per tensor. Compression is against the 32-bit float model.",
     ]
     for name, experiment in experiments.items():
-        lines += ["", f"## {name}: students of `{experiment['teacher']}`", ""]
         rows = summary[summary["experiment"] == name].to_dict("records")
-        if not rows:
-            lines.append("no finished runs")
-            continue
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for row in rows:
-            cells = [str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")]
-            cells.append("—" if pd.isna(row["bucket"]) else str(row["bucket"]))
-            cells += [_percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc")]
-            cells.append(str(row["final_test_acc_n"]))
-            cells += [_three_significant(row["size_mb"]), _two_decimals(row["compression"])]
-            lines.append("| " + " | ".join(cells) + " |")
+        lines += _markdown_section(f"## {name}: students of `{experiment['teacher']}`", header, rows, cells)
     return "\n".join(lines) + "\n"
+
+
+def _markdown_lit_summary(summary: pd.DataFrame, experiments: dict) -> str:
+    """summary-lit.md: one section per LIT experiment, its rows in percent, then LIT's gains over the baselines."""
+    header = ["method", "model", "params", "compression", "final (%)", "best (%)", "n"]
+
+    def cells(row: dict) -> list[str]:
+        return [
+            row["method"], str(row["model.name"]), f"{round(row['model.params']):,}",
+            _two_decimals(row["compression_vs_teacher"]),
+            _percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc"),
+            str(row["final_test_acc_n"]),
+        ]
+
+    lines = [
+        "# LIT: students trained section by section, against their teacher and baselines",
+        "",
+        "mean ± std over the n seeds (sample std, ddof=1). Compression is the teacher's parameter count over the "
+        "row's. A gain is LIT's mean final test accuracy minus the baseline's, in percentage points (pp).",
+    ]
+    for name, experiment in experiments.items():
+        rows = summary[summary["experiment"] == name].to_dict("records")
+        heading = f"## {name}: `{experiment['student']}` from `{experiment['teacher']}` on `{experiment['dataset']}`"
+        lines += _markdown_section(heading, header, rows, cells)
+        if rows and experiment["baselines"]:
+            final = {row["method"]: 100 * row["final_test_acc_mean"] for row in rows}
+            baselines = [method for method in LIT_METHODS.values() if method in experiment["baselines"]]
+            gains = [f"{_signed_two_decimals(final.get('lit', math.nan) - final.get(baseline, math.nan))} pp over "
+                     f"{baseline}" for baseline in baselines]
+            lines += ["", f"LIT's gain in final test accuracy: {', '.join(gains)}"]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_section(heading: str, header: list[str], rows: list[dict],
+                      cells: Callable[[dict], list[str]]) -> list[str]:
+    """One experiment's lines: its heading, then its rows as a table, or "no finished runs"."""
+    if not rows:
+        return ["", heading, "", "no finished runs"]
+    return ["", heading, "", *_markdown_header(header), *(_markdown_row(cells(row)) for row in rows)]
+
+
+def _markdown_header(header: Sequence[str]) -> list[str]:
+    return [_markdown_row(header), "|" + "---|" * len(header)]
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def _percent_mean_std(row: dict, metric: str) -> str:
@@ -514,3 +653,7 @@ def _three_significant(value: float) -> str:
 
 def _two_decimals(value: float) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _signed_two_decimals(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:+.2f}"

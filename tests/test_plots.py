@@ -8,6 +8,7 @@ from compresslib.plots import (
     _point_label,
     plot_accuracy_vs_size,
     plot_curves,
+    plot_lit_run,
     plot_paths,
     write_plots,
 )
@@ -29,20 +30,39 @@ QUANTIZE = {
     "qd-none": DISTILL["lma-bins"] | {"methods": ["dq"], "bits": [2], "buckets": [None], "references": [],
                                       "dataset": "cifar10"},
 }
-EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE}
+LIT = {
+    "lit-cifar10": {"dataset": "cifar10", "teacher": "conv-teacher", "student": "conv-s0", "activation": "relu",
+                    "seeds": [1, 2], "baselines": ["scratch", "kd"]},
+    "lit-none": {"dataset": "cifar100", "teacher": "conv-teacher", "student": "conv-s0", "activation": "relu",
+                 "seeds": [3], "baselines": []},
+}
+EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE, "lit": LIT}
 
 
 def make_record(kind="distill", student="conv-s0", activation="relu", seed=1, test_acc=(0.5, 0.6, 0.7)):
-    """The fields of a record.json that plotting reads."""
+    """The fields of a record.json that plotting reads (the LIT plots read the teacher's final accuracy)."""
     epochs = list(range(1, len(test_acc) + 1))
-    labels = {"dataset": "cifar10", "teacher": "conv-teacher"} | ({"student": student} if kind == "distill" else {})
+    labels = {"dataset": "cifar10", "teacher": "conv-teacher"} | ({"student": student} if kind != "teacher" else {})
+    final = test_acc[-1] if test_acc else None
     return {
         "kind": kind,
         "run_dir": f"results/{kind}/cifar10/conv-teacher/{student}/{activation}/seed{seed}",
         "labels": labels,
         "activation": activation,
         "seed": seed,
+        "metrics": {"final_test_acc": final, "best_test_acc": final},
+        "model": {"name": f"{kind}-net", "params": 1000, "bytes_fp32": 4000},
         "curve": {"epoch": epochs, "test_acc": list(test_acc), "train_loss": [1.0] * len(epochs)},
+    }
+
+
+def make_lit(seed=1, sections=3, phase1_epochs=2):
+    """A LIT record: phase 1 then phase 2 (five epochs in all), one MSE curve per section on each split."""
+    record = make_record("lit", seed=seed, test_acc=(0.3, 0.5, 0.7, 0.75, 0.8))
+    mse = [[0.5 / (section * epoch) for epoch in range(1, phase1_epochs + 1)] for section in range(1, sections + 1)]
+    return record | {
+        "lit": {"phase1_epochs": phase1_epochs, "sections": sections, "section_mse": mse,
+                "section_test_mse": [[2 * value for value in curve] for curve in mse]},
     }
 
 
@@ -76,6 +96,7 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         make_record(activation="swish", seed=1),  # in no experiment
     ]  # conv-s1 has no finished run at all
     records += [make_quantized(seed=1), make_quantized(seed=2, final=0.7), make_quantized("pm", bucket=None)]
+    records += [make_lit(seed=1)]  # seed 2 of lit-cifar10 and lit-none have no finished run
     written = write_plots(records, EXPERIMENTS, tmp_path)
     assert written == plot_paths(EXPERIMENTS, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
@@ -86,6 +107,9 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         "quantize/qd-cifar10.png",
         "quantize/qd-none.png",  # no finished runs
         "accuracy-vs-size/cifar10.png",  # every experiment naming cifar10 (qd-none names it)
+        "lit/lit-cifar10/seed1.png",
+        "lit/lit-cifar10/seed2.png",
+        "lit/lit-none/seed3.png",
     ]
     for path in written:
         assert_png(path)
@@ -103,6 +127,12 @@ def test_plot_paths_of_each_kind_alone(tmp_path):
     quantize_only = plot_paths({"quantize": QUANTIZE}, tmp_path)
     assert [p.name for p in quantize_only] == ["teachers.png", "qd-cifar10.png", "qd-none.png", "cifar10.png"]
     assert len(plot_paths({"distill": DISTILL}, tmp_path)) == 4
+    lit_only = plot_paths({"lit": LIT, "distill": {}}, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in lit_only] == [
+        "teachers.png", "lit/lit-cifar10/seed1.png", "lit/lit-cifar10/seed2.png", "lit/lit-none/seed3.png"
+    ]
+    for without_lit in ({}, {"lit": {}}, {"distill": DISTILL, "quantize": QUANTIZE}):
+        assert not [p for p in plot_paths(without_lit, tmp_path) if "lit" in p.parts]
     with pytest.raises(ValueError, match="unknown kinds"):
         plot_paths(DISTILL, tmp_path)  # the shape before quantize experiments
 
@@ -141,4 +171,22 @@ def test_plot_curves_rejects_a_curve_with_missing_values(tmp_path):
     record["curve"]["test_acc"].pop()
     with pytest.raises(ValueError, match="seed1.*3 epochs but 2 test_acc"):
         plot_curves({"relu": [record]}, tmp_path / "bad.png", "bad")
+    assert not list(tmp_path.iterdir())
+
+
+def test_plot_lit_run_draws_a_run_and_a_missing_one(tmp_path):
+    plot_lit_run(make_lit(), tmp_path / "run.png", "a run", teacher_test_acc=0.9)
+    plot_lit_run(make_lit(), tmp_path / "no-teacher.png", "a run")
+    plot_lit_run(None, tmp_path / "missing.png", "no run")
+    for name in ("run.png", "no-teacher.png", "missing.png"):
+        assert_png(tmp_path / name)
+    images = {(tmp_path / name).read_bytes() for name in ("run.png", "no-teacher.png", "missing.png")}
+    assert len(images) == 3  # the teacher line and the missing run each change the figure
+
+
+def test_plot_lit_run_rejects_a_record_with_the_wrong_number_of_section_curves(tmp_path):
+    record = make_lit(sections=4)
+    record["lit"]["section_mse"].pop()
+    with pytest.raises(ValueError, match="lit/.*seed1: LIT record has 4 sections but 3 section_mse curves"):
+        plot_lit_run(record, tmp_path / "bad.png", "bad")
     assert not list(tmp_path.iterdir())

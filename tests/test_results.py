@@ -10,6 +10,8 @@ from compresslib.results import (
     IDENTITY_COLUMNS,
     SIZE_COLUMNS,
     experiment_table,
+    lit_summary,
+    lit_table,
     load_records,
     quantize_summary,
     quantize_table,
@@ -148,6 +150,69 @@ def quantize_records():
         make_quantized("qd", activation="relu", student="conv-s9"),
         make_record("distill", activation="relu", student="conv-s9"),
         make_record("teacher", activation="relu"),
+    ]
+    return members + outsiders
+
+
+LIT_EXPERIMENT = {
+    "dataset": "cifar10",
+    "teacher": TEACHER,
+    "student": "conv-s0",
+    "activation": "relu",
+    "seeds": [1, 2, 3],
+    "baselines": ["kd", "scratch"],  # the table still puts scratch first
+}
+
+
+def with_model(record, name, params):
+    return record | {"model": {"name": name, "params": params, "activation_params": 0, "bytes_fp32": 4 * params}}
+
+
+def make_lit(seed=1, final=0.88, best=0.89, sections=3, phase1_epochs=2, **rest):
+    """A LIT record: three epochs, the first two of phase 1, one MSE curve per section on each split."""
+    record = make_record("lit", activation="relu", seed=seed, final=final, best=best, **rest)
+    record["lit"] = {
+        "phase1_epochs": phase1_epochs,
+        "full_model_epochs": 3 - phase1_epochs,
+        "beta": 0.75,
+        "combine": "halved",
+        "optimizer": "per_section",
+        "sections": sections,
+        "frozen_parameters": ["stem.0.weight", "head.weight"],
+        "section_mse": [[0.4 / section, 0.2 / section] for section in range(1, sections + 1)],
+        "section_test_mse": [[0.5 / section, 0.3 / section] for section in range(1, sections + 1)],
+    }
+    return with_model(record, "resnet20", 1000)
+
+
+def lit_records():
+    """The teacher, both baselines and the LIT runs of LIT_EXPERIMENT (LIT's seed 2 missing), shuffled, then
+    runs it must leave out."""
+    def student(kind, seed, final, **rest):
+        return with_model(make_record(kind, activation="relu", seed=seed, final=final, best=final + 0.01, **rest),
+                          "resnet20", 1000)
+
+    members = [
+        make_lit(seed=3, final=0.89, best=0.90),
+        student("distill", 2, 0.86),
+        with_model(make_record("teacher", activation="relu", final=0.93, best=0.94), "resnet56", 4270),
+        student("undistilled", 1, 0.80),
+        make_lit(seed=1, final=0.87, best=0.88),
+        student("distill", 1, 0.84),
+        student("undistilled", 2, 0.82),
+        student("distill", 3, 0.85),
+    ]
+    other_dataset = make_lit(seed=1)
+    other_dataset["labels"]["dataset"] = "cifar100"
+    outsiders = [
+        make_lit(seed=4),  # seed not asked for
+        make_lit(seed=1, teacher="other-teacher"),
+        make_lit(seed=1, student="conv-s1"),
+        other_dataset,
+        student("distill", 1, 0.5, student="conv-s1"),
+        make_record("distill", activation="lma8", seed=1),
+        make_record("teacher", activation="relu", teacher="other-teacher"),
+        make_quantized(activation="relu"),
     ]
     return members + outsiders
 
@@ -356,6 +421,96 @@ def test_summary_quantize_files(tmp_path):
     assert markdown.count("| cifar10 |") == 7
 
 
+# ----------------------------------------------------------------------------- LIT experiments
+
+
+def test_lit_table_rows_go_teacher_baselines_lit_then_seed():
+    table = lit_table(lit_records(), {"lit-c10": LIT_EXPERIMENT})
+    rows = list(zip(table["method"], table["kind"], table["seed"], table["model.name"], strict=True))
+    assert rows == [
+        ("teacher", "teacher", 1, "resnet56"),
+        ("scratch", "undistilled", 1, "resnet20"),
+        ("scratch", "undistilled", 2, "resnet20"),
+        ("kd", "distill", 1, "resnet20"),
+        ("kd", "distill", 2, "resnet20"),
+        ("kd", "distill", 3, "resnet20"),
+        ("lit", "lit", 1, "resnet20"),
+        ("lit", "lit", 3, "resnet20"),
+    ]
+    assert set(table["experiment"]) == {"lit-c10"} and set(table["labels.student"]) == {"conv-s0"}
+    assert table.loc[6, "lit.phase1_epochs"] == 2
+    only_kd = lit_table(lit_records(), {"kd-only": LIT_EXPERIMENT | {"baselines": ["kd"]}})
+    assert only_kd["method"].drop_duplicates().tolist() == ["teacher", "kd", "lit"]
+
+
+def test_lit_summary_statistics_and_compression():
+    summary = lit_summary(lit_records(), {"lit-c10": LIT_EXPERIMENT})
+    assert summary.columns[:6].tolist() == [
+        "experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"
+    ]
+    assert summary.columns[-2:].tolist() == ["model.params", "compression_vs_teacher"]
+    assert summary["method"].tolist() == ["teacher", "scratch", "kd", "lit"]
+    assert summary["final_test_acc_n"].tolist() == [1, 2, 3, 2]  # LIT's seed 2 is missing
+    assert summary["final_test_acc_mean"].tolist() == pytest.approx([0.93, 0.81, 0.85, 0.88])
+    assert pd.isna(summary.loc[0, "final_test_acc_std"])
+    pair_std = 0.01 * math.sqrt(2)  # two values 0.02 apart
+    assert summary["final_test_acc_std"].iloc[1:].tolist() == pytest.approx([pair_std, 0.01, pair_std])
+    assert summary["best_test_acc_mean"].tolist() == pytest.approx([0.94, 0.82, 0.86, 0.89])
+    assert summary.loc[3, "final_test_acc_max"] == 0.89
+    assert summary["model.params"].tolist() == [4270, 1000, 1000, 1000]
+    assert summary["compression_vs_teacher"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
+
+
+def test_lit_summary_without_the_teacher_has_no_compression():
+    records = [record for record in lit_records() if record["kind"] != "teacher"]
+    summary = lit_summary(records, {"lit-c10": LIT_EXPERIMENT})
+    assert summary["method"].tolist() == ["scratch", "kd", "lit"]
+    assert summary["compression_vs_teacher"].isna().all()
+
+
+def test_summary_lit_files(tmp_path):
+    experiments = {"lit": {"lit-c10": LIT_EXPERIMENT, "empty": LIT_EXPERIMENT | {"teacher": "nobody"}}}
+    write_tables(lit_records(), experiments, tmp_path)
+    csv = pd.read_csv(tmp_path / "summary-lit.csv")
+    assert csv["method"].tolist() == ["teacher", "scratch", "kd", "lit"]
+    assert csv["compression_vs_teacher"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
+    markdown = (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
+    expected = "\n".join([
+        "## lit-c10: `conv-s0` from `conv-teacher` on `cifar10`",
+        "",
+        "| method | model | params | compression | final (%) | best (%) | n |",
+        "|---|---|---|---|---|---|---|",
+        "| teacher | resnet56 | 4,270 | 1.00 | 93.00 ± — | 94.00 ± — | 1 |",
+        "| scratch | resnet20 | 1,000 | 4.27 | 81.00 ± 1.41 | 82.00 ± 1.41 | 2 |",
+        "| kd | resnet20 | 1,000 | 4.27 | 85.00 ± 1.00 | 86.00 ± 1.00 | 3 |",
+        "| lit | resnet20 | 1,000 | 4.27 | 88.00 ± 1.41 | 89.00 ± 1.41 | 2 |",
+        "",
+        "LIT's gain in final test accuracy: +7.00 pp over scratch, +3.00 pp over kd",
+        "",
+        "## empty: `conv-s0` from `nobody` on `cifar10`",
+        "",
+        "no finished runs",
+    ])
+    assert expected in markdown
+
+
+def test_lit_gain_is_a_dash_without_lit_runs(tmp_path):
+    records = [record for record in lit_records() if record["kind"] != "lit"]
+    write_tables(records, {"lit": {"lit-c10": LIT_EXPERIMENT | {"baselines": ["scratch"]}}}, tmp_path)
+    markdown = (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
+    assert "LIT's gain in final test accuracy: — pp over scratch\n" in markdown
+    assert "| kd |" not in markdown
+
+
+@pytest.mark.parametrize("experiments", [{}, {"distill": {}, "quantize": {}, "lit": {}}, {"distill": EXPERIMENTS}])
+def test_configs_without_lit_write_an_empty_lit_summary(tmp_path, experiments):
+    written = write_tables(lit_records(), experiments, tmp_path)
+    assert written == table_paths(tmp_path)
+    lit = pd.read_csv(tmp_path / "summary-lit.csv")
+    assert lit.empty and {"method", "final_test_acc_mean", "compression_vs_teacher"} <= set(lit.columns)
+    assert "## " not in (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- writing and reading
 
 
@@ -364,7 +519,9 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
     experiments = {"distill": {"main": experiment(["relu"], [1, 2, 3, 4, 5])}}
     written = write_tables(records, experiments, tmp_path / "tables")
     assert written == table_paths(tmp_path / "tables")
-    assert [p.name for p in written[-2:]] == ["summary-quantize.csv", "summary-quantize.md"]
+    assert [p.name for p in written[-4:]] == [
+        "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md"
+    ]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
     runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])
     assert len(runs) == 7
@@ -399,7 +556,7 @@ def test_write_tables_without_distilled_runs(tmp_path):
 
 
 def test_write_tables_rejects_the_old_experiments_shape(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown kinds \['lma-bins', 'lma-cifar10'\]"):
+    with pytest.raises(ValueError, match=r"unknown kinds \['lma-bins', 'lma-cifar10'\]; expected .*'lit'"):
         write_tables([], EXPERIMENTS, tmp_path)
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 
@@ -461,4 +618,31 @@ def test_load_records_checks_quantize_and_undistilled_records(tmp_path):
     del no_params["model"]["bytes_fp32"]
     path = write("no-params", no_params)
     with pytest.raises(ValueError, match=rf"{path}: record lacks model keys \['bytes_fp32'\]"):
+        load_records([path])
+
+
+def test_load_records_checks_lit_records(tmp_path):
+    def write(name, record):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(record), encoding="utf-8")
+        return path
+
+    assert load_records([write("good", make_lit())]) == [make_lit()]
+
+    two_curves = make_lit()
+    two_curves["lit"]["section_test_mse"].pop()
+    path = write("two-curves", two_curves)
+    with pytest.raises(ValueError, match=rf"{path}: LIT record has 3 sections but 2 section_test_mse curves"):
+        load_records([path])
+
+    short = make_lit()
+    short["lit"]["section_mse"][1].pop()
+    path = write("short", short)
+    with pytest.raises(ValueError, match=rf"{path}: LIT section_mse curves have \[2, 1, 2\] values; expected 2"):
+        load_records([path])
+
+    no_section = make_lit()
+    del no_section["lit"]
+    path = write("no-section", no_section)
+    with pytest.raises(ValueError, match=rf"{path}: lit record lacks lit keys \['phase1_epochs', 'sections'"):
         load_records([path])

@@ -1,13 +1,15 @@
 """Rebuild results/tables/*.csv and results/plots/*.png from record.json files (the aggregate rule).
 
     python workflow_scripts/aggregate.py --tables results/tables --plots results/plots \
-        --experiments '{"distill": {"lma-cifar10": {...}}, "quantize": {"qd-cifar10": {...}}}' \
+        --experiments '{"distill": {"lma-cifar10": {...}}, "quantize": {"qd-cifar10": {...}}, "lit": {...}}' \
         results/**/record.json
 
---experiments holds config.yaml's experiments by kind. A distill experiment has "teacher", "students",
-"activations" and "seeds"; a quantize experiment has those plus "methods" (of qd, dq, pm), "bits",
-"buckets" (null: one bucket per tensor) and "references" (of "distilled", "undistilled": the
-full-precision students shown beside the quantized ones).
+--experiments holds config.yaml's experiments by kind; any kind may be absent. A distill experiment has
+"teacher", "students", "activations" and "seeds"; a quantize experiment has those plus "methods" (of qd,
+dq, pm), "bits", "buckets" (null: one bucket per tensor) and "references" (of "distilled", "undistilled":
+the full-precision students shown beside the quantized ones). A LIT experiment has "dataset", "teacher",
+"student", "activation", "seeds" and "baselines" (of "scratch", "kd": the undistilled and the distilled
+student of the same pair, shown beside the LIT runs).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tables", required=True, type=Path, help="output directory of the CSV tables")
     parser.add_argument("--plots", required=True, type=Path, help="output directory of the PNG plots")
     parser.add_argument(
-        "--experiments", required=True, type=json.loads, help='{"distill": {...}, "quantize": {...}} as JSON'
+        "--experiments", required=True, type=json.loads,
+        help='{"distill": {...}, "quantize": {...}, "lit": {...}} as JSON; any kind may be absent',
     )
     parser.add_argument("records", nargs="*", type=Path, help="record.json files of finished runs")
     args = parser.parse_args(argv)
