@@ -85,7 +85,7 @@ def _article(type_name: Any) -> str:
 
 def check_config(config: dict) -> None:
     """Cross-reference checks after schema validation; raise ConfigError listing every problem."""
-    from compresslib.data.datasets import DATASETS
+    from compresslib.data.datasets import DATASETS, GENERATORS
     from compresslib.models import is_model, list_models
 
     problems = []
@@ -102,6 +102,9 @@ def check_config(config: dict) -> None:
         if teacher["dataset"] not in DATASETS:
             problems.append(f"teachers.{name}.dataset: {teacher['dataset']!r} is not allowed; "
                             f"allowed: {', '.join(DATASETS)}")
+        elif DATASETS[teacher["dataset"]].kind == "text" and teacher["normalization"] is not None:
+            problems.append(f"teachers.{name}.normalization: {teacher['dataset']} is text (character ids go to an "
+                            "embedding), which takes no normalisation; leave it null")
         problems += _activation_problems([(f"teachers.{name}.activation", teacher["activation"])])
     experiments = [(f"{section}.{name}", experiment) for section in ("distill", "quantize")
                    for name, experiment in config.get(section, {}).items()]
@@ -115,9 +118,10 @@ def check_config(config: dict) -> None:
                                 f"allowed: {', '.join(students) or '(no students defined)'}")
         problems += _activation_problems([(f"{where}.activations[{index}]", tag)
                                           for index, tag in enumerate(experiment["activations"])])
+    downloadable = [dataset for dataset in DATASETS if dataset not in GENERATORS]
     for dataset in config["data"]["extracted"]:
-        if dataset not in DATASETS or dataset == "synthetic":
-            problems.append(f"data.extracted.{dataset}: not a downloadable dataset; allowed: cifar10, cifar100")
+        if dataset not in downloadable:
+            problems.append(f"data.extracted.{dataset}: not a downloadable dataset; allowed: {', '.join(downloadable)}")
     if problems:
         raise ConfigError(format_problems(problems))
     quantize_jobs(config)  # raises when two experiments ask for one run with different settings

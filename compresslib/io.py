@@ -66,19 +66,22 @@ def save_torch(path: str | os.PathLike, obj: Any) -> None:
         torch.save(obj, tmp)
 
 
-def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """Load plain state saved by :func:`save_torch`; never unpickles arbitrary objects."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """Load plain state saved by :func:`save_torch`; never unpickles arbitrary objects.
+
+    ``mmap``: tensors are mapped from the file (private, copy-on-write) instead of read into memory.
+    """
+    return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
 
 
-def load_versioned(path: str | os.PathLike, version: int, what: str, remedy: str = "") -> dict:
-    """Load a ``{"format": version, ...}`` file written by :func:`save_torch`.
+def load_versioned(path: str | os.PathLike, version: int, what: str, remedy: str = "", mmap: bool = False) -> dict:
+    """Load a ``{"format": version, ...}`` file written by :func:`save_torch` (``mmap`` as for :func:`load_torch`).
 
     Errors name the file and ``what`` it should have been, plus ``remedy`` when given.
     """
     suffix = f"; {remedy}" if remedy else ""
     try:
-        payload = load_torch(path)
+        payload = load_torch(path, mmap=mmap)
     except Exception as error:  # corrupt, truncated or foreign file: say which one
         raise ValueError(f"{path} is not a readable {what} ({error}){suffix}") from error
     if not isinstance(payload, dict) or payload.get("format") != version:

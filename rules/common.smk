@@ -27,6 +27,7 @@ from compresslib.config import (
     undistilled_spec_values,
     QuantizeJob,
 )
+from compresslib.data.datasets import GENERATORS
 from compresslib.plots import plot_paths
 from compresslib.results import table_paths
 from compresslib.training.spec import format_overrides
@@ -153,7 +154,7 @@ def post_training_arguments(wildcards):
 
 def dataset_inputs(wildcards):
     inputs = {"script": script("prepare_dataset.py")}
-    if wildcards.dataset != "synthetic" and wildcards.dataset not in config["data"]["extracted"]:
+    if wildcards.dataset not in GENERATORS and wildcards.dataset not in config["data"]["extracted"]:
         inputs["archive"] = f"resources/{wildcards.dataset}/archive.tar.gz"
     return inputs
 
@@ -166,8 +167,8 @@ def mirror_argument(wildcards):
 def dataset_source(wildcards, input):
     """Arguments of workflow_scripts/prepare_dataset.py saying where the dataset comes from."""
     data = config["data"]
-    if wildcards.dataset == "synthetic":
-        return f"--synthetic {shlex.quote(json.dumps(data['synthetic']))}"
+    if wildcards.dataset in GENERATORS:  # synthetic, synthetic_text: the generator's options under data.<dataset>
+        return f"--synthetic {shlex.quote(json.dumps(data[wildcards.dataset]))}"
     if wildcards.dataset in data["extracted"]:
         verify = "" if data["verify_checksums"] else " --no-verify"
         return f"--extracted {shlex.quote(data['extracted'][wildcards.dataset])}{verify}"

@@ -73,6 +73,12 @@ def test_names_that_would_break_paths_are_refused():
     ({"quantize__demo-quant__students": ["demo-s7"]},
      "quantize.demo-quant.students[0]: 'demo-s7' names no student; allowed: demo-s0, demo-s1"),
     ({"quantize__demo-quant__teacher": "nobody"}, "quantize.demo-quant.teacher: 'nobody' names no teacher"),
+    ({"teachers__demo-teacher__dataset": "synthetic_text",
+      "teachers__demo-teacher__normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}},
+     "teachers.demo-teacher.normalization: synthetic_text is text (character ids go to an embedding), which takes "
+     "no normalisation; leave it null"),
+    ({"data__extracted": {"synthetic_text": "/data"}},
+     "data.extracted.synthetic_text: not a downloadable dataset; allowed: cifar10, cifar100, amazon_review_full"),
 ])
 def test_cross_reference_errors(change: dict, expected: str):
     config = _with_defaults(_demo(**change))

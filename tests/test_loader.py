@@ -1,4 +1,5 @@
-"""Device-resident loader: torchvision-equivalent augmentation, determinism, splits; the synthetic dataset."""
+"""Device-resident loader: torchvision-equivalent augmentation, determinism, splits, encoded documents; the
+synthetic dataset."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torchvision.transforms.v2.functional as TF
 from compresslib.data.datasets import load_dataset, prepare_dataset, save_dataset
 from compresslib.data.loader import DeviceLoader, holdout_split
 from compresslib.data.synthetic import make_synthetic
+from compresslib.data.text import VOCAB_SIZE
 
 MEAN, STD = [0.5, 0.4, 0.3], [0.5, 0.25, 0.2]
 
@@ -81,6 +83,63 @@ def test_loader_rejects_bad_input():
         _loader(images, labels[:3])
     with pytest.raises(ValueError, match="mean and std need 3 values"):
         _loader(images, labels, mean=[0.5])
+
+
+def _documents(n: int = 37, length: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    return torch.randint(0, VOCAB_SIZE, (n, length), dtype=torch.uint8, generator=generator), torch.arange(n) % 5
+
+
+def _text_loader(documents, labels, **kwargs) -> DeviceLoader:
+    return DeviceLoader(documents, labels, **dict(batch_size=8, augment=False, shuffle=True, seed=5) | kwargs)
+
+
+def test_documents_come_as_int64_ids_in_the_image_order():
+    documents, labels = _documents()
+    loader = _text_loader(documents, labels)
+    loader.set_epoch(2)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 5 and len(_text_loader(documents, labels, drop_last=True)) == 4
+    inputs = torch.cat([x for x, _ in batches])
+    assert inputs.dtype == torch.int64 and inputs.shape == (37, 20)
+    # the same order an image loader with the same seed draws, and each row is its document's ids
+    order = _loader(*_images(), seed=5).epoch_plan(2).order
+    assert torch.equal(inputs, documents[order].long())
+    assert torch.equal(torch.cat([y for _, y in batches]), labels[order])
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, _replay_text(documents, labels, epoch=2)))
+    loader.set_epoch(3)
+    assert not torch.equal(batches[0][0], next(iter(loader))[0])
+    in_order = torch.cat([x for x, _ in _text_loader(documents, labels, shuffle=False)])
+    assert torch.equal(in_order, documents.long())
+    keep, held_out = holdout_split(37, 7, seed=0)
+    held = torch.cat([x for x, _ in _text_loader(documents[held_out], labels[held_out], shuffle=False)])
+    assert torch.equal(held, documents[held_out].long())
+
+
+def _replay_text(documents, labels, epoch: int):
+    loader = _text_loader(documents, labels)
+    loader.set_epoch(epoch)
+    return loader
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"augment": True}, "no augmentation for encoded documents: pass augment=False"),
+    ({"mean": [0.5], "std": [0.5]}, "encoded documents take no normalisation: pass mean=None and std=None"),
+    ({"channels_last": True}, "channels_last applies to images only"),
+])
+def test_loader_refuses_image_options_for_documents(options, message):
+    with pytest.raises(ValueError, match=message):
+        _text_loader(*_documents(), **options)
+
+
+def test_loader_rejects_bad_document_input():
+    documents, labels = _documents(4)
+    with pytest.raises(ValueError, match=r"uint8 images \(N, C, H, W\) or encoded documents \(N, L\), got torch.int64"):
+        _text_loader(documents.long(), labels)
+    with pytest.raises(ValueError, match="4 documents but 3 labels"):
+        _text_loader(documents, labels[:3])
+    with pytest.raises(ValueError, match="mean and std need 3 values"):
+        _loader(*_images(4), mean=None, std=None)
 
 
 def test_holdout_split_is_a_fixed_partition():

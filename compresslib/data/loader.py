@@ -1,5 +1,9 @@
 """Device-resident batches: the whole split lives on the training device as uint8.
 
+Inputs are images ``(N, C, H, W)`` or encoded documents ``(N, L)`` (character indices). Documents are
+yielded as int64 ids for an embedding, with no normalisation and no augmentation; order, seeding,
+``drop_last`` and indexing are the same as for images.
+
 Per epoch the loader draws, for every example at once and with its own generator seeded from
 ``(seed, epoch)``, a shuffled order, a crop offset and a flip bit (``epoch_plan``). Each batch
 is an index slice of that plan: gather the uint8 images, zero-pad by 4, crop, flip, convert and
@@ -37,60 +41,73 @@ class EpochPlan:
 
 
 class DeviceLoader:
-    """Iterate ``(inputs, labels)`` batches of a uint8 image tensor that lives on ``device``."""
+    """Iterate ``(inputs, labels)`` batches of a uint8 image or document tensor that lives on ``device``.
+
+    Images need ``mean`` and ``std`` (one value per channel); documents take neither, nor ``augment``
+    or ``channels_last``.
+    """
 
     def __init__(
         self,
-        images: torch.Tensor,
+        inputs: torch.Tensor,
         labels: torch.Tensor,
         *,
         batch_size: int,
-        mean: Sequence[float],
-        std: Sequence[float],
         augment: bool,
         shuffle: bool,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         seed: int = 0,
         drop_last: bool = False,
         pad: int = 4,
         device: str | torch.device = "cpu",
         channels_last: bool = False,
     ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be a uint8 (N, C, H, W) tensor, got {images.dtype} {tuple(images.shape)}")
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        if inputs.dtype != torch.uint8 or inputs.ndim not in (2, 4):
+            raise ValueError(f"inputs must be uint8 images (N, C, H, W) or encoded documents (N, L), "
+                             f"got {inputs.dtype} {tuple(inputs.shape)}")
+        self.text = inputs.ndim == 2
+        if len(inputs) != len(labels):
+            raise ValueError(f"{len(inputs)} {'documents' if self.text else 'images'} but {len(labels)} labels")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.text and (mean is not None or std is not None):
+            raise ValueError("encoded documents take no normalisation: pass mean=None and std=None")
+        if self.text and augment:
+            raise ValueError("there is no augmentation for encoded documents: pass augment=False")
+        if self.text and channels_last:
+            raise ValueError("channels_last applies to images only: pass channels_last=False for documents")
         self.device = torch.device(device)
-        self.images = images.to(self.device)
+        self.inputs = inputs.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size = batch_size
         self.augment, self.shuffle, self.drop_last = augment, shuffle, drop_last
         self.seed, self.pad = seed, pad
         self.channels_last = channels_last
         self.epoch = 0
-        channels = images.shape[1]
-        if len(mean) != channels or len(std) != channels:
-            raise ValueError(f"mean and std need {channels} values each")
-        # x_norm = (x / 255 - mean) / std, folded into one multiply-add on uint8 input.
-        std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self._scale = 1.0 / (255.0 * std_t)
-        self._shift = -mean_t / std_t
+        if not self.text:
+            channels = inputs.shape[1]
+            if mean is None or std is None or len(mean) != channels or len(std) != channels:
+                raise ValueError(f"mean and std need {channels} values each")
+            # x_norm = (x / 255 - mean) / std, folded into one multiply-add on uint8 input.
+            std_t = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            mean_t = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+            self._scale = 1.0 / (255.0 * std_t)
+            self._shift = -mean_t / std_t
 
     def __len__(self) -> int:
-        n = len(self.images)
+        n = len(self.inputs)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     @property
     def num_examples(self) -> int:
-        return len(self.images)
+        return len(self.inputs)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def epoch_plan(self, epoch: int) -> EpochPlan:
-        n = len(self.images)
+        n = len(self.inputs)
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, stream=1))
         if self.shuffle:
             order = torch.randperm(n, generator=generator, device=self.device)
@@ -112,8 +129,10 @@ class DeviceLoader:
             yield self.transform(index, plan), self.labels[index]
 
     def transform(self, index: torch.Tensor, plan: EpochPlan) -> torch.Tensor:
-        """Normalised float images for ``index`` with the plan's crop and flip applied."""
-        batch = self.images[index]
+        """Normalised float images for ``index`` with the plan's crop and flip applied; int64 ids for documents."""
+        batch = self.inputs[index]
+        if self.text:
+            return batch.long()  # nn.Embedding takes int64 indices
         if self.augment:
             batch = _crop_flip(batch, plan.dy[index], plan.dx[index], plan.flip[index], self.pad)
         out = batch.float().mul_(self._scale).add_(self._shift)

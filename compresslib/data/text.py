@@ -43,12 +43,23 @@ def encode_texts(texts: Iterable[str], length: int = DOCUMENT_LENGTH) -> np.ndar
     return np.stack(rows) if rows else np.zeros((0, length), dtype=np.uint8)
 
 
-def read_zhang_csv(lines: Iterable[str] | io.TextIOBase, num_classes: int) -> Iterator[tuple[int, str]]:
-    """``(label, document)`` per row of a Zhang-format CSV (rating, title, body; no header)."""
-    for number, row in enumerate(csv.reader(lines), start=1):
-        if len(row) != 3:
-            raise ValueError(f"row {number}: expected 3 columns (rating, title, body), got {len(row)}")
-        rating, title, body = row
-        if not rating.isdigit() or not 1 <= int(rating) <= num_classes:
-            raise ValueError(f"row {number}: rating {rating!r} is not an integer from 1 to {num_classes}")
-        yield int(rating) - 1, f"{title} {body}"
+def read_zhang_csv(lines: Iterable[str] | io.TextIOBase, num_classes: int,
+                   source: str = "") -> Iterator[tuple[int, str]]:
+    """``(label, document)`` per row of a Zhang-format CSV (rating, title, body; no header).
+
+    Errors name ``source`` (the file) when given, and the row or line.
+    """
+    where = f"{source}: " if source else ""
+    reader = csv.reader(lines)
+    try:
+        for number, row in enumerate(reader, start=1):
+            if len(row) != 3:
+                raise ValueError(f"{where}row {number}: expected 3 columns (rating, title, body), got {len(row)}")
+            rating, title, body = row
+            if not rating.isdigit() or not 1 <= int(rating) <= num_classes:
+                raise ValueError(f"{where}row {number}: rating {rating!r} is not an integer from 1 to {num_classes}")
+            yield int(rating) - 1, f"{title} {body}"
+    except csv.Error as error:
+        raise ValueError(f"{where}line {reader.line_num}: {error}") from error
+    except UnicodeDecodeError as error:  # decoded ahead of the rows, so only a lower bound of the line is known
+        raise ValueError(f"{where}not UTF-8 text after line {reader.line_num}: {error}") from error
