@@ -1,5 +1,5 @@
 # compresslib: data -> teachers -> distilled students per activation and seed -> quantized students
-# (QD, DQ, post-training) -> result tables.
+# (QD, DQ, post-training); LIT students of sectioned teachers -> result tables.
 # `snakemake -n` previews the DAG; see README.md for local, demo and cluster use.
 from snakemake.utils import min_version
 
@@ -14,6 +14,7 @@ include: "rules/data.smk"
 include: "rules/teachers.smk"
 include: "rules/distill.smk"
 include: "rules/quantize.smk"
+include: "rules/lit.smk"
 include: "rules/aggregate.smk"
 
 

@@ -24,7 +24,8 @@ from compresslib.activations import parse_activation
 __all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "format_problems", "TeacherJob", "DistillJob",
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
            "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
-           "reference_distill_jobs", "undistilled_spec_values"]
+           "reference_distill_jobs", "undistilled_spec_values", "LitJob", "lit_jobs", "lit_spec_values",
+           "lit_baseline_jobs", "LIT_ACTIVATION"]
 
 
 class ConfigError(ValueError):
@@ -118,13 +119,55 @@ def check_config(config: dict) -> None:
                                 f"allowed: {', '.join(students) or '(no students defined)'}")
         problems += _activation_problems([(f"{where}.activations[{index}]", tag)
                                           for index, tag in enumerate(experiment["activations"])])
+    problems += _lit_problems(config)
     downloadable = [dataset for dataset in DATASETS if dataset not in GENERATORS]
     for dataset in config["data"]["extracted"]:
         if dataset not in downloadable:
             problems.append(f"data.extracted.{dataset}: not a downloadable dataset; allowed: {', '.join(downloadable)}")
     if problems:
         raise ConfigError(format_problems(problems))
+    problems = _spec_problems(config)
+    if problems:
+        raise ConfigError(format_problems(problems))
     quantize_jobs(config)  # raises when two experiments ask for one run with different settings
+
+
+def _spec_problems(config: dict) -> list[str]:
+    """Settings a schema cannot judge (e.g. augmentation of a text dataset), checked by building each kind of
+    run's TrainSpec now rather than when its job starts."""
+    from compresslib.training.spec import build_spec
+
+    runs = [(f"teachers.{name}", teacher_spec_values(config, name)) for name in config["teachers"]]
+    pairs = dict.fromkeys((experiment["teacher"], student) for section in ("distill", "quantize")
+                          for experiment in config.get(section, {}).values() for student in experiment["students"])
+    runs += [(f"students.{student} (taught by {teacher})", student_spec_values(config, teacher, student, "relu", 1))
+             for teacher, student in pairs]
+    runs += [(f"lit.{name}", lit_spec_values(config, experiment["teacher"], experiment["student"], 1))
+             for name, experiment in config.get("lit", {}).items()]
+    return _failures(build_spec, runs)
+
+
+def _lit_problems(config: dict) -> list[str]:
+    problems, pairs = [], {}
+    teachers, students = config.get("teachers", {}), config.get("students", {})
+    for name, experiment in config.get("lit", {}).items():
+        where = f"lit.{name}"
+        for role, entries in (("teacher", teachers), ("student", students)):
+            if experiment[role] not in entries:
+                problems.append(f"{where}.{role}: {experiment[role]!r} names no {role}; "
+                                f"allowed: {', '.join(entries) or f'(no {role}s defined)'}")
+        pair = (experiment["teacher"], experiment["student"])
+        if pair in pairs:  # one result folder per (teacher, student, seed)
+            problems.append(f"{where}: lit.{pairs[pair]} already trains {pair[1]} from {pair[0]}")
+        pairs.setdefault(pair, name)
+        if experiment["baselines"] and experiment["student"] in students:
+            phases = experiment["lit"]["epochs"] + experiment["full_model"]["epochs"]
+            recipe = students[experiment["student"]]["train"]["epochs"]
+            if recipe != phases:
+                problems.append(f"{where}.baselines: the baselines train with students.{experiment['student']}.train "
+                                f"({recipe} epochs), but LIT's two phases take {phases}; make them equal so the "
+                                "comparison is at the same epochs")
+    return problems
 
 
 def format_problems(problems: list[str]) -> str:
@@ -133,10 +176,15 @@ def format_problems(problems: list[str]) -> str:
 
 def _activation_problems(tags: list[tuple[str, str]]) -> list[str]:
     """``"<key>: <why>"`` for every (key, tag) whose tag is not a valid activation."""
+    return _failures(parse_activation, tags)
+
+
+def _failures(check: Callable[[Any], object], items: Iterable[tuple[str, Any]]) -> list[str]:
+    """``"<where>: <error>"`` for every ``(where, value)`` on which ``check`` raises ValueError."""
     problems = []
-    for where, tag in tags:
+    for where, value in items:
         try:
-            parse_activation(tag)
+            check(value)
         except ValueError as error:
             problems.append(f"{where}: {error}")
     return problems
@@ -311,8 +359,43 @@ def undistilled_spec_values(config: dict, teacher: str, student: str, activation
     return values
 
 
+LIT_ACTIVATION = "relu"  # LIT's students are the originals' ReLU networks (VDCNN's blocks allow nothing else)
+
+
+@dataclass(frozen=True)
+class LitJob:
+    dataset: str
+    teacher: str
+    student: str
+    seed: int
+
+
+def lit_jobs(config: dict) -> list[LitJob]:
+    """Every LIT run of every experiment, in config order."""
+    return [LitJob(config["teachers"][e["teacher"]]["dataset"], e["teacher"], e["student"], seed)
+            for e in config.get("lit", {}).values() for seed in e["seeds"]]
+
+
+def lit_spec_values(config: dict, teacher: str, student: str, seed: int) -> dict:
+    """The TrainSpec values of one LIT run: the student's recipe and kd settings, phase 2 from the experiment's
+    ``full_model`` (multistep) and phase 1 from its ``lit``."""
+    experiment = next(e for e in config["lit"].values() if (e["teacher"], e["student"]) == (teacher, student))
+    full_model = experiment["full_model"]
+    return student_spec_values(config, teacher, student, LIT_ACTIVATION, seed) | {
+        "epochs": full_model["epochs"], "lr": full_model["lr"], "schedule": "multistep",
+        "milestones": full_model["milestones"], "gamma": full_model["gamma"], "lit": dict(experiment["lit"])}
+
+
+def lit_baseline_jobs(config: dict, baseline: str) -> list[DistillJob]:
+    """The ``baseline`` runs ("scratch": undistilled, "kd": distilled students) the LIT experiments ask for."""
+    family, bins = canonical_activation(LIT_ACTIVATION)
+    return [DistillJob(job.dataset, job.teacher, job.student, family, bins, job.seed)
+            for name, experiment in config.get("lit", {}).items() if baseline in experiment["baselines"]
+            for job in lit_jobs({**config, "lit": {name: experiment}})]
+
+
 def experiments_for_aggregation(config: dict) -> dict:
-    """The distill and quantize experiments with canonical activation tags, as compresslib.results expects them."""
+    """The distill, quantize and LIT experiments with canonical activation tags, as compresslib.results expects them."""
     def common(e: dict) -> dict:
         return {"teacher": e["teacher"], "students": list(e["students"]),
                 "activations": ["".join(canonical_activation(tag)) for tag in e["activations"]],
@@ -322,4 +405,8 @@ def experiments_for_aggregation(config: dict) -> dict:
             "quantize": {name: common(e) | {"methods": list(e["methods"]), "bits": list(e["bits"]),
                                             "buckets": list(e["buckets"]), "references": list(e["references"]),
                                             "dataset": config["teachers"][e["teacher"]]["dataset"]}
-                         for name, e in config.get("quantize", {}).items()}}
+                         for name, e in config.get("quantize", {}).items()},
+            "lit": {name: {"dataset": config["teachers"][e["teacher"]]["dataset"], "teacher": e["teacher"],
+                           "student": e["student"], "activation": LIT_ACTIVATION, "seeds": list(e["seeds"]),
+                           "baselines": list(e["baselines"])}
+                    for name, e in config.get("lit", {}).items()}}

@@ -25,7 +25,7 @@ compresslib.training.loop with ``spec.lit`` set; this module holds what is speci
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +35,7 @@ from torch import nn
 from compresslib.losses import kd_loss
 from compresslib.models.sections import SectionedNet
 
-__all__ = ["COMBINES", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen", "phase_one_loss",
+__all__ = ["COMBINES", "LitYamlJob", "from_lit_yaml", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen", "phase_one_loss",
            "phase_one_parameter_sets", "train_phase_one_epoch", "section_mse"]
 
 COMBINES = ("sections", "halved")
@@ -182,3 +182,97 @@ def section_mse(teacher: SectionedNet, student: SectionedNet, loader: Iterable,
                                  for index, section in enumerate(student.sections)]) * len(inputs)
             seen += len(inputs)
     return (sums / seen).tolist()
+
+
+# The original trainlit.py's YAML (README of stanford-futuredata/lit-code vdcnn/): every key it reads.
+LIT_YAML_KEYS = {
+    "models": ("dataset", "training_architecture", "training_checkpoint", "base_architecture", "base_model_path"),
+    "sequence": ("lit", "full_model"),
+    "params": ("logdir", "save_directory", "save_model_name", "evaluate", "save_every"),
+    "hyperparameters": ("alpha", "beta", "temperature", "batch_size", "data_loading_workers", "momentum",
+                        "weight_decay", "n_random_images"),
+}
+LIT_YAML_PHASE_KEYS = ("epochs", "lr", "milestones")
+
+
+@dataclass(frozen=True)
+class LitYamlJob:
+    """A LIT run described by an original LIT YAML file."""
+
+    values: dict  # TrainSpec values
+    teacher_path: str  # models.base_model_path: a compresslib model.pt
+    teacher_model: str  # registered model name the teacher must be (models.base_architecture)
+    init_path: str | None  # models.training_checkpoint: the student's starting weights
+    run_dir: str  # params.save_directory
+    notes: list[str]  # keys that have no effect here, and why
+
+
+def from_lit_yaml(config: Mapping) -> LitYamlJob:
+    """Map an original LIT YAML config onto a TrainSpec's values; any key the original does not read is an error.
+
+    What the original fixes in code is fixed here too: KD as its ``AlphaDistillationLoss`` (α on the hard term,
+    the soft term a cross-entropy, per example), phase 1 with one SGD per section whose rate halves at the
+    milestones and ``sections`` combination, phase 2 one SGD with MultiStepLR(γ 0.1), plain momentum (no
+    Nesterov), the best test-accuracy epoch kept. Architecture names ``vdcnnN-maxpool`` are our ``vdcnnN``.
+    """
+    from compresslib.data.datasets import get_dataset_info
+    from compresslib.models import is_model
+
+    _check_keys(config, LIT_YAML_KEYS, "")
+    for group, keys in LIT_YAML_KEYS.items():
+        _check_keys(config[group], keys, f"{group}.")
+    models, sequence, params, hyper = (config[group] for group in LIT_YAML_KEYS)
+    for phase in LIT_YAML_KEYS["sequence"]:
+        _check_keys(sequence[phase], LIT_YAML_PHASE_KEYS, f"sequence.{phase}.")
+    if params["evaluate"]:
+        raise ValueError("params.evaluate: true only evaluates a trained model in the original; this script trains. "
+                         "A finished run's record.json holds its test accuracy")
+    info = get_dataset_info(models["dataset"])
+    student, teacher = (_architecture(models[key], f"models.{key}", is_model)
+                        for key in ("training_architecture", "base_architecture"))
+    lit_phase, full_model = sequence["lit"], sequence["full_model"]
+    values = {
+        "dataset": models["dataset"], "model": student, "activation": "relu",
+        "epochs": full_model["epochs"], "lr": full_model["lr"], "milestones": list(full_model["milestones"]),
+        "schedule": "multistep", "gamma": 0.1,
+        "batch_size": hyper["batch_size"], "momentum": hyper["momentum"], "nesterov": False,
+        "weight_decay": hyper["weight_decay"], "selection": "best",
+        "kd": {"temperature": hyper["temperature"], "weight": round(1 - hyper["alpha"], 12),
+               "kl_reduction": "batchmean", "soft_loss": "cross_entropy"},
+        "lit": {"epochs": lit_phase["epochs"], "lr": lit_phase["lr"], "milestones": list(lit_phase["milestones"]),
+                "gamma": 0.5, "beta": hyper["beta"], "combine": "sections", "optimizer": "per_section"},
+    }
+    if info.kind == "text":
+        values["augment"] = False
+    notes = [
+        f"params.logdir ({params['logdir']}): no TensorBoard; the run directory's history.csv holds the section and "
+        "full-model losses per epoch",
+        f"params.save_model_name ({params['save_model_name']}): the model is <run dir>/model.pt",
+        f"params.save_every ({params['save_every']}): a checkpoint is written every epoch",
+        f"hyperparameters.data_loading_workers ({hyper['data_loading_workers']}): the data lives on the device; "
+        "there are no loader workers",
+        f"hyperparameters.n_random_images ({hyper['n_random_images']}): read by nothing in the original either",
+    ]
+    return LitYamlJob(values, str(models["base_model_path"]), teacher, models["training_checkpoint"] or None,
+                      str(params["save_directory"]), notes)
+
+
+def _check_keys(section: object, allowed: Iterable[str], prefix: str) -> None:
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{prefix.rstrip('.') or 'the LIT config'}: expected a mapping, got {section!r}")
+    unknown, missing = sorted(set(section) - set(allowed)), [key for key in allowed if key not in section]
+    if unknown:
+        raise ValueError(f"unknown key {prefix}{unknown[0]} in the LIT config; allowed here: "
+                         f"{', '.join(prefix + key for key in allowed)}")
+    if missing:
+        raise ValueError(f"the LIT config lacks {prefix}{missing[0]}")
+
+
+def _architecture(name: str, key: str, is_model: Callable[[str], bool]) -> str:
+    """The original's architecture name as a registered model: ``vdcnn9-maxpool`` -> ``vdcnn9``."""
+    model = name.removesuffix("-maxpool") if name.startswith("vdcnn") else name
+    if name.startswith("vdcnn") and not name.endswith("-maxpool"):
+        raise ValueError(f"{key}: {name!r}: only the max-pool VDCNN variants (vdcnnN-maxpool) are implemented")
+    if not is_model(model):
+        raise ValueError(f"{key}: {name!r} is no architecture here (vdcnn9/17/29/49-maxpool, resnet20..resnet110)")
+    return model

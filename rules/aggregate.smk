@@ -10,6 +10,7 @@ rule aggregate:
         students=distill_records(),
         undistilled=undistilled_records(),
         quantized=quantize_records(),
+        lit=lit_records(),
     output:
         tables=aggregate_tables(),
         plots=aggregate_plots(),
@@ -26,4 +27,4 @@ rule aggregate:
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
         " --experiments {params.experiments} {input.teachers} {input.students} {input.undistilled}"
-        " {input.quantized} > {log} 2>&1"
+        " {input.quantized} {input.lit} > {log} 2>&1"

@@ -16,6 +16,9 @@ from compresslib.config import (
     distill_jobs,
     experiments_for_aggregation,
     format_problems,
+    lit_baseline_jobs,
+    lit_jobs,
+    lit_spec_values,
     load_schema,
     quantize_jobs,
     reference_distill_jobs,
@@ -59,13 +62,16 @@ def script(name):
 
 TEACHER_JOBS = teacher_jobs(config)
 QUANTIZE_JOBS = quantize_jobs(config)  # {job: its settings}
-# distilled students of the distill experiments, then those the quantize experiments start from or show
-DISTILL_JOBS = list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config)))
-UNDISTILLED_JOBS = undistilled_jobs(config)
+# distilled students of the distill experiments, then those the quantize experiments start from or show, then
+# the LIT experiments' KD baselines
+DISTILL_JOBS = list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config) + lit_baseline_jobs(config, "kd")))
+UNDISTILLED_JOBS = list(dict.fromkeys(undistilled_jobs(config) + lit_baseline_jobs(config, "scratch")))
+LIT_JOBS = lit_jobs(config)
 TEACHER_DIR = "results/teachers/{dataset}/{teacher}/seed{seed}"
 DISTILL_DIR = "results/distill/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
 UNDISTILLED_DIR = "results/undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
 QUANTIZE_DIR = "results/quantize/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}"
+LIT_DIR = "results/lit/{dataset}/{teacher}-to-{student}/seed{seed}"
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
 PACKED_MODEL = "model.packed"
 
@@ -118,6 +124,12 @@ def student_overrides(wildcards):
 def undistilled_overrides(wildcards):
     tag = wildcards.activation + wildcards.bins
     return overrides(undistilled_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
+
+
+def lit_overrides(wildcards):
+    if (wildcards.teacher, wildcards.student) not in {(job.teacher, job.student) for job in LIT_JOBS}:
+        raise WorkflowError(f"{LIT_DIR.format(**wildcards)} is not a run of any lit experiment in the config")
+    return overrides(lit_spec_values(config, wildcards.teacher, wildcards.student, int(wildcards.seed)))
 
 
 def quantize_settings(wildcards):
@@ -189,6 +201,10 @@ def undistilled_records():
 
 def quantize_records():
     return [os.path.join(QUANTIZE_DIR.format(**vars(job)), "record.json") for job in QUANTIZE_JOBS]
+
+
+def lit_records():
+    return [os.path.join(LIT_DIR.format(**vars(job)), "record.json") for job in LIT_JOBS]
 
 
 def experiments_argument(wildcards):

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from compresslib.config import (ConfigError, QuantizeJob, check_config, distill_jobs, load_schema, quantize_jobs,
-                                reference_distill_jobs, schema_errors, teacher_jobs, undistilled_jobs)
+from compresslib.config import (ConfigError, QuantizeJob, check_config, distill_jobs, lit_baseline_jobs, lit_jobs,
+                                lit_spec_values, load_schema, quantize_jobs, reference_distill_jobs, schema_errors,
+                                teacher_jobs, undistilled_jobs)
 from compresslib.training.spec import build_spec
 from conftest import REPO, run_snakemake
 
@@ -93,7 +94,8 @@ def test_matrix_expansion_deduplicates_shared_runs():
     jobs = distill_jobs(config)
     assert len(jobs) == len(set(jobs)) == 3 * 5 * 5 + 3 * 10 * 5 - 3 * 2 * 5 + 2 * 5 * 5  # lma8/aplu8 shared
     assert {job.tag for job in jobs if job.teacher == "wrn16-10"} == {"relu", "prelu", "swish", "aplu8", "lma8"}
-    assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10"]
+    assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10", "resnet110", "vdcnn17",
+                                                             "vdcnn29"]
 
 
 def test_quantize_matrix_and_settings_of_each_method():
@@ -154,3 +156,52 @@ def test_snakemake_reports_a_missing_teacher(tmp_path: Path):
                             "--replace-workflow-config", "--directory", str(tmp_path), check=False)
     assert process.returncode != 0
     assert "distill.demo.teacher: 'nobody' names no teacher; allowed: demo-teacher" in process.stdout + process.stderr
+
+
+def test_lit_runs_take_the_students_recipe_and_the_experiments_phases():
+    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
+    check_config(config)
+    assert [(job.teacher, job.student, job.seed) for job in lit_jobs(config)] == [
+        ("resnet110", "lit-resnet20", 1), ("resnet110", "lit-resnet20", 2), ("resnet110", "lit-resnet20", 3),
+        ("vdcnn17", "lit-vdcnn9", 1), ("vdcnn29", "lit-vdcnn17", 1)]
+    cifar = build_spec(lit_spec_values(config, "resnet110", "lit-resnet20", 2))
+    assert (cifar.lit.epochs, cifar.lit.lr, cifar.lit.milestones, cifar.lit.beta) == (175, 0.1, [100], 0.75)
+    assert (cifar.lit.combine, cifar.lit.optimizer) == ("halved", "shared")
+    assert (cifar.epochs, cifar.lr, cifar.milestones, cifar.schedule) == (125, 0.01, [55], "multistep")
+    assert (cifar.batch_size, cifar.weight_decay, cifar.nesterov, cifar.seed) == (32, 0.0001, False, 2)
+    assert cifar.mean == [0.485, 0.456, 0.406] and cifar.kd.weight == 0.05 and cifar.kd.soft_loss == "cross_entropy"
+    assert cifar.labels == {"dataset": "cifar10", "teacher": "resnet110", "student": "lit-resnet20"}
+    vdcnn = build_spec(lit_spec_values(config, "vdcnn17", "lit-vdcnn9", 1))
+    assert (vdcnn.lit.optimizer, vdcnn.lit.gamma, vdcnn.augment, vdcnn.model) == ("per_section", 0.5, False, "vdcnn9")
+    # the baselines: the same student from scratch and with plain KD, at LIT's 300 / 25 epochs
+    for baseline in ("scratch", "kd"):
+        jobs = lit_baseline_jobs(config, baseline)
+        assert [(job.teacher, job.student, job.tag, job.seed) for job in jobs][-2:] == [
+            ("vdcnn17", "lit-vdcnn9", "relu", 1), ("vdcnn29", "lit-vdcnn17", "relu", 1)]
+        assert len(jobs) == 5
+    assert config["students"]["lit-resnet20"]["train"]["epochs"] == 175 + 125
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c["lit"]["demo-lit"].update(teacher="nobody"), "lit.demo-lit.teacher: 'nobody' names no teacher"),
+    (lambda c: c["lit"]["demo-lit"].update(student="ghost"), "lit.demo-lit.student: 'ghost' names no student"),
+    (lambda c: c["lit"].update(again=copy.deepcopy(c["lit"]["demo-lit"])),
+     "lit.again: lit.demo-lit already trains demo-text-student from demo-text-teacher"),
+    (lambda c: c["lit"]["demo-lit"]["lit"].update(epochs=7),
+     "lit.demo-lit.baselines: the baselines train with students.demo-text-student.train (4 epochs), but LIT's two "
+     "phases take 9"),
+])
+def test_lit_experiment_errors(change, expected):
+    config = _demo()
+    change(config)
+    with pytest.raises(ConfigError, match="invalid config") as error:
+        check_config(_with_defaults(config))
+    assert expected in str(error.value)
+
+
+def test_a_text_recipe_with_augmentation_is_refused_before_any_job():
+    config = _demo()
+    del config["teachers"]["demo-text-teacher"]["train"]["augment"]  # the schema's default is true
+    with pytest.raises(ConfigError, match=r"teachers.demo-text-teacher: augment: got True, expected false for the "
+                                          r"text dataset synthetic_text"):
+        check_config(_with_defaults(config))

@@ -1,13 +1,14 @@
-"""LIT's phase 1: section wiring, the frozen stem and head, and the combined objective."""
+"""LIT: section wiring, the frozen stem and head, the phase-1 objective and epoch, and the original YAML format."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from compresslib.data.loader import DeviceLoader
-from compresslib.lit import (check_pair, copy_and_freeze_ends, keep_ends_frozen, phase_one_loss,
+from compresslib.lit import (check_pair, copy_and_freeze_ends, from_lit_yaml, keep_ends_frozen, phase_one_loss,
                              phase_one_parameter_sets, section_mse, train_phase_one_epoch)
 from compresslib.losses import kd_loss
 from compresslib.models import create_model
@@ -143,3 +144,64 @@ def test_lit_settings_are_checked():
         build_spec({"kd": {}, "lit": {"optimizer": "adam"}})
     with pytest.raises(SpecError, match="lit.beta"):
         build_spec({"kd": {}, "lit": {"beta": 1.5}})
+
+
+README_CONFIG = """
+models:
+  dataset: amazon_review_full
+  training_architecture: vdcnn9-maxpool
+  training_checkpoint:
+  base_architecture: vdcnn17-maxpool
+  base_model_path: ./models/teachers/vdcnn17.pth
+sequence:
+  lit: {epochs: 15, lr: 0.01, milestones: [3, 6, 9, 12, 15]}
+  full_model: {epochs: 10, lr: 0.001, milestones: [3, 6, 9]}
+params:
+  logdir: ./runs/lit_vdcnn9-maxpool
+  save_directory: ./models/lit_vdcnn9-maxpool
+  save_model_name: lit_vdcnn9_maxpool.pth
+  evaluate: False
+  save_every: 1
+hyperparameters:
+  alpha: 0.95
+  beta: 0.05
+  temperature: 6.0
+  batch_size: 128
+  data_loading_workers: 10
+  momentum: 0.9
+  weight_decay: 0.0001
+  n_random_images: 0
+"""
+
+
+def test_the_lit_readme_config_maps_onto_every_setting():
+    job = from_lit_yaml(yaml.safe_load(README_CONFIG))
+    spec = build_spec(job.values)
+    assert (spec.dataset, spec.model, job.teacher_model) == ("amazon_review_full", "vdcnn9", "vdcnn17")
+    assert job.teacher_path == "./models/teachers/vdcnn17.pth" and job.init_path is None
+    assert job.run_dir == "./models/lit_vdcnn9-maxpool"
+    assert (spec.lit.epochs, spec.lit.lr, spec.lit.milestones, spec.lit.gamma) == (15, 0.01, [3, 6, 9, 12, 15], 0.5)
+    assert (spec.lit.beta, spec.lit.combine, spec.lit.optimizer) == (0.05, "sections", "per_section")
+    assert (spec.epochs, spec.lr, spec.milestones, spec.gamma, spec.schedule) == (10, 0.001, [3, 6, 9], 0.1, "multistep")
+    assert (spec.kd.temperature, spec.kd.weight, spec.kd.soft_loss) == (6.0, 0.05, "cross_entropy")  # alpha 0.95: hard
+    assert (spec.batch_size, spec.momentum, spec.nesterov, spec.weight_decay) == (128, 0.9, False, 0.0001)
+    assert spec.augment is False and spec.selection == "best"
+    noted = " ".join(job.notes)
+    for key in ("logdir", "save_model_name", "save_every", "data_loading_workers", "n_random_images"):
+        assert key in noted, key
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: c["hyperparameters"].update(gamma=0.2), "unknown key hyperparameters.gamma in the LIT config"),
+    (lambda c: c.update(extra={}), "unknown key extra in the LIT config"),
+    (lambda c: c["sequence"]["lit"].update(gamma=0.5), "unknown key sequence.lit.gamma"),
+    (lambda c: c["params"].pop("save_every"), "the LIT config lacks params.save_every"),
+    (lambda c: c["models"].update(training_architecture="vdcnn9-shortcut"), "only the max-pool VDCNN variants"),
+    (lambda c: c["models"].update(base_architecture="vgg19"), "models.base_architecture: 'vgg19' is no architecture"),
+    (lambda c: c["params"].update(evaluate=True), "params.evaluate: true only evaluates"),
+])
+def test_lit_config_errors_name_the_key(edit, message):
+    config = yaml.safe_load(README_CONFIG)
+    edit(config)
+    with pytest.raises(ValueError, match=message):
+        from_lit_yaml(config)

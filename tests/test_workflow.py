@@ -43,10 +43,12 @@ def planned_jobs(*args: str) -> list[tuple[str, dict]]:
 
 def test_paper_dag_job_counts():
     counts = Counter(rule for rule, _ in planned_jobs())
-    assert counts == {"download_archive": 2, "prepare_dataset": 2, "train_teacher": 2,
+    assert counts == {"download_archive": 3, "prepare_dataset": 3, "train_teacher": 5,
                       # CIFAR-10: 3 students x 5 activations x 5 seeds; bins ablation adds 3 x 8 new tags x 5;
-                      # CIFAR-100: 2 students x 5 activations x 5 seeds; QD's 3 students x 3 seeds (relu)
-                      "distill_student": 75 + 120 + 50 + 9, "train_undistilled": 9,
+                      # CIFAR-100: 2 students x 5 activations x 5 seeds; QD's 3 students x 3 seeds (relu);
+                      # LIT's KD baselines: ResNet-20 x 3 seeds, VDCNN-9 and VDCNN-17 x 1
+                      "distill_student": 75 + 120 + 50 + 9 + 5, "train_undistilled": 9 + 5,
+                      "lit_train": 5,
                       # QD 18 + 2 (CIFAR-100) + 60 (LMA joint); DQ 9 + 9 + 2
                       "quantize_train": 80 + 20,
                       # PM with buckets 18 + 2 (CIFAR-100), without buckets 18
@@ -205,9 +207,11 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     tables, plots = demo_run / "results/tables", demo_run / "results/plots"
     runs = pd.read_csv(tables / "runs.csv")
-    # teacher, 2 students x 5 activations x 2 seeds, 2 x 2 undistilled, 2 students x 2 seeds x 3 methods x 2 bits
-    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2
-    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize"}
+    # teacher, 2 students x 5 activations x 2 seeds, 2 x 2 undistilled, 2 students x 2 seeds x 3 methods x 2 bits;
+    # LIT: the text teacher, LIT, scratch and KD x 2 seeds
+    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2
+    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit"}
+    runs = runs[runs["labels.teacher"] == "demo-teacher"]
     teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
     students = runs[runs.kind == "distill"]
     assert teacher > 0.7  # 10 classes: chance is 0.1
@@ -230,7 +234,7 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     record = json.loads(next((demo_run / "results/distill").rglob("record.json")).read_text())
     assert record["provenance"]["teacher_model"]["sha256"] and record["spec"]["kd"]["weight"] == 0.7
     for rule in ("prepare_dataset", "train_teacher", "distill_student", "train_undistilled", "quantize_train",
-                 "quantize_post_training", "aggregate"):
+                 "quantize_post_training", "lit_train", "aggregate"):
         assert any((demo_run / "logs" / rule).rglob("*.log")) and any((demo_run / "benchmarks" / rule).rglob("*.tsv"))
 
 
@@ -264,6 +268,30 @@ def test_demo_quantization_table_orders_methods_and_sizes(demo_run: Path):
 
 
 @pytest.mark.slow
+def test_demo_lit_beside_its_baselines_with_section_losses(demo_run: Path):
+    summary = pd.read_csv(demo_run / "results/tables/summary-lit.csv")
+    assert list(summary.method) == ["teacher", "scratch", "kd", "lit"]
+    assert list(summary.final_test_acc_n) == [1, 2, 2, 2]
+    # 5 classes (chance 0.2): every row learns; the student has 3/4 of the teacher's parameters
+    assert (summary.final_test_acc_mean > 0.5).all(), summary.final_test_acc_mean
+    assert summary.compression_vs_teacher.iloc[3] == pytest.approx(562_133 / 430_613)
+    assert "LIT's gain in final test accuracy" in (demo_run / "results/tables/summary-lit.md").read_text()
+    for seed in (1, 2):
+        run = demo_run / f"results/lit/synthetic_text/demo-text-teacher-to-demo-text-student/seed{seed}"
+        record = json.loads((run / "record.json").read_text())
+        lit = record["lit"]
+        assert lit["sections"] == 4 and [len(curve) for curve in lit["section_mse"]] == [2] * 4
+        assert all(curve[1] < curve[0] for curve in lit["section_mse"])  # every section learns its teacher block
+        assert lit["frozen_parameters"] and all(n.startswith(("stem.", "head.")) for n in lit["frozen_parameters"])
+        history = pd.read_csv(run / "history.csv")
+        assert list(history.phase) == ["lit", "lit", "full_model", "full_model"]
+        png = demo_run / f"results/plots/lit/demo-lit/seed{seed}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    teacher = json.loads(next((demo_run / "results/teachers/synthetic_text").rglob("record.json")).read_text())
+    assert teacher["provenance"]["dataset"]["source"] == "synthetic"
+
+
+@pytest.mark.slow
 def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
     unchanged = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run))
     assert unchanged == []
@@ -287,6 +315,8 @@ def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
     config["students"]["demo-s1"]["train"].update(epochs=1, milestones=[])
     config["distill"]["demo"].update(students=["demo-s1"], activations=["relu", "lma8"], seeds=[1, 2])
     config["quantize"] = {}
+    config["lit"] = {}  # nor LIT jobs and their text teacher: the demo test runs those
+    del config["teachers"]["demo-text-teacher"], config["students"]["demo-text-student"]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
               "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",

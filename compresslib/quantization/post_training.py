@@ -62,7 +62,7 @@ def post_training_quantize(model_path: str | Path, data_path: str | Path, run_di
                               augment=False, shuffle=False, device=placement.device, **meta["normalization"])
         model.to(placement.device)
         full_precision_acc, full_precision_loss = evaluate(model, loader)
-        example = torch.zeros(1, *dataset["test_inputs"].shape[1:], device=placement.device)
+        example = next(iter(loader))[0][:1]  # a real input: image floats or character ids
         codes = quantize_model_(model, example, bits, bucket_size, quantize_first_last, skip_by)
         test_acc, test_loss = evaluate(model, loader)
         hardware = provenance.hardware(placement, torch.get_num_threads())

@@ -1,10 +1,11 @@
-"""One training loop for teachers and distilled students.
+"""One training loop for teachers, distilled and quantized students, and LIT students.
 
 Read top to bottom: resolve the spec -> place the job (the GPU it was given, a leased free GPU, or the
-CPU; compresslib.devices) -> data on the device -> teacher (students) -> model, optimiser,
-schedule -> resume from the run directory's checkpoint -> epochs (train, evaluate, schedule, history
-row, checkpoint) -> select the weights -> model.pt, history.csv, record.json (written last: its
-presence means "finished").
+CPU; compresslib.devices) -> data on the device -> teacher (students) -> model (LIT: the teacher's stem
+and head, frozen), quantizer -> resume from the run directory's checkpoint -> epochs, phase by phase (one
+phase; LIT: blockwise phase 1, then full-model KD), each phase with its own optimisers and schedule
+(train, evaluate, schedule, history row, checkpoint) -> select the weights -> model.pt, history.csv,
+record.json (written last: its presence means "finished").
 
 Hot loop: forward, loss, backward, step. Loss and correct counts accumulate as device tensors and are
 read once per epoch (one host sync), as in airbench. Every epoch reseeds torch from (seed, epoch) and
@@ -64,10 +65,11 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
           command: list[str] | None = None, init_path: str | Path | None = None) -> dict:
     """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
 
-    With ``teacher_path`` the run distils from that teacher with ``spec.kd``; without it, it trains on
-    the hard labels. ``init_path`` starts from a trained model's weights (differentiable quantization
-    needs one: it learns that model's quantization points). A quantized run also writes ``model.packed``.
-    The device is held (a leased GPU) for the whole run. Returns the record.
+    With ``teacher_path`` the run distils from that teacher with ``spec.kd`` (and ``spec.lit``: LIT's two
+    phases); without it, it trains on the hard labels. ``init_path`` starts from a trained model's weights
+    (differentiable quantization needs one: it learns that model's quantization points; LIT may take one).
+    A quantized run also writes ``model.packed``. The device is held (a leased GPU) for the whole run.
+    Returns the record.
     """
     started_at, wall_start = provenance.now_iso(), time.perf_counter()
     spec.validate()
@@ -75,9 +77,11 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
-    if (spec.quant is not None and spec.quant.method == "dq") != (init_path is not None):
+    learns_points = spec.quant is not None and spec.quant.method == "dq"
+    if (learns_points and init_path is None) or (init_path is not None and not learns_points and spec.lit is None):
         raise ValueError("differentiable quantization (quant.method=dq) learns the points of a trained model: it "
-                         f"needs an init model, and only it takes one (init model: {init_path}, quant: {spec.quant})")
+                         "needs an init model; only it and LIT take one "
+                         f"(init model: {init_path}, quant: {spec.quant}, lit: {spec.lit})")
 
     with place(spec.device) as placement:
         return _train_placed(spec, data_path, run_dir, teacher_path, init_path, command, placement, started_at,
@@ -91,7 +95,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
     use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
-    channels_last = device.type == "cuda" if spec.channels_last is None else spec.channels_last
+    text = get_dataset_info(spec.dataset).kind == "text"  # character ids in (N, L): no image memory layout
+    channels_last = device.type == "cuda" and not text if spec.channels_last is None else spec.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
     log.info("device %s%s, %s, threads %d, channels_last %s", device,

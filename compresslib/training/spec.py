@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from compresslib.activations import parse_activation
+from compresslib.data.datasets import DATASETS
 from compresslib.lit import COMBINES
 from compresslib.losses import KL_REDUCTIONS, SOFT_LOSSES
 from compresslib.quantization.differentiable import POINT_INITS
@@ -119,6 +120,13 @@ class TrainSpec:
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
+        _require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        if DATASETS[self.dataset].kind == "text":  # character ids: nothing to augment, normalise or lay out
+            _require(not self.augment, "augment", self.augment, f"false for the text dataset {self.dataset}")
+            _require(self.mean is None and self.std is None, "mean/std", [self.mean, self.std],
+                     f"null for the text dataset {self.dataset}")
+            _require(not self.channels_last, "channels_last", self.channels_last,
+                     f"null or false for the text dataset {self.dataset}")
         _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
