@@ -11,7 +11,8 @@ from compresslib.data.loader import DeviceLoader
 from compresslib.lit import (check_pair, copy_and_freeze_ends, from_lit_yaml, keep_ends_frozen, phase_one_loss,
                              phase_one_parameter_sets, section_mse, train_phase_one_epoch)
 from compresslib.losses import kd_loss
-from compresslib.models import create_model
+from compresslib.models import create_model, load_model, save_model
+from compresslib.training.loop import train
 from compresslib.training.spec import SpecError, build_spec
 
 IMAGES = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -205,3 +206,24 @@ def test_lit_config_errors_name_the_key(edit, message):
     edit(config)
     with pytest.raises(ValueError, match=message):
         from_lit_yaml(config)
+
+
+@pytest.mark.parametrize("freeze", [False, True])
+def test_phase_two_trains_the_copied_ends_unless_asked_to_keep_them_frozen(tiny_dataset, tmp_path, freeze):
+    """LIT's CIFAR script never re-enables the stem's and head's gradients; the intended method (and the VDCNN
+    script) fine-tunes the whole student. Phase 1 keeps them frozen either way."""
+    torch.manual_seed(0)
+    teacher = create_model("resnet14", num_classes=10)
+    save_model(tmp_path / "teacher.pt", teacher, "resnet14", {"num_classes": 10},
+               extra={"dataset": "synthetic", "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}})
+    spec = build_spec({"dataset": "synthetic", "model": "resnet8", "epochs": 1, "batch_size": 64, "threads": 1,
+                       "eval_batch_size": 256, "kd": KD,
+                       "lit": {"epochs": 1, "lr": 0.05, "beta": 0.75, "freeze_ends_in_full_model": freeze}})
+    record = train(spec, tiny_dataset, tmp_path / "run", teacher_path=tmp_path / "teacher.pt")
+    student = load_model(tmp_path / "run/model.pt")[0]
+    ends = {f"{name}.{key}": value for name in ("stem", "head")
+            for key, value in getattr(teacher, name).named_parameters()}
+    trained = dict(student.named_parameters())
+    assert set(record["lit"]["frozen_parameters"]) == set(ends)
+    assert all(torch.equal(trained[key], value) for key, value in ends.items()) == freeze
+    assert record["lit"]["freeze_ends_in_full_model"] is freeze

@@ -364,7 +364,7 @@ def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: li
         lr, schedule = spec.lit.lr, build_schedule("multistep", spec.lit.lr, spec.lit.milestones, spec.lit.gamma,
                                                    epoch - phase.start)
     else:
-        if phase.name == "full_model":  # the copied stem and head train too from here on
+        if phase.name == "full_model" and not spec.lit.freeze_ends_in_full_model:  # the copied ends train too
             model.requires_grad_(True)
         parameter_sets = [trainable]
         lr, schedule = spec.lr, build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, epoch - phase.start)

@@ -75,6 +75,7 @@ class LitSpec:
     beta: float = 0.05  # weight of the end-to-end KD term against the section MSEs (VDCNN: 0.05; CIFAR: 0.75)
     combine: str = "sections"  # "sections": beta*KD + (1-beta)*sum MSE (VDCNN); "halved": the same / 2 (CIFAR)
     optimizer: str = "per_section"  # "per_section" SGD (VDCNN) or one "shared" SGD over all sections (CIFAR)
+    freeze_ends_in_full_model: bool = False  # keep the stem and head frozen in phase 2 (the CIFAR script's quirk)
 
 
 @dataclass
