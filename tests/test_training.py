@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 import torch
 
+from compresslib.data.datasets import prepare_dataset
 from compresslib.io import load_torch
 from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
 from compresslib.training.loop import HISTORY_COLUMNS, TrainingDiverged, train
-from compresslib.training.spec import build_spec
+from compresslib.training.spec import SpecError, build_spec
 from conftest import REPO
 
 TINY = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 3, "batch_size": 32, "lr": 0.05,
@@ -174,3 +175,16 @@ def test_script_reports_bad_settings_in_one_line(tiny_dataset: Path, tmp_path: P
     assert process.returncode == 1
     assert "SpecError: lr: got -1.0, expected a number > 0" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+def test_a_text_run_reads_character_ids_and_can_hold_out_validation(tmp_path: Path):
+    data = tmp_path / "text.pt"
+    prepare_dataset("synthetic_text", data, synthetic={"train_size": 600, "test_size": 200, "seed": 1, "length": 64})
+    spec = build_spec({"dataset": "synthetic_text", "model": "demo_vdcnn_student", "epochs": 2, "batch_size": 32,
+                       "lr": 0.01, "augment": False, "validation": "holdout", "holdout_size": 100, "threads": 1})
+    record = train(spec, data, tmp_path / "run")
+    assert record["metrics"]["final_val_acc"] != record["metrics"]["final_test_acc"]  # 100 held out vs 200 test
+    assert record["metrics"]["epochs_run"] == 2 and record["model"]["params"] == 430_613
+    assert load_torch(tmp_path / "run/model.pt")["normalization"] == {"mean": None, "std": None}
+    with pytest.raises(SpecError, match="augment: got True, expected false for the text dataset synthetic_text"):
+        build_spec({"dataset": "synthetic_text", "augment": True})
