@@ -129,6 +129,17 @@ def test_initialisation():
     assert model.head.fc.weight.std().item() == pytest.approx(math.sqrt(2 / 64), rel=0.1)
 
 
+def test_lit_initialisation_uses_fan_out_and_leaves_the_classifier_at_the_default():
+    torch.manual_seed(0)
+    model = create_model("resnet110", init="lit")
+    first = model.sections[1][0].conv1.weight  # 32 x 16 x 3 x 3: fan-out 288 differs from fan-in 144
+    assert first.std().item() == pytest.approx(math.sqrt(2 / 288), rel=0.05)
+    fc = model.head.fc.weight  # PyTorch's Linear default: uniform within 1 / sqrt(fan-in)
+    assert fc.abs().max().item() <= 1 / math.sqrt(64) and fc.std().item() < math.sqrt(2 / 64) / 2
+    with pytest.raises(ValueError, match="init must be one of akamaster, lit"):
+        create_model("resnet20", init="xavier")
+
+
 def test_model_file_round_trip(tmp_path):
     torch.manual_seed(0)
     model = create_model("resnet8", activation="swish").train()

@@ -9,9 +9,10 @@ Three stages of n BasicBlocks, widths 16 / 32 / 64, stride 2 at the start of sta
 conv3x3 -> BN -> act -> conv3x3 -> BN, plus the shortcut, then act; convs have no bias. The shortcut is the
 paper's parameter-free "option A": where the shape changes it subsamples spatially by the stride and zero-pads
 the new channels (planes // 4 on each side). Stem: conv3x3 (3 -> 16, no bias) -> BN -> act; head: global
-average pool -> Linear(64, classes). Conv and Linear weights are Kaiming-normal (fan-in), as akamaster;
-BN weight 1, bias 0. LIT's copy instead draws conv weights with fan-out and leaves the Linear at PyTorch's
-default; the architecture and parameter counts are the same.
+average pool -> Linear(64, classes). ``init="akamaster"`` (the default): conv and Linear weights
+Kaiming-normal with fan-in, as akamaster; ``init="lit"``: conv weights Kaiming-normal with fan-out and the
+Linear at PyTorch's default, as LIT's copy. BN weight 1, bias 0 either way; the architecture and parameter
+counts are the same.
 
 Section API (shared with the VDCNN family, used by LIT): ``stem`` maps the input to h0, ``sections[i]`` maps
 h_i to h_{i+1} (the three stages, LIT's layer1..layer3), ``head`` maps h_S to logits, and
@@ -42,6 +43,7 @@ from compresslib.models.sections import SectionedNet
 __all__ = ["CifarResNet", "BasicBlock", "ShortcutA", "ClassifierHead"]
 
 STAGE_WIDTHS = (16, 32, 64)
+INITS = ("akamaster", "lit")  # weight initialisations: akamaster's (fan-in, Linear too) or LIT's copy (fan-out)
 
 
 class ShortcutA(nn.Module):
@@ -101,10 +103,13 @@ class CifarResNet(SectionedNet):
         num_classes: int = 10,
         activation: Any = "relu",
         in_chans: int = 3,
+        init: str = "akamaster",
     ) -> None:
         super().__init__()
         if (depth - 2) % 6 != 0 or depth < 8:
             raise ValueError(f"CIFAR resnet depth must be 6n + 2 with n >= 1, got {depth}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
         blocks_per_stage = (depth - 2) // 6
         in_planes = STAGE_WIDTHS[0]
         self.stem = nn.Sequential(OrderedDict(
@@ -123,11 +128,13 @@ class CifarResNet(SectionedNet):
         self.head = ClassifierHead(in_planes, num_classes)
         self.num_classes = num_classes
         self.blocks_per_stage = blocks_per_stage
-        self._initialize_weights()
+        self._initialize_weights(init)
 
-    def _initialize_weights(self) -> None:
+    def _initialize_weights(self, init: str) -> None:
         for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_in" if init == "akamaster" else "fan_out")
+            elif isinstance(module, nn.Linear) and init == "akamaster":
                 nn.init.kaiming_normal_(module.weight)
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
