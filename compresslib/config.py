@@ -370,10 +370,10 @@ class LitJob:
     seed: int
 
 
-def lit_jobs(config: dict) -> list[LitJob]:
-    """Every LIT run of every experiment, in config order."""
+def lit_jobs(config: dict, wanted: Callable[[dict], bool] = lambda experiment: True) -> list[LitJob]:
+    """Every LIT run of every experiment for which ``wanted`` holds, in config order."""
     return [LitJob(config["teachers"][e["teacher"]]["dataset"], e["teacher"], e["student"], seed)
-            for e in config.get("lit", {}).values() for seed in e["seeds"]]
+            for e in filter(wanted, config.get("lit", {}).values()) for seed in e["seeds"]]
 
 
 def lit_spec_values(config: dict, teacher: str, student: str, seed: int) -> dict:
@@ -390,8 +390,7 @@ def lit_baseline_jobs(config: dict, baseline: str) -> list[DistillJob]:
     """The ``baseline`` runs ("scratch": undistilled, "kd": distilled students) the LIT experiments ask for."""
     family, bins = canonical_activation(LIT_ACTIVATION)
     return [DistillJob(job.dataset, job.teacher, job.student, family, bins, job.seed)
-            for name, experiment in config.get("lit", {}).items() if baseline in experiment["baselines"]
-            for job in lit_jobs({**config, "lit": {name: experiment}})]
+            for job in lit_jobs(config, lambda experiment: baseline in experiment["baselines"])]
 
 
 def experiments_for_aggregation(config: dict) -> dict:

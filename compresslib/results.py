@@ -577,16 +577,14 @@ def _markdown_quantize_summary(summary: pd.DataFrame, experiments: dict) -> str:
             str(row["final_test_acc_n"]), _three_significant(row["size_mb"]), _two_decimals(row["compression"]),
         ]
 
-    lines = [
+    def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
+        return _markdown_section(f"## {name}: students of `{experiment['teacher']}`", header, rows, cells)
+
+    return _markdown_document(
         "# Quantized students: test accuracy (%) against model size",
-        "",
         "mean ± std over the n seeds (sample std, ddof=1). Bits 32 with bucket — is full precision; bucket 0 is "
         "one bucket per tensor. Compression is against the 32-bit float model.",
-    ]
-    for name, experiment in experiments.items():
-        rows = summary[summary["experiment"] == name].to_dict("records")
-        lines += _markdown_section(f"## {name}: students of `{experiment['teacher']}`", header, rows, cells)
-    return "\n".join(lines) + "\n"
+        summary, experiments, section)
 
 
 def _markdown_lit_summary(summary: pd.DataFrame, experiments: dict) -> str:
@@ -601,22 +599,30 @@ def _markdown_lit_summary(summary: pd.DataFrame, experiments: dict) -> str:
             str(row["final_test_acc_n"]),
         ]
 
-    lines = [
-        "# LIT: students trained section by section, against their teacher and baselines",
-        "",
-        "mean ± std over the n seeds (sample std, ddof=1). Compression is the teacher's parameter count over the "
-        "row's. A gain is LIT's mean final test accuracy minus the baseline's, in percentage points (pp).",
-    ]
-    for name, experiment in experiments.items():
-        rows = summary[summary["experiment"] == name].to_dict("records")
+    def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
         heading = f"## {name}: `{experiment['student']}` from `{experiment['teacher']}` on `{experiment['dataset']}`"
-        lines += _markdown_section(heading, header, rows, cells)
+        lines = _markdown_section(heading, header, rows, cells)
         if rows and experiment["baselines"]:
             final = {row["method"]: 100 * row["final_test_acc_mean"] for row in rows}
             baselines = [method for method in LIT_METHODS.values() if method in experiment["baselines"]]
             gains = [f"{_signed_two_decimals(final.get('lit', math.nan) - final.get(baseline, math.nan))} pp over "
                      f"{baseline}" for baseline in baselines]
             lines += ["", f"LIT's gain in final test accuracy: {', '.join(gains)}"]
+        return lines
+
+    return _markdown_document(
+        "# LIT: students trained section by section, against their teacher and baselines",
+        "mean ± std over the n seeds (sample std, ddof=1). Compression is the teacher's parameter count over the "
+        "row's. A gain is LIT's mean final test accuracy minus the baseline's, in percentage points (pp).",
+        summary, experiments, section)
+
+
+def _markdown_document(title: str, note: str, summary: pd.DataFrame, experiments: dict,
+                       section: Callable[[str, dict, list[dict]], list[str]]) -> str:
+    """A summary as Markdown: title, note, then ``section(name, experiment, its summary rows)`` per experiment."""
+    lines = [title, "", note]
+    for name, experiment in experiments.items():
+        lines += section(name, experiment, summary[summary["experiment"] == name].to_dict("records"))
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,9 +15,10 @@ from compresslib.data.loader import DeviceLoader
 from compresslib.lit import (check_pair, copy_and_freeze_ends, from_lit_yaml, keep_ends_frozen, phase_one_loss,
                              phase_one_parameter_sets, section_mse, train_phase_one_epoch)
 from compresslib.losses import kd_loss
-from compresslib.models import create_model, load_model, save_model
+from compresslib.models import create_model, load_model, model_file_info, save_model
 from compresslib.training.loop import train
 from compresslib.training.spec import SpecError, build_spec
+from conftest import REPO
 
 IMAGES = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 TARGETS = torch.tensor([0, 3, 7, 9])
@@ -227,3 +232,19 @@ def test_phase_two_trains_the_copied_ends_unless_asked_to_keep_them_frozen(tiny_
     assert set(record["lit"]["frozen_parameters"]) == set(ends)
     assert all(torch.equal(trained[key], value) for key, value in ends.items()) == freeze
     assert record["lit"]["freeze_ends_in_full_model"] is freeze
+
+
+def test_the_script_refuses_a_teacher_file_of_another_architecture_than_the_yaml_names(tmp_path):
+    save_model(tmp_path / "teacher.pt", create_model("resnet14", num_classes=10), "resnet14", {"num_classes": 10})
+    info = model_file_info(tmp_path / "teacher.pt")
+    assert info["name"] == "resnet14" and "state_dict" not in info
+    config = yaml.safe_load(README_CONFIG)
+    config["models"].update(dataset="synthetic", training_architecture="resnet8", base_architecture="resnet20",
+                            base_model_path=str(tmp_path / "teacher.pt"))
+    (tmp_path / "lit.yml").write_text(yaml.safe_dump(config))
+    process = subprocess.run([sys.executable, str(REPO / "workflow_scripts/lit.py"), "--lit-config",
+                              str(tmp_path / "lit.yml"), "--run-dir", str(tmp_path / "run")],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert process.returncode == 2
+    assert "is a resnet14, but models.base_architecture asks for resnet20" in process.stderr
+    assert not (tmp_path / "run").exists()

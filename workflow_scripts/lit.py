@@ -26,7 +26,7 @@ import yaml
 
 from compresslib.cli import run_main
 from compresslib.lit import from_lit_yaml
-from compresslib.models import load_model
+from compresslib.models import model_file_info
 from compresslib.training.loop import train
 from compresslib.training.spec import build_spec
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     missing = [option for option, value in (("--run-dir", run_dir), ("--teacher", teacher)) if not value]
     if missing or spec.lit is None:
         parser.error(f"LIT needs {', '.join(missing) or 'lit.* settings (or --lit-config)'}")
-    if teacher_model is not None and (name := load_model(teacher)[1]["name"]) != teacher_model:
+    if teacher_model is not None and (name := model_file_info(teacher)["name"]) != teacher_model:
         parser.error(f"{teacher} is a {name}, but models.base_architecture asks for {teacher_model}")
     log.info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
     train(spec, args.data or f"resources/{spec.dataset}/dataset.pt", run_dir, teacher_path=teacher, init_path=init,

@@ -7,8 +7,10 @@ from compresslib.models.registry import (
     is_model,
     list_models,
     load_model,
+    model_file_info,
     register_model,
     save_model,
 )
 
-__all__ = ["create_model", "list_models", "is_model", "register_model", "save_model", "load_model", "count_parameters"]
+__all__ = ["create_model", "list_models", "is_model", "register_model", "save_model", "load_model", "model_file_info",
+           "count_parameters"]

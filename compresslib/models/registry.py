@@ -17,7 +17,8 @@ from torch import nn
 
 from compresslib.io import load_versioned, save_torch
 
-__all__ = ["register_model", "create_model", "list_models", "is_model", "save_model", "load_model", "count_parameters"]
+__all__ = ["register_model", "create_model", "list_models", "is_model", "save_model", "load_model", "model_file_info",
+           "count_parameters"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 MODEL_FILE_FORMAT = 1
@@ -65,13 +66,24 @@ def save_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, extr
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model from a model file (strict load). Returns ``(model, payload without state_dict)``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    payload = load_versioned(path, MODEL_FILE_FORMAT, "compresslib model file")
+    payload = _read_model_file(path)
     model = create_model(payload["name"], **payload["kwargs"])
     try:
         model.load_state_dict(payload.pop("state_dict"), strict=True)
     except RuntimeError as error:
         raise ValueError(f"{path}: weights do not fit model {payload['name']!r}: {error}") from error
     return model.to(device), payload
+
+
+def model_file_info(path: str | Path) -> dict:
+    """A model file's payload without its weights (name, kwargs, extras); the weights are mapped, not read."""
+    payload = _read_model_file(path, mmap=True)
+    del payload["state_dict"]
+    return payload
+
+
+def _read_model_file(path: str | Path, mmap: bool = False) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    return load_versioned(path, MODEL_FILE_FORMAT, "compresslib model file", mmap=mmap)

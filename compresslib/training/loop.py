@@ -95,7 +95,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
     use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
-    text = get_dataset_info(spec.dataset).kind == "text"  # character ids in (N, L): no image memory layout
+    info = get_dataset_info(spec.dataset)
+    text = info.kind == "text"  # character ids in (N, L): no image memory layout
     channels_last = device.type == "cuda" and not text if spec.channels_last is None else spec.channels_last
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
@@ -107,7 +108,6 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     dataset = load_dataset(data_path)
     if dataset["name"] != spec.dataset:
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
-    info = get_dataset_info(spec.dataset)
     mean, std = spec.mean or info.mean, spec.std or info.std  # None for text: character ids, no normalisation
     mean, std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
     normalization = {"mean": mean, "std": std}
@@ -274,7 +274,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
                            time.perf_counter() - wall_start, quantization, init_info,
-                           _lit_facts(spec, history, frozen) if spec.lit is not None else None)
+                           _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
@@ -411,10 +411,9 @@ def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: D
     return counts
 
 
-def _lit_facts(spec: TrainSpec, history: list[dict], frozen: list[str]) -> dict:
+def _lit_facts(spec: TrainSpec, history: list[dict], sections: int, frozen: list[str]) -> dict:
     """A LIT record's ``lit`` section: the phase settings and the per-section MSE curves of phase 1."""
     phase_one = [row for row in history if row["phase"] == "lit"]
-    sections = sum(key.endswith("_test_mse") for key in phase_one[0])
     return {
         "phase1_epochs": spec.lit.epochs, "full_model_epochs": spec.epochs,
         **{key: value for key, value in dataclasses.asdict(spec.lit).items() if key != "epochs"},
