@@ -25,7 +25,8 @@ __all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "forma
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
            "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
            "reference_distill_jobs", "undistilled_spec_values", "LitJob", "lit_jobs", "lit_spec_values",
-           "lit_baseline_jobs", "LIT_ACTIVATION"]
+           "lit_baseline_jobs", "LIT_ACTIVATION", "EsnacJob", "esnac_jobs", "esnac_search_values",
+           "esnac_full_train_values"]
 
 
 class ConfigError(ValueError):
@@ -120,6 +121,7 @@ def check_config(config: dict) -> None:
         problems += _activation_problems([(f"{where}.activations[{index}]", tag)
                                           for index, tag in enumerate(experiment["activations"])])
     problems += _lit_problems(config)
+    problems += _esnac_problems(config)
     downloadable = [dataset for dataset in DATASETS if dataset not in GENERATORS]
     for dataset in config["data"]["extracted"]:
         if dataset not in downloadable:
@@ -130,6 +132,7 @@ def check_config(config: dict) -> None:
     if problems:
         raise ConfigError(format_problems(problems))
     quantize_jobs(config)  # raises when two experiments ask for one run with different settings
+    esnac_jobs(config)  # likewise for searches
 
 
 def _spec_problems(config: dict) -> list[str]:
@@ -144,7 +147,18 @@ def _spec_problems(config: dict) -> list[str]:
              for teacher, student in pairs]
     runs += [(f"lit.{name}", lit_spec_values(config, experiment["teacher"], experiment["student"], 1))
              for name, experiment in config.get("lit", {}).items()]
-    return _failures(build_spec, runs)
+    searches = [(f"esnac.{name} ({job.teacher}, {job.strategy})", esnac_search_values(config, job))
+                for name, experiment in config.get("esnac", {}).items() for job in _esnac_experiment_jobs(config, experiment)]
+    finals = [(f"esnac.{name}.full_train", esnac_full_train_values(config, job, rank=0))
+              for name, experiment in config.get("esnac", {}).items() for job in _esnac_experiment_jobs(config, experiment)]
+    return _failures(build_spec, runs) + _failures(_build_search_spec, searches) + _failures(build_spec, finals)
+
+
+def _build_search_spec(values: dict) -> Any:
+    from compresslib.esnac.search import SearchSpec
+    from compresslib.training.spec import build_settings
+
+    return build_settings(SearchSpec, values)
 
 
 def _lit_problems(config: dict) -> list[str]:
@@ -167,6 +181,36 @@ def _lit_problems(config: dict) -> list[str]:
                 problems.append(f"{where}.baselines: the baselines train with students.{experiment['student']}.train "
                                 f"({recipe} epochs), but LIT's two phases take {phases}; make them equal so the "
                                 "comparison is at the same epochs")
+    return problems
+
+
+def _esnac_problems(config: dict) -> list[str]:
+    from compresslib.data.datasets import DATASETS
+
+    problems = []
+    teachers = config.get("teachers", {})
+    for name, experiment in config.get("esnac", {}).items():
+        where = f"esnac.{name}"
+        for index, teacher in enumerate(experiment["teachers"]):
+            entry = teachers.get(teacher)
+            if entry is None:
+                problems.append(f"{where}.teachers[{index}]: {teacher!r} names no teacher; "
+                                f"allowed: {', '.join(teachers) or '(no teachers defined)'}")
+            elif entry["dataset"] in DATASETS and DATASETS[entry["dataset"]].kind != "image":
+                problems.append(f"{where}.teachers[{index}]: ESNAC compresses image classifiers; {teacher!r} is "
+                                f"trained on {entry['dataset']}")
+            elif (entry["validation"] or config["validation"])["policy"] != "holdout":
+                problems.append(f"{where}.teachers[{index}]: teacher {teacher!r} trains on the whole training set "
+                                "(validation policy test), but the search scores candidates on images the teacher has "
+                                "not seen; give it validation: {policy: holdout, holdout_split: last} (ESNAC's 45K/5K)")
+        for searched, reference in experiment["reference_teachers"].items():
+            if searched not in experiment["teachers"]:
+                problems.append(f"{where}.reference_teachers: {searched!r} is not one of the experiment's teachers")
+            elif reference not in teachers:
+                problems.append(f"{where}.reference_teachers.{searched}: {reference!r} names no teacher")
+            elif searched in teachers and teachers[reference]["dataset"] != teachers[searched]["dataset"]:
+                problems.append(f"{where}.reference_teachers.{searched}: {reference!r} is trained on "
+                                f"{teachers[reference]['dataset']}, {searched!r} on {teachers[searched]['dataset']}")
     return problems
 
 
@@ -234,16 +278,18 @@ def distill_jobs(config: dict) -> list[DistillJob]:
     return list(jobs)
 
 
-def _run_values(config: dict, entry: dict, teacher: str, activation: str, seed: int, labels: dict) -> dict:
+def _run_values(config: dict, entry: dict, teacher: str, activation: str, seed: int, labels: dict,
+                validation: dict | None = None) -> dict:
     """TrainSpec values shared by teacher and student runs: the entry's model and recipe, the validation
-    policy, and the teacher's dataset and normalisation (a student must see the teacher's inputs)."""
+    policy (the top-level one unless given), and the teacher's dataset and normalisation (a student must
+    see the teacher's inputs)."""
     teacher_entry = config["teachers"][teacher]
-    validation = config["validation"]
+    validation = validation or config["validation"]
     normalization = teacher_entry["normalization"] or {}
     return {"dataset": teacher_entry["dataset"], "model": entry["model"], "model_kwargs": entry["model_kwargs"],
             "activation": activation, "seed": seed, **entry["train"],
             "validation": validation["policy"], "holdout_size": validation["holdout_size"],
-            "holdout_seed": validation["holdout_seed"],
+            "holdout_seed": validation["holdout_seed"], "holdout_split": validation["holdout_split"],
             "mean": normalization.get("mean"), "std": normalization.get("std"),
             "labels": {"dataset": teacher_entry["dataset"], "teacher": teacher, **labels}}
 
@@ -251,7 +297,8 @@ def _run_values(config: dict, entry: dict, teacher: str, activation: str, seed: 
 def teacher_spec_values(config: dict, name: str) -> dict:
     """The TrainSpec values of teacher ``name``."""
     teacher = config["teachers"][name]
-    return _run_values(config, teacher, name, teacher["activation"], teacher["seed"], labels={})
+    return _run_values(config, teacher, name, teacher["activation"], teacher["seed"], labels={},
+                       validation=teacher.get("validation"))
 
 
 def student_spec_values(config: dict, teacher: str, student: str, activation: str, seed: int) -> dict:
@@ -292,25 +339,35 @@ def quantize_jobs(config: dict) -> dict[QuantizeJob, dict]:
     A run's settings are TrainSpec values (qd, dq) or post-training arguments (pm). Two experiments may
     share a run only if they give it the same settings; otherwise their results would overwrite each other.
     """
-    jobs: dict[QuantizeJob, dict] = {}
-    owners: dict[QuantizeJob, str] = {}
+    def entries() -> Iterable[tuple[str, QuantizeJob, dict]]:
+        for name, experiment in config.get("quantize", {}).items():
+            teacher = config["teachers"][experiment["teacher"]]
+            for student, tag, seed, method, bits, bucket_size in itertools.product(
+                    experiment["students"], experiment["activations"], experiment["seeds"], experiment["methods"],
+                    experiment["bits"], experiment["buckets"]):
+                family, bins = canonical_activation(tag)
+                job = QuantizeJob(teacher["dataset"], experiment["teacher"], student, method, bits,
+                                  bucket_tag(bucket_size), family, bins, seed)
+                yield name, job, _quantize_settings(config, experiment, job, bucket_size)
+
+    return _unique_jobs(entries(), lambda first, second, job: (
+        f"quantize.{first} and quantize.{second} both ask for {job.method} of {job.student} ({job.tag}, seed "
+        f"{job.seed}, {job.bits} bits, bucket {job.bucket}) with different settings (qd_train, dq, quantize_first_last "
+        "or skip_by); give one of the experiments another student entry"))
+
+
+def _unique_jobs(entries: Iterable[tuple[str, Any, dict]], conflict: Callable[[str, str, Any], str]) -> dict:
+    """``{job: settings}`` from ``(experiment, job, settings)`` in order, each job once. Two experiments may share a
+    job only with the same settings (else their results would overwrite each other); every clash is reported
+    with ``conflict(first experiment, second experiment, job)``."""
+    jobs: dict[Any, dict] = {}
+    owners: dict[Any, str] = {}
     problems = []
-    for name, experiment in config.get("quantize", {}).items():
-        teacher = config["teachers"][experiment["teacher"]]
-        for student, tag, seed, method, bits, bucket_size in itertools.product(
-                experiment["students"], experiment["activations"], experiment["seeds"], experiment["methods"],
-                experiment["bits"], experiment["buckets"]):
-            family, bins = canonical_activation(tag)
-            job = QuantizeJob(teacher["dataset"], experiment["teacher"], student, method, bits, bucket_tag(bucket_size),
-                              family, bins, seed)
-            settings = _quantize_settings(config, experiment, job, bucket_size)
-            if job in jobs and jobs[job] != settings:
-                problems.append(f"quantize.{owners[job]} and quantize.{name} both ask for {method} of {student} "
-                                f"({family}{bins}, seed {seed}, {bits} bits, bucket {bucket_tag(bucket_size)}) with "
-                                "different settings (qd_train, dq, quantize_first_last or skip_by); give one of the "
-                                "experiments another student entry")
-            jobs.setdefault(job, settings)
-            owners.setdefault(job, name)
+    for name, job, settings in entries:
+        if job in jobs and jobs[job] != settings:
+            problems.append(conflict(owners[job], name, job))
+        jobs.setdefault(job, settings)
+        owners.setdefault(job, name)
     if problems:
         raise ConfigError(format_problems(problems))
     return jobs
@@ -394,7 +451,8 @@ def lit_baseline_jobs(config: dict, baseline: str) -> list[DistillJob]:
 
 
 def experiments_for_aggregation(config: dict) -> dict:
-    """The distill, quantize and LIT experiments with canonical activation tags, as compresslib.results expects them."""
+    """The distill, quantize, LIT and ESNAC experiments (canonical activation tags), as compresslib.results expects
+    them."""
     def common(e: dict) -> dict:
         return {"teacher": e["teacher"], "students": list(e["students"]),
                 "activations": ["".join(canonical_activation(tag)) for tag in e["activations"]],
@@ -408,4 +466,63 @@ def experiments_for_aggregation(config: dict) -> dict:
             "lit": {name: {"dataset": config["teachers"][e["teacher"]]["dataset"], "teacher": e["teacher"],
                            "student": e["student"], "activation": LIT_ACTIVATION, "seeds": list(e["seeds"]),
                            "baselines": list(e["baselines"])}
-                    for name, e in config.get("lit", {}).items()}}
+                    for name, e in config.get("lit", {}).items()},
+            "esnac": {name: {"teachers": {teacher: {"dataset": config["teachers"][teacher]["dataset"],
+                                                    "reference": e["reference_teachers"].get(teacher, teacher)}
+                                          for teacher in e["teachers"]},
+                             "strategies": list(e["strategies"]), "seeds": list(e["seeds"]),
+                             "top_k": e["search"]["top_k"]}
+                      for name, e in config.get("esnac", {}).items()}}
+
+
+@dataclass(frozen=True)
+class EsnacJob:
+    dataset: str
+    teacher: str
+    strategy: str  # esnac | random
+    seed: int
+
+
+def _esnac_experiment_jobs(config: dict, experiment: dict) -> list[EsnacJob]:
+    return [EsnacJob(config["teachers"][teacher]["dataset"], teacher, strategy, seed)
+            for teacher, strategy, seed in itertools.product(experiment["teachers"], experiment["strategies"],
+                                                              experiment["seeds"])]
+
+
+def esnac_jobs(config: dict) -> dict[EsnacJob, dict]:
+    """Every ESNAC search of every experiment, once, in config order, with its experiment's ``search`` and
+    ``full_train`` settings. Two experiments may share a search only if they give it the same settings."""
+    entries = ((name, job, {"search": experiment["search"], "full_train": experiment["full_train"]})
+               for name, experiment in config.get("esnac", {}).items()
+               for job in _esnac_experiment_jobs(config, experiment))
+    return _unique_jobs(entries, lambda first, second, job: (
+        f"esnac.{first} and esnac.{second} both search {job.teacher} ({job.strategy}, seed {job.seed}) with "
+        "different search or full_train settings; give one of them other seeds"))
+
+
+def esnac_search_values(config: dict, job: EsnacJob) -> dict:
+    """The SearchSpec values of one search: the experiment's ``search`` settings, the held-out split the teacher
+    did not train on (its own validation settings), and labels for the result tables."""
+    teacher = config["teachers"][job.teacher]
+    validation = teacher["validation"] or config["validation"]
+    return {**_esnac_settings(config, job)["search"], "dataset": job.dataset, "strategy": job.strategy,
+            "seed": job.seed, "holdout_size": validation["holdout_size"], "holdout_split": validation["holdout_split"],
+            "holdout_seed": validation["holdout_seed"],
+            "labels": {"dataset": job.dataset, "teacher": job.teacher, "strategy": job.strategy}}
+
+
+def esnac_full_train_values(config: dict, job: EsnacJob, rank: int) -> dict:
+    """TrainSpec values of the full training of a search's rank-``rank`` architecture (the model, its
+    architecture and the input normalisation come from the architecture file itself)."""
+    return {**_esnac_settings(config, job)["full_train"], "dataset": job.dataset, "seed": job.seed,
+            "validation": "test",
+            "labels": {"dataset": job.dataset, "teacher": job.teacher, "strategy": job.strategy,
+                       "search_seed": job.seed, "rank": rank}}
+
+
+def _esnac_settings(config: dict, job: EsnacJob) -> dict:
+    jobs = esnac_jobs(config)
+    if job not in jobs:
+        raise ConfigError(f"no esnac experiment searches {job.teacher} on {job.dataset} with {job.strategy}, "
+                          f"seed {job.seed}")
+    return jobs[job]

@@ -8,6 +8,12 @@
                                                         (experiments that name their ``dataset``)
     <out_dir>/lit/<experiment>/seed<seed>.png           one LIT run: per-section MSE over phase 1, and test
                                                         accuracy over both phases
+    <out_dir>/esnac/<experiment>/<teacher>.png          ESNAC's search progress: the best reward so far
+                                                        against the candidates evaluated, one line per strategy
+                                                        (mean over seeds, min-max band)
+
+``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}`` as
+:mod:`compresslib.results` takes it; any kind may be absent.
 
 Figures are built with ``matplotlib.figure.Figure`` (rendered by Agg), never through pyplot, so no
 display or global figure state is involved. Every file is written atomically.
@@ -25,6 +31,9 @@ from matplotlib.ticker import MaxNLocator
 
 from compresslib.io import atomic_path
 from compresslib.results import (
+    SEARCH_KIND,
+    esnac_experiments,
+    in_esnac_experiment,
     in_experiment,
     in_lit_experiment,
     lit_section_curves,
@@ -33,7 +42,8 @@ from compresslib.results import (
     split_experiments,
 )
 
-__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_lit_run", "plot_paths", "write_plots"]
+__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_lit_run", "plot_search_progress", "plot_paths",
+           "write_plots"]
 
 DPI = 120
 # fixed per method, so that a method looks the same in every experiment's plot; legend order
@@ -172,6 +182,43 @@ def plot_lit_run(record: dict | None, out_path: str | Path, title: str, teacher_
     _save(figure, out_path)
 
 
+def plot_search_progress(groups: dict[str, list[dict]], out_path: str | Path, title: str) -> None:
+    """Plot the best search reward so far (``curve.best_reward``) against the candidates evaluated (1..n).
+
+    ``groups`` maps a strategy to its search records: per strategy the mean over its searches, with a band from
+    their minimum to their maximum when there are several. A search that evaluated fewer candidates contributes
+    to the candidates it reached. Strategies without records appear in the legend as "no finished runs"; with
+    none at all the axes carry that note alone.
+    """
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    for label, records in groups.items():
+        if not records:
+            axes.plot([], [], " ", label=f"{label} (no finished runs)")
+            continue
+        per_candidate = _search_progress(records)
+        (line,) = axes.plot(per_candidate.index, per_candidate.mean(axis=1), label=f"{label} (n={len(records)})",
+                            linewidth=1.2)
+        if len(records) > 1:
+            axes.fill_between(per_candidate.index, per_candidate.min(axis=1), per_candidate.max(axis=1),
+                              color=line.get_color(), alpha=0.2, linewidth=0)
+    if any(groups.values()):
+        axes.legend(fontsize="small")
+    else:
+        _note_no_finished_runs(axes)
+    axes.set(title=title, xlabel="candidates evaluated", ylabel="best reward so far, f(x)")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    _save(figure, out_path)
+
+
+def _search_progress(records: list[dict]) -> pd.DataFrame:
+    """One column per search record, indexed by the number of candidates evaluated (1..n); NaN past its end."""
+    columns = [pd.Series(r["curve"]["best_reward"], index=range(1, len(r["curve"]["best_reward"]) + 1), dtype=float)
+               for r in records]
+    return pd.concat(columns, axis=1).sort_index()
+
+
 def _note_no_finished_runs(axes: Axes) -> None:
     axes.text(0.5, 0.5, "no finished runs", transform=axes.transAxes, ha="center", va="center", color="gray")
 
@@ -185,17 +232,26 @@ def _save(figure: Figure, out_path: str | Path) -> None:
 def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     """Every file :func:`write_plots` writes (the workflow declares them as outputs).
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}}``; the paths depend on nothing else.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}``; the paths depend on
+    nothing else.
     """
     distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
+    esnac = esnac_experiments(experiments)
     out_dir = Path(out_dir)
     paths = [out_dir / "teachers.png"]
     for name, experiment in distill_experiments.items():
         paths += [out_dir / "distill" / name / f"{student}.png" for student in experiment["students"]]
     paths += [out_dir / "quantize" / f"{name}.png" for name in quantize_experiments]
     paths += [out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(quantize_experiments)]
-    return paths + [path for name, experiment in lit_experiments.items()
-                    for path in _lit_run_paths(name, experiment, out_dir).values()]
+    paths += [path for name, experiment in lit_experiments.items()
+              for path in _lit_run_paths(name, experiment, out_dir).values()]
+    return paths + [path for name, experiment in esnac.items()
+                    for path in _esnac_paths(name, experiment, out_dir).values()]
+
+
+def _esnac_paths(name: str, experiment: dict, out_dir: Path) -> dict[str, Path]:
+    """The search-progress plot of each teacher of an ESNAC experiment, by teacher."""
+    return {teacher: out_dir / "esnac" / name / f"{teacher}.png" for teacher in experiment["teachers"]}
 
 
 def _lit_run_paths(name: str, experiment: dict, out_dir: Path) -> dict[int, Path]:
@@ -209,13 +265,14 @@ def _datasets(quantize_experiments: dict) -> list[str]:
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
-    """Draw the teachers' curves, the distill curves, the quantize experiments' accuracy against size and
-    every LIT run.
+    """Draw the teachers' curves, the distill curves, the quantize experiments' accuracy against size, every
+    LIT run and the search progress of every ESNAC experiment's teachers.
 
     Per distill experiment and student, one curve per activation over its seeds. Every path of
     :func:`plot_paths` is written, with a "no finished runs" note where nothing finished yet.
     """
     distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
+    esnac = esnac_experiments(experiments)
     out_dir = Path(out_dir)
     teacher_records = [record for record in records if record["kind"] == "teacher"]
     teacher_groups = {
@@ -249,4 +306,11 @@ def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> 
         for seed, path in _lit_run_paths(name, experiment, out_dir).items():
             title = f"{name}: LIT {experiment['student']} from {experiment['teacher']}, seed {seed}"
             plot_lit_run(runs.get(seed), path, title, teacher_test_acc=teacher.iloc[0] if len(teacher) else None)
+    for name, experiment in esnac.items():
+        searches = [r for r in records if r["kind"] == SEARCH_KIND and in_esnac_experiment(r, experiment)]
+        for teacher, path in _esnac_paths(name, experiment, out_dir).items():
+            groups = {strategy: [r for r in searches if (r["labels"]["teacher"], r["strategy"]) == (teacher, strategy)]
+                      for strategy in experiment["strategies"]}
+            dataset = experiment["teachers"][teacher]["dataset"]
+            plot_search_progress(groups, path, f"{name}: ESNAC search of {teacher} on {dataset}")
     return plot_paths(experiments, out_dir)

@@ -1,10 +1,12 @@
 """Run records and their aggregation into tables.
 
 Each finished training run writes one ``record.json`` (the contract between training jobs and
-aggregation). This module reads those records and rebuilds every table from them; nothing is ever
-appended to an existing table.
+aggregation); so does each finished ESNAC search (kind ``esnac_search``: its candidates' rewards and its
+top architectures, but no training metrics). This module reads those records and rebuilds every table
+from them; nothing is ever appended to an existing table.
 
-    runs.csv                  one row per record, every field flattened with dots (the curve left out)
+    runs.csv                  one row per training record, every field flattened with dots (the curve left
+                              out); search records are not training runs and are left out
     summary-teachers.csv      teachers grouped by dataset, teacher and model
     summary-distill.csv       distilled students grouped by experiment, student, activation
     seeds-distill-{best,final}.csv, seeds-distill.md
@@ -15,18 +17,32 @@ appended to an existing table.
     summary-lit.csv, summary-lit.md
                               per LIT experiment its teacher, baselines (scratch, kd) and LIT students,
                               with parameter counts and the compression against the teacher
+    summary-esnac.csv, summary-esnac.md
+                              ESNAC's stat.py table: per search of an ESNAC experiment, its fully trained
+                              architectures before and after full training, the best one marked; the
+                              Markdown adds a comparison of the search strategies per teacher
 
-Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}, "lit": {name: {...}}}``, the
-config.yaml entries of each kind (see :func:`in_experiment`, :func:`in_quantize_experiment` and
-:func:`in_lit_experiment`); any kind may be absent.
+Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}, "lit": {name: {...}},
+"esnac": {name: {...}}}``, the config.yaml entries of each kind (see :func:`in_experiment`,
+:func:`in_quantize_experiment`, :func:`in_lit_experiment` and :func:`in_esnac_experiment`); any kind may
+be absent. An ESNAC experiment is ``{"teachers": {teacher: {"dataset": ..., "reference": ...}},
+"strategies": [...], "seeds": [...], "top_k": k}``: the searches of each teacher on its dataset with each
+strategy and seed, of which the ``top_k`` best-rewarded architectures were fully trained. ``reference``
+names the teacher whose record's final test accuracy f(x) after full training is measured against (ESNAC's
+stat.py used teachers trained on the full training set; it may be the searched teacher itself).
 
-Every summary but the LIT one carries the size columns of :func:`with_size_columns`: ``method`` (qd, dq, pm, or
-fp-teacher, fp-distilled, fp-undistilled for full precision), ``bits`` (32 for full precision),
+Every summary but the LIT and ESNAC ones carries the size columns of :func:`with_size_columns`: ``method``
+(qd, dq, pm, or fp-teacher, fp-distilled, fp-undistilled for full precision), ``bits`` (32 for full precision),
 ``bucket``, ``size_mb``, ``packed_bytes``, ``compression`` and ``huffman_mean_bits``. ``bucket`` is the
 quantizer's bucket size, 0 for a quantized run with one bucket per tensor (a null bucket_size), and
 empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized". LIT runs are all full
 precision, so summary-lit names its rows by LIT's own methods (teacher, scratch, kd, lit) and measures size
 by parameter count.
+
+ESNAC's reward of a compressed architecture x is ``f(x) = c(2 - c) * acc / teacher_acc`` with the
+compression ``c = 1 - params / teacher_params``. Before full training (the search reward) both accuracies
+are on the search's held-out split; after it, acc is the fully trained architecture's final test accuracy
+and teacher_acc the reference teacher's final test accuracy, both read from their records.
 
 Statistics: ``std`` is the sample standard deviation (ddof=1); the 95% confidence interval is the
 Student-t interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run.
@@ -55,6 +71,8 @@ __all__ = [
     "in_experiment",
     "in_quantize_experiment",
     "in_lit_experiment",
+    "esnac_experiments",
+    "in_esnac_experiment",
     "lit_section_curves",
     "runs_table",
     "with_size_columns",
@@ -65,6 +83,8 @@ __all__ = [
     "seed_table",
     "lit_table",
     "lit_summary",
+    "esnac_table",
+    "esnac_searches",
     "write_tables",
     "table_paths",
 ]
@@ -94,7 +114,7 @@ REQUIRED_KEYS = (
     "metrics",
     "curve",
 )
-RECORD_KINDS = ("teacher", "distill", "undistilled", "quantize", "lit")
+RECORD_KINDS = ("teacher", "distill", "undistilled", "quantize", "lit", "esnac")
 STUDENT_KINDS = ("distill", "undistilled", "quantize", "lit")  # the kinds whose labels name a student
 MODEL_KEYS = ("params", "bytes_fp32")
 QUANTIZATION_KEYS = (
@@ -130,6 +150,24 @@ DISTILL_SUMMARY_KEYS = [
 ]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
 LIT_SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"]
+EXPERIMENT_KINDS = ("distill", "quantize", "lit", "esnac")
+# an ESNAC search's record: no training metrics, its own required keys; each architecture it kept is then fully
+# trained as an ordinary training record of kind "esnac" whose labels name the search and the architecture's rank
+SEARCH_KIND = "esnac_search"
+SEARCH_REQUIRED_KEYS = ("format", "kind", "run_dir", "labels", "seed", "strategy", "teacher", "top", "curve")
+SEARCH_LABELS = ("dataset", "teacher", "strategy")
+SEARCH_TEACHER_KEYS = ("params", "val_acc")
+SEARCH_TOP_KEYS = ("rank", "index", "params", "compression", "times", "val_acc", "reward")
+SEARCH_CURVE_KEYS = ("index", "reward", "best_reward")
+ESNAC_LABELS = ("dataset", "teacher", "strategy", "search_seed", "rank")
+ESNAC_COLUMNS = [
+    "experiment", "dataset", "teacher", "strategy", "seed", "rank", "index", "params", "ratio", "times",
+    "acc_before", "acc_after", "f_before", "f_after", "teacher_acc", "teacher_params", "best",
+]
+ESNAC_SEARCH_COLUMNS = [
+    "experiment", "dataset", "teacher", "strategy", "seed", "candidates", "best_reward", "best_f_after",
+    "teacher_acc", "teacher_params",
+]
 
 
 # ----------------------------------------------------------------------------- reading records
@@ -153,6 +191,9 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
 def _check_record(record: Any, path: Path) -> None:
     if not isinstance(record, dict):
         raise ValueError(f"{path}: a record must be a JSON object, got {type(record).__name__}")
+    if record.get("kind") == SEARCH_KIND:
+        _check_search_record(record, path)
+        return
     missing = [key for key in REQUIRED_KEYS if key not in record]
     if missing:
         raise ValueError(f"{path}: record lacks required keys {missing}")
@@ -161,6 +202,7 @@ def _check_record(record: Any, path: Path) -> None:
     if record["kind"] not in RECORD_KINDS:
         raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {RECORD_KINDS}")
     label_keys = ("dataset", "teacher", "student") if record["kind"] in STUDENT_KINDS else ("dataset", "teacher")
+    label_keys = ESNAC_LABELS if record["kind"] == "esnac" else label_keys
     missing = [key for key in label_keys if key not in record["labels"]]
     if missing:
         raise ValueError(f"{path}: {record['kind']} record lacks labels {missing}")
@@ -185,18 +227,62 @@ def _check_record(record: Any, path: Path) -> None:
         raise ValueError(f"{path}: quantization method {quantization['method']!r}, not one of {QUANTIZATION_METHODS}")
 
 
+def _check_search_record(record: dict, path: Path) -> None:
+    """An ESNAC search record: its own keys, labels naming its strategy, a teacher, top architectures and a curve."""
+    missing = [key for key in SEARCH_REQUIRED_KEYS if key not in record]
+    if missing:
+        raise ValueError(f"{path}: {SEARCH_KIND} record lacks required keys {missing}")
+    if record["format"] != RECORD_FORMAT:
+        raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
+    missing = [key for key in SEARCH_LABELS if key not in record["labels"]]
+    if missing:
+        raise ValueError(f"{path}: {SEARCH_KIND} record lacks labels {missing}")
+    if record["labels"]["strategy"] != record["strategy"]:
+        raise ValueError(f"{path}: {SEARCH_KIND} record's strategy {record['strategy']!r} disagrees with its "
+                         f"label {record['labels']['strategy']!r}")
+    missing = [key for key in SEARCH_TEACHER_KEYS if key not in (record["teacher"] or {})]
+    if missing:
+        raise ValueError(f"{path}: {SEARCH_KIND} record lacks teacher keys {missing}")
+    if not isinstance(record["top"], list):
+        raise ValueError(f"{path}: {SEARCH_KIND} record's top must be a list, got {type(record['top']).__name__}")
+    for entry in record["top"]:
+        missing = [key for key in SEARCH_TOP_KEYS if key not in entry]
+        if missing:
+            raise ValueError(f"{path}: {SEARCH_KIND} record's top architecture {entry.get('rank')!r} lacks keys "
+                             f"{missing}")
+    missing = [key for key in SEARCH_CURVE_KEYS if key not in (record["curve"] or {})]
+    if missing:
+        raise ValueError(f"{path}: {SEARCH_KIND} record lacks curve keys {missing}")
+    lengths = [len(record["curve"][key]) for key in SEARCH_CURVE_KEYS]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"{path}: {SEARCH_KIND} curve has {dict(zip(SEARCH_CURVE_KEYS, lengths, strict=True))} "
+                         "values; expected one of each per evaluated candidate")
+
+
+def _experiment_kinds(experiments: dict) -> dict[str, dict]:
+    """Every kind of :data:`EXPERIMENT_KINDS` to its experiments (``{}`` where absent); any other key is an error."""
+    unknown = sorted(set(experiments) - set(EXPERIMENT_KINDS))
+    if unknown:
+        expected = ", ".join(f"{kind!r}: ..." for kind in EXPERIMENT_KINDS)
+        raise ValueError(f"experiments: unknown kinds {unknown}; expected {{{expected}}}")
+    return {kind: experiments.get(kind) or {} for kind in EXPERIMENT_KINDS}
+
+
 def split_experiments(experiments: dict) -> tuple[dict, dict, dict]:
-    """The distill, quantize and lit experiments of ``{"distill": {...}, "quantize": {...}, "lit": {...}}``.
+    """The distill, quantize and lit experiments of ``{"distill": {...}, "quantize": {...}, "lit": {...},
+    "esnac": {...}}`` (the esnac ones come from :func:`esnac_experiments`).
 
     Any kind may be absent (it has no experiments). Any other key is an error, so the older
     ``{name: experiment}`` shape fails loudly instead of matching nothing.
     """
-    unknown = sorted(set(experiments) - {"distill", "quantize", "lit"})
-    if unknown:
-        raise ValueError(
-            f"experiments: unknown kinds {unknown}; expected {{'distill': ..., 'quantize': ..., 'lit': ...}}"
-        )
-    return experiments.get("distill") or {}, experiments.get("quantize") or {}, experiments.get("lit") or {}
+    kinds = _experiment_kinds(experiments)
+    return kinds["distill"], kinds["quantize"], kinds["lit"]
+
+
+def esnac_experiments(experiments: dict) -> dict:
+    """The ESNAC experiments (``{name: experiment}``) of the experiments by kind, checked as in
+    :func:`split_experiments`."""
+    return _experiment_kinds(experiments)["esnac"]
 
 
 def in_experiment(record: dict, experiment: dict) -> bool:
@@ -260,6 +346,33 @@ def in_lit_experiment(record: dict, experiment: dict) -> bool:
     )
 
 
+def in_esnac_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record belongs to an ESNAC experiment: one of its searches, the full training of one of their
+    ``top_k`` architectures, or the reference teacher of one of its teachers.
+
+    A search or full training matches on the teacher and its dataset, the strategy and the (search) seed.
+    """
+    labels = record["labels"]
+    if record["kind"] == "teacher":
+        return any((labels["dataset"], labels["teacher"]) == (entry["dataset"], entry["reference"])
+                   for entry in experiment["teachers"].values())
+    if record["kind"] == SEARCH_KIND:
+        seed = record["seed"]
+    elif record["kind"] == "esnac":
+        seed = labels["search_seed"]
+        if labels["rank"] >= experiment["top_k"]:
+            return False
+    else:
+        return False
+    entry = experiment["teachers"].get(labels["teacher"])
+    return (
+        entry is not None
+        and labels["dataset"] == entry["dataset"]
+        and labels["strategy"] in experiment["strategies"]
+        and seed in experiment["seeds"]
+    )
+
+
 def lit_section_curves(record: dict, source: str | Path | None = None) -> tuple[list[list[float]], list[list[float]]]:
     """A LIT record's per-section MSE curves, train and test: one curve per section, one value per phase-1 epoch.
 
@@ -285,11 +398,13 @@ def lit_section_curves(record: dict, source: str | Path | None = None) -> tuple[
 
 
 def runs_table(records: list[dict]) -> pd.DataFrame:
-    """One row per record, every field flattened with dots except the per-epoch ``curve``.
+    """One row per training record, every field flattened with dots except the per-epoch ``curve``.
 
-    Lists (and dicts left unflattened, e.g. empty ones) become JSON strings so each cell is a scalar.
-    The identity columns come first and the rows are sorted by them.
+    Search records (kind ``esnac_search``) are no training runs and are left out. Lists (and dicts left
+    unflattened, e.g. empty ones) become JSON strings so each cell is a scalar. The identity columns come
+    first and the rows are sorted by them.
     """
+    records = [r for r in records if r["kind"] != SEARCH_KIND]
     frame = pd.json_normalize([{key: value for key, value in r.items() if key != "curve"} for r in records])
     for column in frame.columns:
         if frame[column].map(_is_nested).any():
@@ -457,6 +572,103 @@ def lit_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
     return summary.assign(compression_vs_teacher=summary["experiment"].map(teacher_params) / summary["model.params"])
 
 
+def esnac_table(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """summary-esnac.csv, ESNAC's stat.py table: per search of each ESNAC experiment (``{name: experiment}``), one
+    row per fully trained architecture (the ``top_k`` best by search reward).
+
+    Columns :data:`ESNAC_COLUMNS`: ``seed`` is the search's seed; ``rank`` the architecture's place by search
+    reward (ESNAC's Index, ``arch-<rank>``) and ``index`` its place in the search's evaluation order; ``ratio``
+    the compression c and ``times`` 1/(1 - c); ``acc_before`` and ``f_before`` its search accuracy and reward;
+    ``acc_after`` the test accuracy of its full training's saved model (``selected_test_acc``: the final epoch's,
+    or the best epoch's with ``selection: best`` as ESNAC; NaN until that run finished); ``teacher_acc`` the
+    reference teacher's final test accuracy (NaN while its record is missing); ``f_after = c(2 - c) * acc_after /
+    teacher_acc``; ``best`` marks the architecture of the search with the highest f_after (none while no
+    architecture has one). Rows follow the config: experiment, teacher, strategy, seed, then rank; a search
+    that several experiments ask for appears under each.
+    """
+    return _esnac_frames(records, experiments)[0]
+
+
+def esnac_searches(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """One row per search of each ESNAC experiment (:data:`ESNAC_SEARCH_COLUMNS`), in :func:`esnac_table`'s order:
+    the candidates it evaluated, its best search reward, the best f_after of its fully trained architectures
+    (NaN while none finished), and its teacher's accuracy and parameter count as :func:`esnac_table` has them."""
+    return _esnac_frames(records, experiments)[1]
+
+
+def _esnac_frames(records: list[dict], experiments: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`esnac_table` and :func:`esnac_searches` in one pass over the experiments."""
+    searches, finals, teachers = {}, {}, {}  # each record under its key, to find the one record of a key
+    for record in records:
+        labels = record["labels"]
+        if record["kind"] == SEARCH_KIND:
+            key = (labels["dataset"], labels["teacher"], record["strategy"], record["seed"])
+            searches.setdefault(key, []).append(record)
+        elif record["kind"] == "esnac":
+            finals.setdefault(tuple(labels[key] for key in ESNAC_LABELS), []).append(record)
+        elif record["kind"] == "teacher":
+            teachers.setdefault((labels["dataset"], labels["teacher"]), []).append(record)
+    rows, search_rows = [], []
+    for name, experiment in experiments.items():
+        for teacher, entry in experiment["teachers"].items():
+            dataset = entry["dataset"]
+            reference = _only(teachers.get((dataset, entry["reference"]), []),
+                              f"reference teacher {entry['reference']!r} on {dataset!r}")
+            teacher_acc = math.nan if reference is None else float(reference["metrics"]["final_test_acc"])
+            for strategy in experiment["strategies"]:
+                for seed in experiment["seeds"]:
+                    key = (dataset, teacher, strategy, seed)
+                    search = _only(searches.get(key, []),
+                                   f"search of {teacher!r} on {dataset!r}, {strategy}, seed {seed}")
+                    if search is None:
+                        continue
+                    architectures = _esnac_architectures(search, key, finals, experiment["top_k"], teacher_acc)
+                    rows += [{"experiment": name, **row} for row in architectures]
+                    search_rows.append({
+                        "experiment": name, "dataset": dataset, "teacher": teacher, "strategy": strategy, "seed": seed,
+                        "candidates": len(search["curve"]["best_reward"]),
+                        "best_reward": max(search["curve"]["reward"], default=math.nan),
+                        "best_f_after": max((row["f_after"] for row in architectures if row["best"]), default=math.nan),
+                        "teacher_acc": teacher_acc, "teacher_params": search["teacher"]["params"],
+                    })
+    table = pd.DataFrame(rows, columns=ESNAC_COLUMNS).astype({"best": bool})
+    return table, pd.DataFrame(search_rows, columns=ESNAC_SEARCH_COLUMNS)
+
+
+def _esnac_architectures(search: dict, key: tuple, finals: dict, top_k: int, teacher_acc: float) -> list[dict]:
+    """The stat.py rows (without ``experiment``) of a search's ``top_k`` architectures, by rank: each with the final
+    test accuracy of its full training (the one record of ``finals[(*key, rank)]``) and ``f_after`` against
+    ``teacher_acc``; the best by f_after marked."""
+    dataset, teacher, strategy, seed = key
+    rows = []
+    for top in sorted(search["top"], key=lambda top: top["rank"]):
+        if top["rank"] >= top_k:
+            continue
+        final = _only(finals.get((*key, top["rank"]), []),
+                      f"full training of rank {top['rank']} of the {strategy} search of {teacher!r} on {dataset!r}, "
+                      f"seed {seed}")
+        c = float(top["compression"])
+        acc_after = math.nan if final is None else float(final["metrics"]["selected_test_acc"])
+        rows.append({
+            "dataset": dataset, "teacher": teacher, "strategy": strategy, "seed": seed, "rank": top["rank"],
+            "index": top["index"], "params": top["params"], "ratio": c, "times": float(top["times"]),
+            "acc_before": float(top["val_acc"]), "acc_after": acc_after, "f_before": float(top["reward"]),
+            "f_after": c * (2 - c) * acc_after / teacher_acc, "teacher_acc": teacher_acc,
+            "teacher_params": search["teacher"]["params"], "best": False,
+        })
+    f_after = [row["f_after"] for row in rows]
+    if not all(math.isnan(value) for value in f_after):
+        rows[int(np.nanargmax(f_after))]["best"] = True  # a tie goes to the better search reward (lower rank)
+    return rows
+
+
+def _only(records: list[dict], what: str) -> dict | None:
+    """The one record of ``records``, None for none; several are an error naming their run directories."""
+    if len(records) > 1:
+        raise ValueError(f"more than one record for the {what}: {[r['run_dir'] for r in records]}")
+    return records[0] if records else None
+
+
 def quantize_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
     """summary-quantize.csv: the accuracy statistics and mean sizes of every configuration of :func:`quantize_table`."""
     return summarize(quantize_table(records, experiments), QUANTIZE_SUMMARY_KEYS, means=SIZE_COLUMNS)
@@ -503,6 +715,8 @@ def table_paths(out_dir: str | Path) -> list[Path]:
         "summary-quantize.md",
         "summary-lit.csv",
         "summary-lit.md",
+        "summary-esnac.csv",
+        "summary-esnac.md",
     ]
     return [out_dir / name for name in names]
 
@@ -510,12 +724,13 @@ def table_paths(out_dir: str | Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Rebuild every table in ``out_dir`` from the records; returns :func:`table_paths`.
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}}``. Works with no distilled,
-    quantized or LIT runs (or experiments) yet: those tables are written with their headers only.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}``. Works with no
+    distilled, quantized, LIT or ESNAC runs (or experiments) yet: those tables are written with their headers only.
     """
     distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
+    esnac = esnac_experiments(experiments)
     (runs_path, teachers_path, distill_path, *seed_paths, markdown_path, quantize_path, quantize_markdown_path,
-     lit_path, lit_markdown_path) = table_paths(out_dir)
+     lit_path, lit_markdown_path, esnac_path, esnac_markdown_path) = table_paths(out_dir)
     runs = runs_table(records)
     distill = experiment_table(records, distill_experiments)
     teachers = with_size_columns(runs[runs["kind"] == "teacher"])
@@ -541,6 +756,10 @@ def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) ->
     _write_csv(lit, lit_path)
     with atomic_open(lit_markdown_path, "w", encoding="utf-8") as handle:
         handle.write(_markdown_lit_summary(lit, lit_experiments))
+    architectures, searches = _esnac_frames(records, esnac)
+    _write_csv(architectures, esnac_path)
+    with atomic_open(esnac_markdown_path, "w", encoding="utf-8") as handle:
+        handle.write(_markdown_esnac_summary(architectures, searches, esnac))
     return table_paths(out_dir)
 
 
@@ -617,6 +836,80 @@ def _markdown_lit_summary(summary: pd.DataFrame, experiments: dict) -> str:
         summary, experiments, section)
 
 
+def _markdown_esnac_summary(table: pd.DataFrame, searches: pd.DataFrame, experiments: dict) -> str:
+    """summary-esnac.md: per ESNAC experiment and teacher, the strategies compared, the best fully trained
+    architecture of each (the row of ESNAC's README), then the stat.py table of every search."""
+    comparison_header = ["strategy", "searches", "fully trained", "best f(x) after full training",
+                         "best f(x) in search", "candidates"]
+    best_header = ["strategy", "seed", "Index", "Acc (%)", "#Params (M)", "Ratio", "Times", "f(x)"]
+    stat_header = ["Index", "Candidate", "#Params (M)", "Ratio", "Times", "Acc before (%)", "Acc after (%)",
+                   "f(x) before", "f(x) after"]
+
+    def comparison_cells(strategy: str, rows: pd.DataFrame) -> list[str]:
+        fewest, most = rows["candidates"].min(), rows["candidates"].max()  # the same budget: one number
+        return [strategy, str(len(rows)), str(int(rows["best_f_after"].notna().sum())),
+                _mean_std(rows["best_f_after"], 4), _mean_std(rows["best_reward"], 4),
+                str(fewest) if fewest == most else f"{fewest}–{most}"]
+
+    def best_cells(row: dict) -> list[str]:
+        return [row["strategy"], str(row["seed"]), str(row["rank"]), _two_decimals(100 * row["acc_after"]),
+                _two_decimals(row["params"] / 1e6), _decimals(row["ratio"], 4), f"{_two_decimals(row['times'])}×",
+                _decimals(row["f_after"], 4)]
+
+    def stat_cells(row: dict) -> list[str]:
+        return [f"{row['rank']} ★" if row["best"] else str(row["rank"]), str(row["index"]),
+                _two_decimals(row["params"] / 1e6), _decimals(row["ratio"], 4), f"{_two_decimals(row['times'])}×",
+                _two_decimals(100 * row["acc_before"]), _two_decimals(100 * row["acc_after"]),
+                _decimals(row["f_before"], 4), _decimals(row["f_after"], 4)]
+
+    def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
+        lines = ["", f"## {name}"]
+        for teacher, entry in experiment["teachers"].items():
+            heading = f"### `{teacher}` on `{entry['dataset']}`"
+            mine = searches[(searches["experiment"] == name) & (searches["teacher"] == teacher)]
+            if mine.empty:
+                lines += ["", heading, "", "no finished runs"]
+                continue
+            teacher_acc = mine["teacher_acc"].iloc[0]
+            accuracy = ("no finished run: f(x) after full training is —" if math.isnan(teacher_acc)
+                        else f"final test accuracy {_two_decimals(100 * teacher_acc)}%")
+            lines += ["", heading, "",
+                      f"Teacher: {_two_decimals(mine['teacher_params'].iloc[0] / 1e6)} M parameters; reference "
+                      f"teacher `{entry['reference']}`: {accuracy}.",
+                      "", "Strategies compared (per search its best architecture; mean ± std over searches):", "",
+                      *_markdown_header(comparison_header)]
+            lines += [_markdown_row(comparison_cells(strategy, mine[mine["strategy"] == strategy]))
+                      for strategy in experiment["strategies"] if strategy in set(mine["strategy"])]
+            teacher_rows = [row for row in rows if row["teacher"] == teacher]
+            best = [max((row for row in teacher_rows if row["strategy"] == strategy and row["best"]),
+                        key=lambda row: row["f_after"], default=None) for strategy in experiment["strategies"]]
+            if any(best):
+                lines += ["", "Best fully trained architecture of each strategy over its searches:", "",
+                          *_markdown_header(best_header), *(_markdown_row(best_cells(row)) for row in best if row)]
+            for strategy in experiment["strategies"]:
+                for seed in experiment["seeds"]:
+                    search = [row for row in teacher_rows if (row["strategy"], row["seed"]) == (strategy, seed)]
+                    if not search:
+                        continue
+                    lines += ["", f"#### `{strategy}`, seed {seed}", "", *_markdown_header(stat_header),
+                              *(_markdown_row(stat_cells(row)) for row in search)]
+                    marked = [row for row in search if row["best"]]
+                    lines += ["", f"Best: Index {marked[0]['rank']} (candidate {marked[0]['index']}), f(x) after full "
+                                  f"training {_decimals(marked[0]['f_after'], 4)}." if marked
+                              else "Best: — (no architecture fully trained yet)."]
+        return lines
+
+    return _markdown_document(
+        "# ESNAC: compressed architectures found by search, before and after full training",
+        "Ratio is the compression c = 1 − #params / teacher #params and Times = 1 / (1 − c); f(x) = c(2 − c) · "
+        "acc / teacher acc. Before: the search's accuracy and reward on its held-out split. After: the final test "
+        "accuracy of the architecture's full training, against the reference teacher's final test accuracy. Index "
+        "is the architecture's rank by search reward (arch-<Index>), Candidate its place in the search's "
+        "evaluation order; ★ marks the best architecture of a search by f(x) after full training. "
+        "std is the sample standard deviation (ddof=1); — where nothing finished.",
+        table, experiments, section)
+
+
 def _markdown_document(title: str, note: str, summary: pd.DataFrame, experiments: dict,
                        section: Callable[[str, dict, list[dict]], list[str]]) -> str:
     """A summary as Markdown: title, note, then ``section(name, experiment, its summary rows)`` per experiment."""
@@ -655,6 +948,18 @@ def _three_significant(value: float) -> str:
         return "0"
     decimals = max(0, 2 - math.floor(math.log10(abs(rounded))))
     return f"{rounded:.{decimals}f}"
+
+
+def _mean_std(values: pd.Series, decimals: int) -> str:
+    """``mean ± std`` of the values present (sample std); ``—`` for a missing part."""
+    values = values.dropna()
+    if values.empty:
+        return "—"
+    return f"{_decimals(values.mean(), decimals)} ± {_decimals(values.std(ddof=1), decimals)}"
+
+
+def _decimals(value: float, decimals: int) -> str:
+    return "—" if value is None or math.isnan(value) else f"{value:.{decimals}f}"
 
 
 def _two_decimals(value: float) -> str:

@@ -11,6 +11,7 @@ rule aggregate:
         undistilled=undistilled_records(),
         quantized=quantize_records(),
         lit=lit_records(),
+        esnac=esnac_record_lists(),
     output:
         tables=aggregate_tables(),
         plots=aggregate_plots(),
@@ -27,4 +28,4 @@ rule aggregate:
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
         " --experiments {params.experiments} {input.teachers} {input.students} {input.undistilled}"
-        " {input.quantized} {input.lit} > {log} 2>&1"
+        " {input.quantized} {input.lit} --record-lists {input.esnac} > {log} 2>&1"

@@ -14,6 +14,9 @@ from compresslib.config import (
     ConfigError,
     check_config,
     distill_jobs,
+    esnac_full_train_values,
+    esnac_jobs,
+    esnac_search_values,
     experiments_for_aggregation,
     format_problems,
     lit_baseline_jobs,
@@ -28,9 +31,12 @@ from compresslib.config import (
     teacher_spec_values,
     undistilled_jobs,
     undistilled_spec_values,
+    EsnacJob,
     QuantizeJob,
 )
 from compresslib.data.datasets import GENERATORS
+from compresslib.esnac.search import SearchSpec, TOP_DIR
+from compresslib.io import write_json
 from compresslib.plots import plot_paths
 from compresslib.results import table_paths
 from compresslib.training.spec import format_overrides
@@ -67,11 +73,14 @@ QUANTIZE_JOBS = quantize_jobs(config)  # {job: its settings}
 DISTILL_JOBS = list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config) + lit_baseline_jobs(config, "kd")))
 UNDISTILLED_JOBS = list(dict.fromkeys(undistilled_jobs(config) + lit_baseline_jobs(config, "scratch")))
 LIT_JOBS = lit_jobs(config)
+ESNAC_JOBS = esnac_jobs(config)  # {search: its experiment's settings}
 TEACHER_DIR = "results/teachers/{dataset}/{teacher}/seed{seed}"
 DISTILL_DIR = "results/distill/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
 UNDISTILLED_DIR = "results/undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
 QUANTIZE_DIR = "results/quantize/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}"
 LIT_DIR = "results/lit/{dataset}/{teacher}-to-{student}/seed{seed}"
+ESNAC_DIR = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}"
+ESNAC_FINAL_DIR = ESNAC_DIR + "/final-{rank}"
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
 PACKED_MODEL = "model.packed"
 
@@ -90,6 +99,8 @@ wildcard_constraints:
     method="qd|dq|pm",
     bits=r"\d+",
     bucket=r"\d+|none",
+    strategy="esnac|random",
+    rank=r"\d+",
 
 
 def run_outputs(directory):
@@ -107,9 +118,9 @@ def teacher_model(wildcards):
     return os.path.join(run_dir, "model.pt")
 
 
-def overrides(values):
-    """Spec values as shell-quoted key=value arguments of workflow_scripts/train.py."""
-    return " ".join(shlex.quote(item) for item in format_overrides(values))
+def overrides(values, settings=None):
+    """Spec values as shell-quoted key=value arguments of a workflow script (TrainSpec unless ``settings``)."""
+    return " ".join(shlex.quote(item) for item in format_overrides(values, cls=settings))
 
 
 def teacher_overrides(wildcards):
@@ -130,6 +141,21 @@ def lit_overrides(wildcards):
     if (wildcards.teacher, wildcards.student) not in {(job.teacher, job.student) for job in LIT_JOBS}:
         raise WorkflowError(f"{LIT_DIR.format(**wildcards)} is not a run of any lit experiment in the config")
     return overrides(lit_spec_values(config, wildcards.teacher, wildcards.student, int(wildcards.seed)))
+
+
+def esnac_job(wildcards):
+    job = EsnacJob(wildcards.dataset, wildcards.teacher, wildcards.strategy, int(wildcards.seed))
+    if job not in ESNAC_JOBS:
+        raise WorkflowError(f"{ESNAC_DIR.format(**wildcards)} is not a search of any esnac experiment in the config")
+    return job
+
+
+def esnac_search_overrides(wildcards):
+    return overrides(esnac_search_values(config, esnac_job(wildcards)), settings=SearchSpec)
+
+
+def esnac_full_train_overrides(wildcards):
+    return overrides(esnac_full_train_values(config, esnac_job(wildcards), int(wildcards.rank)))
 
 
 def quantize_settings(wildcards):
@@ -205,6 +231,18 @@ def quantize_records():
 
 def lit_records():
     return [os.path.join(LIT_DIR.format(**vars(job)), "record.json") for job in LIT_JOBS]
+
+
+def esnac_final_records(wildcards):
+    """The records of a search's fully trained architectures: how many it kept is known once it has finished
+    (the esnac_search checkpoint), so each search fans out as soon as it is done."""
+    top = checkpoints.esnac_search.get(**wildcards).output.top
+    ranks = sorted(int(rank) for rank in glob_wildcards(os.path.join(top, "arch-{rank,\\d+}.pt")).rank)
+    return [os.path.join(ESNAC_FINAL_DIR.format(**wildcards, rank=rank), "record.json") for rank in ranks]
+
+
+def esnac_record_lists():
+    return [os.path.join(ESNAC_DIR.format(**vars(job)), "records.json") for job in ESNAC_JOBS]
 
 
 def experiments_argument(wildcards):

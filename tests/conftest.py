@@ -45,3 +45,14 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "dataset.pt"
     prepare_dataset("synthetic", path, synthetic={"train_size": 512, "test_size": 256, "seed": 3})
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a module's tests (tiny networks run faster, and identically, on one)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -94,8 +94,10 @@ def test_matrix_expansion_deduplicates_shared_runs():
     jobs = distill_jobs(config)
     assert len(jobs) == len(set(jobs)) == 3 * 5 * 5 + 3 * 10 * 5 - 3 * 2 * 5 + 2 * 5 * 5  # lma8/aplu8 shared
     assert {job.tag for job in jobs if job.teacher == "wrn16-10"} == {"relu", "prelu", "swish", "aplu8", "lma8"}
+    esnac_teachers = [f"esnac-{net}-{data}{full}" for data in ("c10", "c100")
+                      for net in ("vgg19", "resnet18", "resnet34", "shufflenet") for full in ("", "-full")]
     assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10", "resnet110", "vdcnn17",
-                                                             "vdcnn29"]
+                                                             "vdcnn29", *esnac_teachers]
 
 
 def test_quantize_matrix_and_settings_of_each_method():
@@ -155,7 +157,8 @@ def test_snakemake_reports_a_missing_teacher(tmp_path: Path):
     process = run_snakemake("-n", "--configfile", str(_write(tmp_path, _demo(distill__demo__teacher="nobody"))),
                             "--replace-workflow-config", "--directory", str(tmp_path), check=False)
     assert process.returncode != 0
-    assert "distill.demo.teacher: 'nobody' names no teacher; allowed: demo-teacher" in process.stdout + process.stderr
+    assert "distill.demo.teacher: 'nobody' names no teacher; allowed: demo-esnac-teacher, demo-teacher" in (
+        process.stdout + process.stderr)
 
 
 def test_lit_runs_take_the_students_recipe_and_the_experiments_phases():
@@ -205,3 +208,72 @@ def test_a_text_recipe_with_augmentation_is_refused_before_any_job():
     with pytest.raises(ConfigError, match=r"teachers.demo-text-teacher: augment: got True, expected false for the "
                                           r"text dataset synthetic_text"):
         check_config(_with_defaults(config))
+
+
+def test_esnac_searches_take_their_teachers_held_out_split_and_the_experiments_settings():
+    from compresslib.config import esnac_full_train_values, esnac_jobs, esnac_search_values
+    from compresslib.esnac.search import SearchSpec
+    from compresslib.training.spec import build_settings
+
+    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
+    check_config(config)
+    jobs = list(esnac_jobs(config))
+    assert len(jobs) == 4 * 2 * 2 and {job.strategy for job in jobs} == {"esnac", "random"}
+    job = next(j for j in jobs if j.teacher == "esnac-resnet34-c100" and j.strategy == "random")
+    search = build_settings(SearchSpec, esnac_search_values(config, job))
+    assert (search.dataset, search.seed, search.steps, search.candidates_per_step, search.acquisition_samples) == (
+        "cifar100", 127, 20, 8, 1000)
+    assert (search.holdout_size, search.holdout_split, search.top_k, search.epochs, search.loss) == (
+        5000, "last", 4, 10, "logit_mse")
+    assert search.labels == {"dataset": "cifar100", "teacher": "esnac-resnet34-c100", "strategy": "random"}
+    full = build_spec(esnac_full_train_values(config, job, rank=2))
+    assert (full.epochs, full.lr, full.milestones, full.nesterov, full.weight_decay, full.validation) == (
+        300, 0.01, [100, 200], False, 0.0005, "test")
+    assert full.labels == {"dataset": "cifar100", "teacher": "esnac-resnet34-c100", "strategy": "random",
+                           "search_seed": 127, "rank": 2}
+    # the searched teacher trains on the first 45,000 images; its reference twin on all 50,000
+    from compresslib.config import teacher_spec_values
+    searched, reference = (build_spec(teacher_spec_values(config, name))
+                           for name in ("esnac-resnet34-c100", "esnac-resnet34-c100-full"))
+    assert (searched.validation, searched.holdout_split, searched.holdout_size) == ("holdout", "last", 5000)
+    assert reference.validation == "test" and searched.mean == reference.mean == [0.4914, 0.4822, 0.4465]
+
+
+def test_esnac_search_schema_defaults_equal_searchspec_defaults():
+    import dataclasses
+
+    from compresslib.esnac.search import KernelSpec, SearchSpec
+
+    experiment = SCHEMA["properties"]["esnac"]["additionalProperties"]["properties"]
+    search = {key: spec["default"] for key, spec in experiment["search"]["properties"].items() if key != "kernel"}
+    assert search == {key: getattr(SearchSpec(), key) for key in search}
+    kernel = experiment["search"]["properties"]["kernel"]["properties"]
+    assert {key: spec["default"] for key, spec in kernel.items()} == dataclasses.asdict(KernelSpec())
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda c: c["esnac"]["demo-esnac"].update(teachers=["nobody"]),
+     "esnac.demo-esnac.teachers[0]: 'nobody' names no teacher"),
+    (lambda c: c["teachers"]["demo-esnac-teacher"].pop("validation"),
+     "esnac.demo-esnac.teachers[0]: teacher 'demo-esnac-teacher' trains on the whole training set"),
+    (lambda c: c["esnac"]["demo-esnac"].update(teachers=["demo-text-teacher"]),
+     "ESNAC compresses image classifiers; 'demo-text-teacher' is trained on synthetic_text"),
+    (lambda c: c["esnac"]["demo-esnac"].update(reference_teachers={"demo-esnac-teacher": "demo-text-teacher"}),
+     "esnac.demo-esnac.reference_teachers.demo-esnac-teacher: 'demo-text-teacher' is trained on synthetic_text"),
+    (lambda c: c["esnac"]["demo-esnac"].update(reference_teachers={"demo-teacher": "demo-esnac-teacher"}),
+     "esnac.demo-esnac.reference_teachers: 'demo-teacher' is not one of the experiment's teachers"),
+    (lambda c: c["esnac"].update(again={**copy.deepcopy(c["esnac"]["demo-esnac"]), "search": {"epochs": 3}}),
+     "esnac.demo-esnac and esnac.again both search demo-esnac-teacher (esnac, seed 1) with different"),
+    (lambda c: c["esnac"]["demo-esnac"]["search"].update(history_keep=0),
+     "esnac.demo-esnac.search.history_keep: 0 is out of range; allowed: > 0"),
+])
+def test_esnac_experiment_errors(change, expected):
+    config = _demo()
+    change(config)
+    messages = schema_errors(config, SCHEMA)
+    if messages:
+        assert any(expected in message for message in messages), messages
+        return
+    with pytest.raises(ConfigError, match="invalid config") as error:
+        check_config(_with_defaults(config))
+    assert expected in str(error.value)

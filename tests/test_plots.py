@@ -6,10 +6,12 @@ import pytest
 from compresslib.plots import (
     _curves_by_epoch,
     _point_label,
+    _search_progress,
     plot_accuracy_vs_size,
     plot_curves,
     plot_lit_run,
     plot_paths,
+    plot_search_progress,
     write_plots,
 )
 from compresslib.results import quantize_summary
@@ -36,7 +38,12 @@ LIT = {
     "lit-none": {"dataset": "cifar100", "teacher": "conv-teacher", "student": "conv-s0", "activation": "relu",
                  "seeds": [3], "baselines": []},
 }
-EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE, "lit": LIT}
+ESNAC = {
+    "esnac-c100": {"teachers": {"vgg19": {"dataset": "cifar100", "reference": "vgg19-full"},
+                                "resnet18": {"dataset": "cifar100", "reference": "resnet18"}},
+                   "strategies": ["esnac", "random"], "seeds": [1, 2], "top_k": 4},
+}
+EXPERIMENTS = {"distill": DISTILL, "quantize": QUANTIZE, "lit": LIT, "esnac": ESNAC}
 
 
 def make_record(kind="distill", student="conv-s0", activation="relu", seed=1, test_acc=(0.5, 0.6, 0.7)):
@@ -80,6 +87,19 @@ def make_quantized(method="qd", bits=2, bucket=256, student="conv-s0", seed=1, f
     }
 
 
+def make_search(teacher="vgg19", strategy="esnac", seed=1, rewards=(0.2, 0.5, 0.4, 0.7), dataset="cifar100"):
+    """The fields of an esnac_search record.json that the search-progress plot reads."""
+    best = [max(rewards[: i + 1]) for i in range(len(rewards))]
+    return {
+        "kind": "esnac_search",
+        "run_dir": f"results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}",
+        "labels": {"dataset": dataset, "teacher": teacher, "strategy": strategy},
+        "seed": seed,
+        "strategy": strategy,
+        "curve": {"index": list(range(len(rewards))), "reward": list(rewards), "best_reward": best},
+    }
+
+
 def assert_png(path):
     assert path.read_bytes()[:8] == PNG_MAGIC
     assert matplotlib.image.imread(path).ndim == 3
@@ -97,6 +117,9 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
     ]  # conv-s1 has no finished run at all
     records += [make_quantized(seed=1), make_quantized(seed=2, final=0.7), make_quantized("pm", bucket=None)]
     records += [make_lit(seed=1)]  # seed 2 of lit-cifar10 and lit-none have no finished run
+    records += [make_search(seed=1), make_search(seed=2, rewards=(0.6, 0.3, 0.8)), make_search(strategy="random"),
+                make_search(seed=3), make_search(dataset="cifar10")]  # resnet18 has no search; the last two: no seed 3,
+    # no vgg19 on cifar10 in the experiment
     written = write_plots(records, EXPERIMENTS, tmp_path)
     assert written == plot_paths(EXPERIMENTS, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
@@ -110,6 +133,8 @@ def test_write_plots_writes_exactly_plot_paths(tmp_path):
         "lit/lit-cifar10/seed1.png",
         "lit/lit-cifar10/seed2.png",
         "lit/lit-none/seed3.png",
+        "esnac/esnac-c100/vgg19.png",
+        "esnac/esnac-c100/resnet18.png",  # no finished runs
     ]
     for path in written:
         assert_png(path)
@@ -133,6 +158,12 @@ def test_plot_paths_of_each_kind_alone(tmp_path):
     ]
     for without_lit in ({}, {"lit": {}}, {"distill": DISTILL, "quantize": QUANTIZE}):
         assert not [p for p in plot_paths(without_lit, tmp_path) if "lit" in p.parts]
+    esnac_only = plot_paths({"esnac": ESNAC}, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in esnac_only] == [
+        "teachers.png", "esnac/esnac-c100/vgg19.png", "esnac/esnac-c100/resnet18.png"
+    ]
+    for without_esnac in ({}, {"esnac": {}}, {"distill": DISTILL, "quantize": QUANTIZE, "lit": LIT}):
+        assert not [p for p in plot_paths(without_esnac, tmp_path) if "esnac" in p.parts]
     with pytest.raises(ValueError, match="unknown kinds"):
         plot_paths(DISTILL, tmp_path)  # the shape before quantize experiments
 
@@ -190,3 +221,17 @@ def test_plot_lit_run_rejects_a_record_with_the_wrong_number_of_section_curves(t
     with pytest.raises(ValueError, match="lit/.*seed1: LIT record has 4 sections but 3 section_mse curves"):
         plot_lit_run(record, tmp_path / "bad.png", "bad")
     assert not list(tmp_path.iterdir())
+
+
+def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path):
+    searches = [make_search(seed=1), make_search(seed=2, rewards=(0.6, 0.3, 0.8))]  # the second stopped early
+    per_candidate = _search_progress(searches)
+    assert per_candidate.index.tolist() == [1, 2, 3, 4]  # x: candidates evaluated, from 1
+    assert per_candidate.mean(axis=1).tolist() == pytest.approx([0.4, 0.55, 0.65, 0.7])
+    assert per_candidate.min(axis=1).tolist() == pytest.approx([0.2, 0.5, 0.5, 0.7])
+    plot_search_progress({"esnac": searches, "random": [make_search(strategy="random")]}, tmp_path / "two.png", "two")
+    plot_search_progress({"esnac": searches[:1], "random": []}, tmp_path / "one.png", "one")
+    plot_search_progress({"esnac": [], "random": []}, tmp_path / "none.png", "none")
+    for name in ("two.png", "one.png", "none.png"):
+        assert_png(tmp_path / name)
+    assert len({(tmp_path / name).read_bytes() for name in ("two.png", "one.png", "none.png")}) == 3

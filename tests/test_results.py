@@ -7,9 +7,14 @@ import pandas as pd
 import pytest
 
 from compresslib.results import (
+    ESNAC_COLUMNS,
+    ESNAC_SEARCH_COLUMNS,
     IDENTITY_COLUMNS,
     SIZE_COLUMNS,
+    esnac_searches,
+    esnac_table,
     experiment_table,
+    in_esnac_experiment,
     lit_summary,
     lit_table,
     load_records,
@@ -511,6 +516,246 @@ def test_configs_without_lit_write_an_empty_lit_summary(tmp_path, experiments):
     assert "## " not in (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
 
 
+# ----------------------------------------------------------------------------- ESNAC experiments
+
+# ESNAC's README (seeds.md §3.9, CIFAR-100, seed 127): the best architecture of VGG-19 and ResNet-18 after full
+# training, against stat.py's teacher accuracies (full 50 K training) and the teachers' sizes the table implies
+VGG19_PARAMS, RESNET18_PARAMS = 20_070_000, 11_210_000
+VGG19_TEACHER_ACC, RESNET18_TEACHER_ACC = 0.7371, 0.7868
+
+
+def architecture(rank, compression, teacher_params, index, val_acc=0.6, teacher_val_acc=0.7):
+    """A search record's ``top`` entry whose reward is ESNAC's f(x) on the search's held-out split."""
+    return {
+        "rank": rank, "file": f"arch-{rank}.pt", "index": index, "step": index // 8, "slot": index % 8,
+        "params": round((1 - compression) * teacher_params), "compression": compression,
+        "times": 1 / (1 - compression), "val_acc": val_acc,
+        "reward": compression * (2 - compression) * val_acc / teacher_val_acc,
+    }
+
+
+def make_search(teacher="vgg19", strategy="esnac", seed=127, top=(), dataset="cifar100", teacher_params=VGG19_PARAMS,
+                candidates=16):
+    """An esnac_search record.json as the search writes it; its curve's rewards end at the best top reward."""
+    rewards = [0.1 * (i % 5) for i in range(candidates - 1)] + [max((t["reward"] for t in top), default=0.0)]
+    best = [max(rewards[: i + 1]) for i in range(candidates)]
+    return {
+        "format": 1, "kind": "esnac_search",
+        "run_dir": f"results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}",
+        "labels": {"dataset": dataset, "teacher": teacher, "strategy": strategy},
+        "seed": seed, "strategy": strategy, "spec": {"steps": 2, "top_k": len(top)}, "spec_hash": "hash-search",
+        "teacher": {"name": teacher, "params": teacher_params, "val_acc": 0.7, "layers": 20, "groups": [64],
+                    "removable": 10, "skip_candidates": 30},
+        "candidates": candidates, "best_reward": max(rewards), "top": list(top),
+        "curve": {"index": list(range(candidates)), "reward": rewards, "best_reward": best},
+        "timing": {"wall_s": 10.0, "train_s": 9.0, "sessions": []},
+        "hardware": {"device": "cpu"}, "provenance": {"git_revision": "abc123"},
+    }
+
+
+def make_final(teacher="vgg19", strategy="esnac", search_seed=127, rank=0, final=0.7, dataset="cifar100", params=1000):
+    """The full training of a search's rank-``rank`` architecture: an ordinary training record of kind esnac."""
+    record = make_record("esnac", activation="relu", seed=1, final=final, best=final + 0.01, teacher=teacher)
+    record["labels"] = {"dataset": dataset, "teacher": teacher, "strategy": strategy, "search_seed": search_seed,
+                        "rank": rank}
+    record["run_dir"] = f"results/esnac/{dataset}/{teacher}/{strategy}/seed{search_seed}/final-{rank}"
+    return with_model(record, "esnac_net", params)
+
+
+def make_teacher(name, accuracy, dataset="cifar100"):
+    record = make_record("teacher", activation="relu", final=accuracy, best=accuracy, teacher=name)
+    record["labels"]["dataset"] = dataset
+    return record
+
+
+ESNAC_EXPERIMENT = {
+    "teachers": {"vgg19": {"dataset": "cifar100", "reference": "vgg19-full"},
+                 "resnet18": {"dataset": "cifar100", "reference": "resnet18"}},  # its own record is the reference
+    "strategies": ["esnac", "random"],
+    "seeds": [127, 128],
+    "top_k": 2,
+}
+
+
+def esnac_records():
+    """The README's VGG-19 and ResNet-18 searches (seed 127) with a runner-up each, a random search of VGG-19,
+    their full trainings (ResNet-18's runner-up unfinished), the reference teachers, then records to leave out."""
+    vgg = [architecture(0, 0.8470, VGG19_PARAMS, index=13), architecture(1, 0.8000, VGG19_PARAMS, index=4),
+           architecture(2, 0.9000, VGG19_PARAMS, index=7, val_acc=0.3)]  # rank 2 is past top_k
+    resnet = [architecture(0, 0.8876, RESNET18_PARAMS, index=9), architecture(1, 0.8500, RESNET18_PARAMS, index=2)]
+    random = [architecture(0, 0.7000, VGG19_PARAMS, index=3)]
+    members = [
+        make_final("resnet18", rank=0, final=0.7191),
+        make_search("vgg19", top=vgg),
+        make_final("vgg19", rank=1, final=0.7000),
+        make_teacher("resnet18", RESNET18_TEACHER_ACC),
+        make_search("resnet18", top=resnet, teacher_params=RESNET18_PARAMS),
+        make_final("vgg19", rank=0, final=0.7164),
+        make_teacher("vgg19-full", VGG19_TEACHER_ACC),
+        make_search("vgg19", strategy="random", top=random, candidates=12),
+        make_final("vgg19", strategy="random", rank=0, final=0.69),
+    ]
+    outsiders = [
+        make_final("vgg19", rank=2, final=0.9),  # rank 2 is past top_k
+        make_teacher("vgg19", 0.70),  # the searched teacher, not vgg19's reference
+        make_teacher("vgg19-full", 0.5, dataset="cifar10"),
+        make_search("vgg19", seed=3, top=vgg),  # seed not asked for
+        make_search("vgg19", strategy="evolution", top=vgg),
+        make_search("vgg19", dataset="cifar10", top=vgg),
+        make_final("vgg19", search_seed=3, final=0.9),
+        make_search("resnet34", top=vgg),
+        make_record("distill", activation="relu"),
+    ]
+    return members + outsiders
+
+
+def test_esnac_table_reproduces_esnac_readme_rows():
+    table = esnac_table(esnac_records(), {"esnac-c100": ESNAC_EXPERIMENT})
+    assert table.columns.tolist() == ESNAC_COLUMNS
+    rows = list(zip(table["teacher"], table["strategy"], table["seed"], table["rank"], table["index"], strict=True))
+    assert rows == [("vgg19", "esnac", 127, 0, 13), ("vgg19", "esnac", 127, 1, 4), ("vgg19", "random", 127, 0, 3),
+                    ("resnet18", "esnac", 127, 0, 9), ("resnet18", "esnac", 127, 1, 2)]
+    assert set(table["experiment"]) == {"esnac-c100"} and set(table["dataset"]) == {"cifar100"}
+    vgg, resnet = table.iloc[0], table.iloc[3]
+    assert vgg["f_after"] == pytest.approx(0.8470 * (2 - 0.8470) * 0.7164 / 0.7371, abs=1e-12)
+    assert vgg["f_after"] == pytest.approx(0.9492, abs=1e-4)  # the README's VGG-19 row
+    assert (vgg["ratio"], vgg["acc_after"], vgg["teacher_acc"], vgg["teacher_params"]) == (
+        0.8470, 0.7164, 0.7371, VGG19_PARAMS)
+    assert vgg["params"] == 3_070_710 and vgg["times"] == pytest.approx(6.54, abs=5e-3)
+    assert resnet["f_after"] == pytest.approx(0.9024, abs=1e-4)  # the README's ResNet-18 row
+    assert (resnet["ratio"], resnet["teacher_acc"]) == (0.8876, 0.7868)
+    assert resnet["params"] / 1e6 == pytest.approx(1.26, abs=5e-3) and resnet["times"] == pytest.approx(8.90, abs=5e-3)
+    assert vgg["acc_before"] == 0.6 and vgg["f_before"] == pytest.approx(0.8470 * 1.153 * 0.6 / 0.7)
+    assert table["best"].tolist() == [True, False, True, True, False]
+
+
+def test_esnac_table_keeps_an_unfinished_full_training_and_marks_the_best_by_f_after():
+    records = esnac_records()
+    table = esnac_table(records, {"e": ESNAC_EXPERIMENT})
+    unfinished = table.iloc[4]  # ResNet-18's rank 1 has no final record
+    assert unfinished["rank"] == 1 and math.isnan(unfinished["acc_after"]) and math.isnan(unfinished["f_after"])
+    assert not unfinished["best"] and unfinished["f_before"] == pytest.approx(0.85 * 1.15 * 0.6 / 0.7)
+    runner_up = next(r for r in records if r["kind"] == "esnac" and r["labels"]["teacher"] == "vgg19"
+                     and r["labels"]["rank"] == 1 and r["labels"]["strategy"] == "esnac")
+    # the saved model's accuracy: 0.8 * 1.2 * 0.80 / 0.7371 = 1.0419 beats rank 0's 0.9492
+    runner_up["metrics"]["selected_test_acc"] = 0.80
+    table = esnac_table(records, {"e": ESNAC_EXPERIMENT})
+    assert table["best"].tolist() == [False, True, True, True, False]
+    no_finals = [r for r in records if r["kind"] != "esnac"]
+    table = esnac_table(no_finals, {"e": ESNAC_EXPERIMENT})
+    assert len(table) == 5 and table["acc_after"].isna().all() and not table["best"].any()
+
+
+def test_esnac_teacher_accuracy_is_read_from_the_reference_record():
+    records = esnac_records()
+    reference = next(r for r in records if r["kind"] == "teacher" and r["labels"]["teacher"] == "vgg19-full")
+    reference["metrics"]["final_test_acc"] = 0.7164  # the architecture now matches its teacher
+    vgg = esnac_table(records, {"e": ESNAC_EXPERIMENT}).iloc[0]
+    assert vgg["teacher_acc"] == 0.7164 and vgg["f_after"] == pytest.approx(0.8470 * (2 - 0.8470))
+    without = [r for r in records if r is not reference]
+    table = esnac_table(without, {"e": ESNAC_EXPERIMENT})
+    vgg_rows = table[table["teacher"] == "vgg19"]
+    assert len(vgg_rows) == 3 and vgg_rows["teacher_acc"].isna().all() and vgg_rows["f_after"].isna().all()
+    assert vgg_rows["acc_after"].tolist() == [0.7164, 0.7, 0.69] and not vgg_rows["best"].any()
+    assert table[table["teacher"] == "resnet18"]["f_after"].iloc[0] == pytest.approx(0.9024, abs=1e-4)
+
+
+def test_esnac_table_repeats_a_shared_search_and_refuses_duplicates():
+    experiments = {"both": ESNAC_EXPERIMENT, "vgg-only": ESNAC_EXPERIMENT | {
+        "teachers": {"vgg19": ESNAC_EXPERIMENT["teachers"]["vgg19"]}, "strategies": ["esnac"], "top_k": 1}}
+    table = esnac_table(esnac_records(), experiments)
+    assert table["experiment"].tolist() == ["both"] * 5 + ["vgg-only"]
+    assert table.iloc[5]["f_after"] == pytest.approx(0.9492, abs=1e-4) and table.iloc[5]["best"]
+    twice = esnac_records() + [make_search("vgg19", top=[])]
+    with pytest.raises(ValueError, match=r"more than one record for the search of 'vgg19' on 'cifar100', esnac, "
+                                         r"seed 127: \['results/esnac/cifar100/vgg19/esnac/seed127'"):
+        esnac_table(twice, experiments)
+    empty = esnac_table([], experiments)
+    assert empty.empty and empty.columns.tolist() == ESNAC_COLUMNS
+
+
+def test_esnac_searches_one_row_per_search():
+    searches = esnac_searches(esnac_records(), {"e": ESNAC_EXPERIMENT})
+    assert searches.columns.tolist() == ESNAC_SEARCH_COLUMNS
+    assert list(zip(searches["teacher"], searches["strategy"], searches["candidates"], strict=True)) == [
+        ("vgg19", "esnac", 16), ("vgg19", "random", 12), ("resnet18", "esnac", 16)]
+    assert searches["best_reward"].tolist() == pytest.approx([0.8470 * 1.153 * 0.6 / 0.7, 0.7 * 1.3 * 0.6 / 0.7,
+                                                              0.8876 * 1.1124 * 0.6 / 0.7])
+    assert searches.loc[0, "best_f_after"] == pytest.approx(0.9492, abs=1e-4)
+
+
+def test_in_esnac_experiment():
+    records = esnac_records()
+    members = [r for r in records if in_esnac_experiment(r, ESNAC_EXPERIMENT)]
+    assert [id(member) for member in members] == [id(record) for record in records[:9]]  # every member, no outsider
+
+
+def test_summary_esnac_files(tmp_path):
+    experiments = {"esnac": {"esnac-c100": ESNAC_EXPERIMENT,
+                             "empty": ESNAC_EXPERIMENT | {"teachers": {"shufflenet": {"dataset": "cifar100",
+                                                                                       "reference": "shufflenet"}}}}}
+    written = write_tables(esnac_records(), experiments, tmp_path)
+    assert written == table_paths(tmp_path)
+    csv = pd.read_csv(tmp_path / "summary-esnac.csv")
+    assert csv.columns.tolist() == ESNAC_COLUMNS and len(csv) == 5
+    assert csv["best"].tolist() == [True, False, True, True, False] and csv["acc_after"].isna().tolist()[-1]
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert "esnac_search" not in set(runs["kind"])  # searches are no training runs
+    assert (runs["kind"] == "esnac").sum() == 6 and "labels.search_seed" in runs.columns
+    markdown = (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
+    vgg_section = "\n".join([
+        "### `vgg19` on `cifar100`",
+        "",
+        "Teacher: 20.07 M parameters; reference teacher `vgg19-full`: final test accuracy 73.71%.",
+        "",
+        "Strategies compared (per search its best architecture; mean ± std over searches):",
+        "",
+        "| strategy | searches | fully trained | best f(x) after full training | best f(x) in search | candidates |",
+        "|---|---|---|---|---|---|",
+        "| esnac | 1 | 1 | 0.9492 ± — | 0.8371 ± — | 16 |",
+        "| random | 1 | 1 | 0.8519 ± — | 0.7800 ± — | 12 |",
+        "",
+        "Best fully trained architecture of each strategy over its searches:",
+        "",
+        "| strategy | seed | Index | Acc (%) | #Params (M) | Ratio | Times | f(x) |",
+        "|---|---|---|---|---|---|---|---|",
+        "| esnac | 127 | 0 | 71.64 | 3.07 | 0.8470 | 6.54× | 0.9492 |",
+        "| random | 127 | 0 | 69.00 | 6.02 | 0.7000 | 3.33× | 0.8519 |",
+        "",
+        "#### `esnac`, seed 127",
+        "",
+        "| Index | Candidate | #Params (M) | Ratio | Times | Acc before (%) | Acc after (%) | f(x) before "
+        "| f(x) after |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| 0 ★ | 13 | 3.07 | 0.8470 | 6.54× | 60.00 | 71.64 | 0.8371 | 0.9492 |",
+        "| 1 | 4 | 4.01 | 0.8000 | 5.00× | 60.00 | 70.00 | 0.8229 | 0.9117 |",
+        "",
+        "Best: Index 0 (candidate 13), f(x) after full training 0.9492.",
+    ])
+    assert vgg_section in markdown
+    assert "| 0 ★ | 9 | 1.26 | 0.8876 | 8.90× | 60.00 | 71.91 | 0.8463 | 0.9024 |" in markdown
+    assert "| 1 | 2 | 1.68 | 0.8500 | 6.67× | 60.00 | — | 0.8379 | — |" in markdown
+    assert "## empty\n\n### `shufflenet` on `cifar100`\n\nno finished runs" in markdown
+
+
+def test_summary_esnac_without_finished_full_training(tmp_path):
+    records = [r for r in esnac_records() if r["kind"] in ("esnac_search", "teacher")]
+    write_tables(records, {"esnac": {"e": ESNAC_EXPERIMENT}}, tmp_path)
+    markdown = (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
+    assert "| esnac | 1 | 0 | — | 0.8371 ± — | 16 |" in markdown
+    assert "Best fully trained" not in markdown and "Best: — (no architecture fully trained yet)." in markdown
+
+
+@pytest.mark.parametrize("experiments", [{}, {"distill": {}, "quantize": {}, "lit": {}, "esnac": {}},
+                                         {"lit": {"l": LIT_EXPERIMENT}}])
+def test_configs_without_esnac_write_an_empty_esnac_summary(tmp_path, experiments):
+    written = write_tables(esnac_records() + lit_records(), experiments, tmp_path)
+    assert written == table_paths(tmp_path)
+    esnac = pd.read_csv(tmp_path / "summary-esnac.csv")
+    assert esnac.empty and esnac.columns.tolist() == ESNAC_COLUMNS
+    assert "## " not in (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- writing and reading
 
 
@@ -519,8 +764,9 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
     experiments = {"distill": {"main": experiment(["relu"], [1, 2, 3, 4, 5])}}
     written = write_tables(records, experiments, tmp_path / "tables")
     assert written == table_paths(tmp_path / "tables")
-    assert [p.name for p in written[-4:]] == [
-        "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md"
+    assert [p.name for p in written[-6:]] == [
+        "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
+        "summary-esnac.csv", "summary-esnac.md",
     ]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
     runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])
@@ -645,4 +891,44 @@ def test_load_records_checks_lit_records(tmp_path):
     del no_section["lit"]
     path = write("no-section", no_section)
     with pytest.raises(ValueError, match=rf"{path}: lit record lacks lit keys \['phase1_epochs', 'sections'"):
+        load_records([path])
+
+
+def test_load_records_checks_esnac_records(tmp_path):
+    def write(name, record):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(record), encoding="utf-8")
+        return path
+
+    good = [make_search(top=[architecture(0, 0.8470, VGG19_PARAMS, index=13)]), make_final()]
+    assert load_records([write(f"good{i}", record) for i, record in enumerate(good)]) == good
+
+    no_top = make_search()
+    del no_top["top"]
+    path = write("no-top", no_top)
+    with pytest.raises(ValueError, match=rf"{path}: esnac_search record lacks required keys \['top'\]"):
+        load_records([path])
+
+    short = make_search(top=[architecture(0, 0.8, VGG19_PARAMS, index=1)])
+    del short["top"][0]["reward"]
+    path = write("short", short)
+    with pytest.raises(ValueError, match=rf"{path}: esnac_search record's top architecture 0 lacks keys \['reward'\]"):
+        load_records([path])
+
+    uneven = make_search()
+    uneven["curve"]["best_reward"].pop()
+    path = write("uneven", uneven)
+    with pytest.raises(ValueError, match=rf"{path}: esnac_search curve has .*'best_reward': 15"):
+        load_records([path])
+
+    mislabelled = make_search(strategy="random")
+    mislabelled["labels"]["strategy"] = "esnac"
+    path = write("mislabelled", mislabelled)
+    with pytest.raises(ValueError, match=rf"{path}: esnac_search record's strategy 'random' disagrees"):
+        load_records([path])
+
+    no_rank = make_final()
+    del no_rank["labels"]["rank"]
+    path = write("no-rank", no_rank)
+    with pytest.raises(ValueError, match=rf"{path}: esnac record lacks labels \['rank'\]"):
         load_records([path])

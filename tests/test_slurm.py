@@ -109,6 +109,8 @@ def _workflow_profile(tmp_path: Path) -> Path:
     config["quantize"] = {}  # quantize jobs are scheduled like the students; tests/test_workflow.py runs them
     config["lit"] = {}  # LIT jobs too (tests/test_workflow.py's demo runs them), and their text teacher
     del config["teachers"]["demo-text-teacher"], config["students"]["demo-text-student"]
+    config["esnac"] = {}  # likewise ESNAC's searches and their teacher
+    del config["teachers"]["demo-esnac-teacher"]
     profile = tmp_path / "profile"
     profile.mkdir()
     (profile / "config.yaml").write_text(yaml.safe_dump(config))

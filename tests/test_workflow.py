@@ -13,6 +13,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -43,7 +44,12 @@ def planned_jobs(*args: str) -> list[tuple[str, dict]]:
 
 def test_paper_dag_job_counts():
     counts = Counter(rule for rule, _ in planned_jobs())
-    assert counts == {"download_archive": 3, "prepare_dataset": 3, "train_teacher": 5,
+    assert counts == {"download_archive": 3, "prepare_dataset": 3,
+                      # LMA/QD's 2, LIT's 3, ESNAC's 4 networks x 2 datasets searched (45K) and reported (50K)
+                      "train_teacher": 5 + 16,
+                      # ESNAC: 4 teachers x 2 datasets x {esnac, random} x seed 127; the full trainings of their
+                      # top 4 join the DAG once each search has finished (a checkpoint)
+                      "esnac_search": 16, "esnac_collect": 16,
                       # CIFAR-10: 3 students x 5 activations x 5 seeds; bins ablation adds 3 x 8 new tags x 5;
                       # CIFAR-100: 2 students x 5 activations x 5 seeds; QD's 3 students x 3 seeds (relu);
                       # LIT's KD baselines: ResNet-20 x 3 seeds, VDCNN-9 and VDCNN-17 x 1
@@ -208,9 +214,9 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     tables, plots = demo_run / "results/tables", demo_run / "results/plots"
     runs = pd.read_csv(tables / "runs.csv")
     # teacher, 2 students x 5 activations x 2 seeds, 2 x 2 undistilled, 2 students x 2 seeds x 3 methods x 2 bits;
-    # LIT: the text teacher, LIT, scratch and KD x 2 seeds
-    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2
-    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit"}
+    # LIT: the text teacher, LIT, scratch and KD x 2 seeds; ESNAC: its teacher, 2 strategies x the top 2 trained
+    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2 + 1 + 2 * 2
+    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit", "esnac"}
     runs = runs[runs["labels.teacher"] == "demo-teacher"]
     teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
     students = runs[runs.kind == "distill"]
@@ -292,6 +298,36 @@ def test_demo_lit_beside_its_baselines_with_section_losses(demo_run: Path):
 
 
 @pytest.mark.slow
+def test_demo_esnac_searches_fan_out_full_training_and_score_it_against_the_teachers_record(demo_run: Path):
+    summary = pd.read_csv(demo_run / "results/tables/summary-esnac.csv")
+    assert list(zip(summary.strategy, summary["rank"])) == [("esnac", 0), ("esnac", 1), ("random", 0), ("random", 1)]
+    teacher = json.loads(next((demo_run / "results/teachers/synthetic/demo-esnac-teacher").rglob("record.json"))
+                         .read_text())
+    assert (summary.teacher_acc == teacher["metrics"]["final_test_acc"]).all()  # read from the record
+    expected = summary.ratio * (2 - summary.ratio) * summary.acc_after / summary.teacher_acc
+    assert np.allclose(summary.f_after, expected) and summary.acc_after.notna().all()
+    for strategy in ("esnac", "random"):
+        run = demo_run / f"results/esnac/synthetic/demo-esnac-teacher/{strategy}/seed1"
+        search = pd.read_csv(run / "search.csv")
+        assert len(search) == 2 * 2 and list(search.best_reward) == list(search.reward.cummax())
+        assert search.acquisition.notna().all() == (strategy == "esnac")
+        record = json.loads((run / "record.json").read_text())
+        assert record["teacher"]["params"] == 78_002 and not (run / "search-state.pt").exists()
+        listed = json.loads((run / "records.json").read_text())["records"]
+        assert len(listed) == 3  # the search and its two fully trained architectures
+        for rank in (0, 1):
+            final = json.loads((run / f"final-{rank}/record.json").read_text())
+            assert final["kind"] == "esnac" and final["labels"]["rank"] == rank
+            assert final["model"]["params"] == record["top"][rank]["params"]
+            assert final["provenance"]["init_model"]["path"].endswith(f"top/arch-{rank}.pt")
+    best = summary[summary.best]
+    assert len(best) == 2 and (best.groupby("strategy").f_after.max() == summary.groupby("strategy").f_after.max()).all()
+    assert "Strategies compared" in (demo_run / "results/tables/summary-esnac.md").read_text()
+    png = demo_run / "results/plots/esnac/demo-esnac/demo-esnac-teacher.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
 def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
     unchanged = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run))
     assert unchanged == []
@@ -315,8 +351,10 @@ def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
     config["students"]["demo-s1"]["train"].update(epochs=1, milestones=[])
     config["distill"]["demo"].update(students=["demo-s1"], activations=["relu", "lma8"], seeds=[1, 2])
     config["quantize"] = {}
-    config["lit"] = {}  # nor LIT jobs and their text teacher: the demo test runs those
+    config["lit"] = {}  # nor LIT jobs and their text teacher, nor ESNAC's: the demo test runs those
     del config["teachers"]["demo-text-teacher"], config["students"]["demo-text-student"]
+    config["esnac"] = {}
+    del config["teachers"]["demo-esnac-teacher"]
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
               "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EpochPlan", "DeviceLoader", "holdout_split", "epoch_seed"]
+__all__ = ["EpochPlan", "DeviceLoader", "HOLDOUT_SPLITS", "holdout_split", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -154,9 +154,18 @@ def _crop_flip(batch: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
     ]
 
 
-def holdout_split(num_examples: int, holdout_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A random (train, held-out) partition of ``range(num_examples)``, fixed by ``seed``."""
+HOLDOUT_SPLITS = ("random", "last")
+
+
+def holdout_split(num_examples: int, holdout_size: int, seed: int, split: str = "random"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (train, held-out) partition of ``range(num_examples)``: random, fixed by ``seed``, or the last
+    ``holdout_size`` examples (ESNAC's CIFAR*Val: the first 45,000 train, the last 5,000 validate)."""
     if not 0 < holdout_size < num_examples:
         raise ValueError(f"holdout_size must be in (0, {num_examples}), got {holdout_size}")
+    if split not in HOLDOUT_SPLITS:
+        raise ValueError(f"holdout split must be one of {', '.join(HOLDOUT_SPLITS)}, got {split!r}")
+    if split == "last":
+        return torch.arange(num_examples - holdout_size), torch.arange(num_examples - holdout_size, num_examples)
     order = torch.randperm(num_examples, generator=torch.Generator().manual_seed(seed))
     return order[holdout_size:].sort().values, order[:holdout_size].sort().values

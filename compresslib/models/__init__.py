@@ -1,6 +1,6 @@
 """Model families and their registry; importing this package registers every model."""
 
-from compresslib.models import convnet, resnet_cifar, vdcnn, wide_resnet  # noqa: F401  (registers the constructors)
+from compresslib.models import convnet, graph_layers, resnet_basic, resnet_cifar, shufflenet, vdcnn, vgg, wide_resnet  # noqa: F401
 from compresslib.models.registry import (
     count_parameters,
     create_model,

@@ -57,6 +57,9 @@ HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_ac
 RECORD_FORMAT = 1
 
 
+ESNAC_MODEL = "esnac_net"  # the compressed networks ESNAC's search writes (compresslib.models.graph_layers)
+
+
 class TrainingDiverged(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -78,10 +81,11 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
     learns_points = spec.quant is not None and spec.quant.method == "dq"
-    if (learns_points and init_path is None) or (init_path is not None and not learns_points and spec.lit is None):
+    takes_init = learns_points or spec.lit is not None or spec.model == ESNAC_MODEL
+    if (learns_points and init_path is None) or (init_path is not None and not takes_init):
         raise ValueError("differentiable quantization (quant.method=dq) learns the points of a trained model: it "
-                         "needs an init model; only it and LIT take one "
-                         f"(init model: {init_path}, quant: {spec.quant}, lit: {spec.lit})")
+                         f"needs an init model; only it, LIT and ESNAC's full training ({ESNAC_MODEL}) take one "
+                         f"(init model: {init_path}, quant: {spec.quant}, lit: {spec.lit}, model: {spec.model})")
 
     with place(spec.device) as placement:
         return _train_placed(spec, data_path, run_dir, teacher_path, init_path, command, placement, started_at,
@@ -115,7 +119,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     test_inputs, test_labels = dataset["test_inputs"], dataset["test_labels"]
     loader_args = dict(mean=mean, std=std, device=device, channels_last=channels_last)
     if spec.validation == "holdout":
-        keep, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed)
+        keep, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed,
+                                       spec.holdout_split)
         val_inputs, val_labels = train_inputs[held_out], train_labels[held_out]
         train_inputs, train_labels = train_inputs[keep], train_labels[keep]
     train_loader = DeviceLoader(train_inputs, train_labels, batch_size=spec.batch_size, augment=spec.augment,
@@ -375,11 +380,14 @@ def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: li
 
 
 def run_kind(spec: TrainSpec) -> str:
-    """What a run is, for result tables: teacher, undistilled or distilled student, quantized student or LIT."""
+    """What a run is, for result tables: teacher, undistilled or distilled student, quantized student, LIT, or
+    the full training of an architecture ESNAC found."""
     if spec.quant is not None:
         return "quantize"
     if spec.lit is not None:
         return "lit"
+    if spec.model == ESNAC_MODEL:
+        return "esnac"
     if spec.kd is not None:
         return "distill"
     return "undistilled" if "student" in spec.labels else "teacher"

@@ -19,6 +19,7 @@ from typing import Any
 
 from compresslib.activations import parse_activation
 from compresslib.data.datasets import DATASETS
+from compresslib.data.loader import HOLDOUT_SPLITS
 from compresslib.lit import COMBINES
 from compresslib.losses import KL_REDUCTIONS, SOFT_LOSSES
 from compresslib.quantization.differentiable import POINT_INITS
@@ -26,7 +27,8 @@ from compresslib.quantization.shadow import SKIP_BY
 from compresslib.quantization.uniform import check_settings
 from compresslib.training.schedules import SCHEDULES
 
-__all__ = ["KDSpec", "QuantSpec", "LitSpec", "TrainSpec", "SpecError", "build_spec", "format_overrides", "spec_hash", "RUNTIME_FIELDS"]
+__all__ = ["KDSpec", "QuantSpec", "LitSpec", "TrainSpec", "SpecError", "build_spec", "build_settings", "format_overrides",
+           "spec_hash", "RUNTIME_FIELDS", "require"]
 
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
@@ -103,6 +105,7 @@ class TrainSpec:
     validation: str = "test"  # "test": the test set is the validation set (as the originals); "holdout"
     holdout_size: int = 5000  # images held out of the training split when validation == "holdout"
     holdout_seed: int = 0  # fixes which images are held out (same for every run that shares it)
+    holdout_split: str = "random"  # "random" (holdout_seed), or "last": the last holdout_size images (ESNAC)
     eval_batch_size: int = 1000
     # ---- model selection -------------------------------------------------------------------
     selection: str = "final"  # model.pt holds the final epoch's weights, or the best validation epoch's
@@ -121,71 +124,73 @@ class TrainSpec:
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
-        _require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {', '.join(DATASETS)}")
         if DATASETS[self.dataset].kind == "text":  # character ids: nothing to augment, normalise or lay out
-            _require(not self.augment, "augment", self.augment, f"false for the text dataset {self.dataset}")
-            _require(self.mean is None and self.std is None, "mean/std", [self.mean, self.std],
+            require(not self.augment, "augment", self.augment, f"false for the text dataset {self.dataset}")
+            require(self.mean is None and self.std is None, "mean/std", [self.mean, self.std],
                      f"null for the text dataset {self.dataset}")
-            _require(not self.channels_last, "channels_last", self.channels_last,
+            require(not self.channels_last, "channels_last", self.channels_last,
                      f"null or false for the text dataset {self.dataset}")
-        _require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
-        _require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        _require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
-        _require(self.lr > 0, "lr", self.lr, "a number > 0")
-        _require(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
-        _require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        _require(self.gamma > 0, "gamma", self.gamma, "a number > 0")
-        _require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
-        _require(all(isinstance(m, int) and m >= 0 for m in self.milestones), "milestones", self.milestones,
+        require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        require(self.lr > 0, "lr", self.lr, "a number > 0")
+        require(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
+        require(self.gamma > 0, "gamma", self.gamma, "a number > 0")
+        require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        require(all(isinstance(m, int) and m >= 0 for m in self.milestones), "milestones", self.milestones,
                  "a list of integer epochs >= 0")
-        _require(self.validation in VALIDATION_POLICIES, "validation", self.validation,
+        require(self.validation in VALIDATION_POLICIES, "validation", self.validation,
                  f"one of {', '.join(VALIDATION_POLICIES)}")
-        _require(self.holdout_size >= 1, "holdout_size", self.holdout_size, "an integer >= 1")
-        _require(self.selection in SELECTIONS, "selection", self.selection, f"one of {', '.join(SELECTIONS)}")
-        _require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        _require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
+        require(self.holdout_size >= 1, "holdout_size", self.holdout_size, "an integer >= 1")
+        require(self.holdout_split in HOLDOUT_SPLITS, "holdout_split", self.holdout_split,
+                 f"one of {', '.join(HOLDOUT_SPLITS)}")
+        require(self.selection in SELECTIONS, "selection", self.selection, f"one of {', '.join(SELECTIONS)}")
+        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
         for key in ("mean", "std"):
             value = getattr(self, key)
-            _require(value is None or (len(value) == 3 and all(isinstance(v, (int, float)) for v in value)),
+            require(value is None or (len(value) == 3 and all(isinstance(v, (int, float)) for v in value)),
                      key, value, "null or a list of 3 numbers")
-        _require(self.std is None or all(v > 0 for v in self.std), "std", self.std, "positive numbers")
+        require(self.std is None or all(v > 0 for v in self.std), "std", self.std, "positive numbers")
         try:
             parse_activation(self.activation)
         except ValueError as error:
             raise SpecError(f"activation: {error}") from None
         if self.kd is not None:
-            _require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
-            _require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
-            _require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
+            require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
+            require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
+            require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
                      f"one of {', '.join(KL_REDUCTIONS)}")
-            _require(self.kd.soft_loss in SOFT_LOSSES, "kd.soft_loss", self.kd.soft_loss,
+            require(self.kd.soft_loss in SOFT_LOSSES, "kd.soft_loss", self.kd.soft_loss,
                      f"one of {', '.join(SOFT_LOSSES)}")
         if self.quant is not None:
             try:
                 check_settings(self.quant.bits, self.quant.bucket_size)
             except ValueError as error:
                 raise SpecError(f"quant.{error}") from None
-            _require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
-            _require(self.quant.method in QUANT_METHODS, "quant.method", self.quant.method,
+            require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
+            require(self.quant.method in QUANT_METHODS, "quant.method", self.quant.method,
                      f"one of {', '.join(QUANT_METHODS)}")
-            _require(self.quant.points_init in POINT_INITS, "quant.points_init", self.quant.points_init,
+            require(self.quant.points_init in POINT_INITS, "quant.points_init", self.quant.points_init,
                      f"one of {', '.join(POINT_INITS)}")
-            _require(self.quant.gradient_batches >= 1, "quant.gradient_batches", self.quant.gradient_batches,
+            require(self.quant.gradient_batches >= 1, "quant.gradient_batches", self.quant.gradient_batches,
                      "an integer >= 1")
-            _require(not (self.quant.method == "dq" and self.quant.stochastic), "quant.stochastic",
+            require(not (self.quant.method == "dq" and self.quant.stochastic), "quant.stochastic",
                      self.quant.stochastic, "false for method dq (its points are nearest-assigned)")
 
         if self.lit is not None:
             if self.kd is None or self.quant is not None:
                 raise SpecError("lit: LIT needs kd settings (both phases distil) and no quant settings")
-            _require(self.lit.epochs >= 1, "lit.epochs", self.lit.epochs, "an integer >= 1")
-            _require(self.lit.lr > 0, "lit.lr", self.lit.lr, "a number > 0")
-            _require(self.lit.gamma > 0, "lit.gamma", self.lit.gamma, "a number > 0")
-            _require(all(isinstance(m, int) and m >= 0 for m in self.lit.milestones), "lit.milestones",
+            require(self.lit.epochs >= 1, "lit.epochs", self.lit.epochs, "an integer >= 1")
+            require(self.lit.lr > 0, "lit.lr", self.lit.lr, "a number > 0")
+            require(self.lit.gamma > 0, "lit.gamma", self.lit.gamma, "a number > 0")
+            require(all(isinstance(m, int) and m >= 0 for m in self.lit.milestones), "lit.milestones",
                      self.lit.milestones, "a list of integer epochs >= 0")
-            _require(0 <= self.lit.beta <= 1, "lit.beta", self.lit.beta, "a number in [0, 1]")
-            _require(self.lit.combine in COMBINES, "lit.combine", self.lit.combine, f"one of {', '.join(COMBINES)}")
-            _require(self.lit.optimizer in LIT_OPTIMIZERS, "lit.optimizer", self.lit.optimizer,
+            require(0 <= self.lit.beta <= 1, "lit.beta", self.lit.beta, "a number in [0, 1]")
+            require(self.lit.combine in COMBINES, "lit.combine", self.lit.combine, f"one of {', '.join(COMBINES)}")
+            require(self.lit.optimizer in LIT_OPTIMIZERS, "lit.optimizer", self.lit.optimizer,
                      f"one of {', '.join(LIT_OPTIMIZERS)}")
 
     def to_dict(self) -> dict:
@@ -199,13 +204,18 @@ class TrainSpec:
 RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
 
 
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
     if not ok:
         raise SpecError(f"{key}: got {value!r}, expected {allowed}")
 
 
 def build_spec(values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> TrainSpec:
     """A validated TrainSpec from a (nested) dict of values plus ``key=value`` override strings."""
+    return build_settings(TrainSpec, values, overrides)
+
+
+def build_settings(cls: type, values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> Any:
+    """A validated settings dataclass (``cls`` has a ``validate`` method) from values plus ``key=value`` overrides."""
     data = json.loads(json.dumps(dict(values or {})))  # deep copy, JSON-typed
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -218,9 +228,9 @@ def build_spec(values: Mapping[str, Any] | None = None, overrides: Iterable[str]
             if not isinstance(target, dict):
                 raise SpecError(f"override {item!r}: {parent!r} is not a group of settings")
         target[leaf] = _parse_value(raw)
-    spec = _from_dict(TrainSpec, data, prefix="")
-    spec.validate()
-    return spec
+    settings = _from_dict(cls, data, prefix="")
+    settings.validate()
+    return settings
 
 
 def _parse_value(raw: str) -> Any:
@@ -265,27 +275,31 @@ def _coerce(hint: Any, value: Any, key: str) -> Any:
     raise SpecError(f"{key}: got {value!r}, expected {names}")
 
 
-def format_overrides(values: Mapping[str, Any], prefix: str = "") -> list[str]:
+def format_overrides(values: Mapping[str, Any], prefix: str = "", cls: type | None = None) -> list[str]:
     """Inverse of :func:`build_spec`'s override parsing: ``{"kd": {"weight": 0.7}}`` -> ``["kd.weight=0.7"]``.
 
-    Nested dataclass groups become dotted keys; dict-valued settings (``model_kwargs``, ``labels``)
-    stay one JSON value. The order is sorted, so equal values always give the same arguments.
+    Nested dataclass groups of ``cls`` (default TrainSpec) become dotted keys; dict-valued settings
+    (``model_kwargs``, ``labels``) stay one JSON value. The order is sorted, so equal values always give the
+    same arguments.
     """
+    groups = _group_fields(cls or TrainSpec)
     items = []
     for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
-        if not prefix and key in _GROUP_FIELDS and isinstance(value, Mapping):
-            items += format_overrides(value, prefix=f"{key}.")
+        if not prefix and key in groups and isinstance(value, Mapping):
+            items += format_overrides(value, prefix=f"{key}.", cls=cls)
         else:
             items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
     return items
 
 
-# Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``).
-_GROUP_FIELDS = frozenset(name for name, hint in typing.get_type_hints(TrainSpec).items()
-                          if any(dataclasses.is_dataclass(option) for option in typing.get_args(hint)))
+def _group_fields(cls: type) -> frozenset[str]:
+    """Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``)."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(name for name, hint in hints.items()
+                     if dataclasses.is_dataclass(hint) or any(dataclasses.is_dataclass(o) for o in typing.get_args(hint)))
 
 
-def spec_hash(spec: TrainSpec) -> str:
+def spec_hash(spec: Any) -> str:
     """SHA-256 of the canonical JSON of the spec's identity fields."""
     canonical = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
