@@ -80,7 +80,8 @@ UNDISTILLED_DIR = "results/undistilled/{dataset}/{teacher}/{student}/{activation
 QUANTIZE_DIR = "results/quantize/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}"
 LIT_DIR = "results/lit/{dataset}/{teacher}-to-{student}/seed{seed}"
 ESNAC_DIR = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}"
-ESNAC_FINAL_DIR = ESNAC_DIR + "/final-{rank}"
+ESNAC_TOP_DIR = f"{ESNAC_DIR}/{TOP_DIR}"  # the search's best architectures, arch-<rank>.pt
+ESNAC_FINAL_DIR = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}/final-{rank}"
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
 PACKED_MODEL = "model.packed"
 

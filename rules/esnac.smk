@@ -10,9 +10,9 @@ checkpoint esnac_search:
         data="resources/{dataset}/dataset.pt",
         teacher=teacher_model,
     output:
-        record=ESNAC_DIR + "/record.json",
-        table=ESNAC_DIR + "/search.csv",
-        top=directory(ESNAC_DIR + "/" + TOP_DIR),
+        record=f"{ESNAC_DIR}/record.json",
+        table=f"{ESNAC_DIR}/search.csv",
+        top=directory(ESNAC_TOP_DIR),
     log:
         "logs/esnac_search/{dataset}/{teacher}/{strategy}/seed{seed}.log",
     benchmark:
@@ -34,7 +34,7 @@ rule esnac_full_train:
     input:
         script=script("esnac_train.py"),
         data="resources/{dataset}/dataset.pt",
-        arch=ESNAC_DIR + "/" + TOP_DIR + "/arch-{rank}.pt",
+        arch=f"{ESNAC_TOP_DIR}/arch-{{rank}}.pt",
     output:
         **run_outputs(ESNAC_FINAL_DIR),
     log:
@@ -56,10 +56,10 @@ rule esnac_full_train:
 
 rule esnac_collect:
     input:
-        search=ESNAC_DIR + "/record.json",
+        search=f"{ESNAC_DIR}/record.json",
         finals=esnac_final_records,
     output:
-        ESNAC_DIR + "/records.json",
+        f"{ESNAC_DIR}/records.json",
     log:
         "logs/esnac_collect/{dataset}/{teacher}/{strategy}/seed{seed}.log",
     run:

@@ -203,7 +203,7 @@ def test_the_lit_readme_config_maps_onto_every_setting():
     (lambda c: c["sequence"]["lit"].update(gamma=0.5), "unknown key sequence.lit.gamma"),
     (lambda c: c["params"].pop("save_every"), "the LIT config lacks params.save_every"),
     (lambda c: c["models"].update(training_architecture="vdcnn9-shortcut"), "only the max-pool VDCNN variants"),
-    (lambda c: c["models"].update(base_architecture="vgg19"), "models.base_architecture: 'vgg19' is no architecture"),
+    (lambda c: c["models"].update(base_architecture="alexnet"), "models.base_architecture: 'alexnet' is no architecture"),
     (lambda c: c["params"].update(evaluate=True), "params.evaluate: true only evaluates"),
 ])
 def test_lit_config_errors_name_the_key(edit, message):

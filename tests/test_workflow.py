@@ -23,7 +23,7 @@ from compresslib.models import load_model
 from compresslib.quantization.pack import load_packed
 from conftest import REPO, SNAKEMAKE, run_snakemake
 
-JOB_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$")
+JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (?P<rule>\w+):$")
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 
 
@@ -93,6 +93,17 @@ def test_wildcards_route_each_path_to_one_rule():
     # a student name in the teacher position matches no rule
     missing = run_snakemake("--dry-run", "results/teachers/cifar10/conv-s0/seed1/record.json", check=False)
     assert missing.returncode != 0 and "MissingRuleException" in missing.stdout + missing.stderr
+
+
+def test_esnac_search_paths_route_to_the_checkpoint_and_its_teacher():
+    jobs = planned_jobs("results/esnac/cifar100/esnac-resnet18-c100/random/seed127/search.csv")
+    assert [w for rule, w in jobs if rule == "esnac_search"] == [
+        {"dataset": "cifar100", "teacher": "esnac-resnet18-c100", "strategy": "random", "seed": "127"}]
+    assert [w for rule, w in jobs if rule == "train_teacher"] == [
+        {"dataset": "cifar100", "teacher": "esnac-resnet18-c100", "seed": "1"}]
+    stray = run_snakemake("--dry-run", "results/esnac/cifar100/esnac-resnet18-c100/random/seed3/record.json",
+                          check=False)
+    assert stray.returncode != 0 and "is not a search of any esnac experiment" in stray.stdout + stray.stderr
 
 
 def test_extracted_folder_skips_the_download(tmp_path: Path):

@@ -15,8 +15,8 @@ computed once), and its accuracy is its best held-out accuracy over those epochs
 see the same batches, as ESNAC trains them jointly. The reward is ``c(2-c)a`` with ``c = 1 - params/params_teacher``
 and ``a = acc/acc_teacher`` (the teacher's accuracy on the held-out split).
 
-The state (every evaluated candidate, a step's proposals before they are evaluated, the best ``top_k``
-candidates' weights) is saved after every candidate, so a killed search resumes without re-evaluating any
+The state (every evaluated candidate, a step's proposals before they are evaluated, which candidates are the best
+``top_k``, whose weights wait in ``candidates/``) is saved after every candidate, so a killed search resumes without re-evaluating any
 finished candidate; candidate training and proposals are pure functions of the seed, so on CPU a resumed
 search ends exactly as an uninterrupted one. Outputs: ``search.csv`` (one row per candidate), ``top/arch-<r>.pt``
 (the rank-r candidate as an ``esnac_net`` model file with its trained weights) and ``top/arch-<r>.json``, and
@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ from compresslib.devices import Placement, place
 from compresslib.esnac.kernel import fit_kernel, propose
 from compresslib.esnac.space import Action, LayerGraph, build_student, compress, encode, extract_graph, \
     parameter_count, random_action
-from compresslib.io import atomic_open, load_versioned, save_torch, sha256_file, write_json
+from compresslib.io import atomic_open, load_torch, load_versioned, save_torch, sha256_file, write_json
 from compresslib.models import count_parameters, load_model, save_model
 from compresslib.training.checkpoint import check_resumable
 from compresslib.training.spec import require, spec_hash
@@ -59,6 +60,7 @@ STRATEGIES = ("esnac", "random")
 SEARCH_LOSSES = ("logit_mse", "cross_entropy")
 STATE_NAME = "search-state.pt"
 TOP_DIR = "top"  # arch-<rank>.pt and .json of the best candidates, written when the search ends
+CANDIDATES_DIR = "candidates"  # while the search runs: the weights of the best candidates so far, one file each
 STATE_FORMAT = 1
 RECORD_FORMAT = 1
 SEARCH_COLUMNS = ("index", "step", "slot", "params", "compression", "times", "val_acc", "reward", "best_reward",
@@ -185,7 +187,10 @@ class _Search:
         self.data_provenance = dataset["provenance"]
         inputs, labels = dataset["train_inputs"], dataset["train_labels"]
         keep, held_out = holdout_split(len(labels), spec.holdout_size, spec.holdout_seed, spec.holdout_split)
-        norm = meta["normalization"]
+        norm = meta.get("normalization")
+        if not norm or norm.get("mean") is None:
+            raise ValueError(f"teacher {teacher_path} records no input normalisation; write teachers with the "
+                             "training loop (their model.pt carries the normalisation their inputs had)")
         args = dict(mean=norm["mean"], std=norm["std"], device=device, channels_last=channels_last)
         # The training split yields example indices as "labels": they look up the teacher's logits and the labels.
         self.train = _Split(DeviceLoader(inputs[keep], torch.arange(len(keep)), batch_size=spec.batch_size,
@@ -197,6 +202,9 @@ class _Search:
         teacher = teacher.to(device, memory_format=self.memory_format).eval()
         self.teacher_logits = self._logits(teacher, self.train.loader)
         self.teacher_val_acc = _accuracy(teacher, self.val, self.autocast)
+        if self.teacher_val_acc == 0:
+            raise ValueError(f"teacher {teacher_path} classifies none of the {len(held_out)} held-out images "
+                             "correctly; the reward divides by its accuracy")
         log.info("teacher %s: %d parameters, %d layers, %d groups, %d removable, %d skip candidates; held-out "
                  "accuracy %.4f", meta["name"], self.teacher_params, self.graph.size, len(self.graph.group_widths),
                  len(self.graph.removable), len(self.graph.skip_pairs), self.teacher_val_acc)
@@ -233,8 +241,10 @@ class _Search:
                     continue
                 row, weights = self._evaluate(step, slot, proposal, len(state["evaluated"]))
                 state["evaluated"].append(row)
-                self._keep_if_top(state, row, weights)
+                dropped = self._keep_if_top(state, row, weights)
                 self._save_state(state)
+                for index in dropped:  # after the state stops naming them
+                    self._weights_path(index).unlink(missing_ok=True)
                 log.info("step %d candidate %d: %d params (c %.4f), held-out acc %.4f, reward %.4f (best %.4f)",
                          step, slot, row["params"], row["compression"], row["val_acc"], row["reward"],
                          max(r["reward"] for r in state["evaluated"]))
@@ -320,7 +330,7 @@ class _Search:
         path = self.run_dir / STATE_NAME
         identity = self._identity()
         if not path.exists():
-            return {"identity": identity, "evaluated": [], "pending": None, "top": {}, "sessions": [self._session(0)]}
+            return {"identity": identity, "evaluated": [], "pending": None, "top": [], "sessions": [self._session(0)]}
         state = load_versioned(path, STATE_FORMAT, "ESNAC search state", "delete it to start the search over")
         check_resumable(state["identity"], identity, path)
         state["sessions"].append(self._session(len(state["evaluated"])))
@@ -334,11 +344,18 @@ class _Search:
     def _save_state(self, state: dict) -> None:
         save_torch(self.run_dir / STATE_NAME, {"format": STATE_FORMAT, **state})
 
-    def _keep_if_top(self, state: dict, row: dict, weights: dict) -> None:
-        """Keep the weights of the ``top_k`` best-rewarded candidates (ties: the earlier candidate)."""
-        state["top"][row["index"]] = weights
-        ranked = _ranked(state["evaluated"])[:self.spec.top_k]
-        state["top"] = {i: w for i, w in state["top"].items() if i in {r["index"] for r in ranked}}
+    def _keep_if_top(self, state: dict, row: dict, weights: dict) -> list[int]:
+        """Keep the weights of the ``top_k`` best-rewarded candidates (ties: the earlier one), each in its own file
+        written once, so the state saved after every candidate stays small. Returns the indices that dropped out."""
+        top = [r["index"] for r in _ranked(state["evaluated"])[:self.spec.top_k]]
+        if row["index"] in top:
+            save_torch(self._weights_path(row["index"]), weights)
+        dropped = [index for index in state["top"] if index not in top]
+        state["top"] = top
+        return dropped
+
+    def _weights_path(self, index: int) -> Path:
+        return self.run_dir / CANDIDATES_DIR / f"{index}.pt"
 
     def _finish(self, state: dict, command: list[str] | None, started_at: str, wall_start: float) -> dict:
         spec, run_dir = self.spec, self.run_dir
@@ -358,7 +375,7 @@ class _Search:
         for rank, row in enumerate(_ranked(rows)[:spec.top_k]):
             architecture = compress(self.graph, Action.from_dict(row["action"]))
             net = build_student(self.graph, architecture)
-            net.load_state_dict(state["top"][row["index"]])
+            net.load_state_dict(load_torch(self._weights_path(row["index"])))
             kwargs = {**architecture.model_kwargs(), "num_classes": num_classes, "activation": "relu"}
             facts = {key: row[key] for key in ("index", "step", "slot", "params", "compression", "times", "val_acc",
                                                "reward")}
@@ -392,6 +409,7 @@ class _Search:
         }
         write_json(run_dir / "record.json", record)  # last: its presence means "finished"
         (run_dir / STATE_NAME).unlink()
+        shutil.rmtree(run_dir / CANDIDATES_DIR)
         return record
 
 
