@@ -583,7 +583,7 @@ def test_random_actions_give_runnable_networks_of_the_implied_widths(teachers, n
 @pytest.mark.slow
 @pytest.mark.parametrize("name", TEACHERS)
 def test_hundreds_of_random_actions_give_runnable_networks_of_the_implied_widths(teachers, name):
-    _property(teachers, name, 300, seed=12)
+    _property(teachers, name, 200, seed=12)
 
 
 # --- esnac_net model files --------------------------------------------------------------------------------------
