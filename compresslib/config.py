@@ -147,11 +147,12 @@ def _spec_problems(config: dict) -> list[str]:
              for teacher, student in pairs]
     runs += [(f"lit.{name}", lit_spec_values(config, experiment["teacher"], experiment["student"], 1))
              for name, experiment in config.get("lit", {}).items()]
-    searches = [(f"esnac.{name} ({job.teacher}, {job.strategy})", esnac_search_values(config, job))
-                for name, experiment in config.get("esnac", {}).items() for job in _esnac_experiment_jobs(config, experiment)]
-    finals = [(f"esnac.{name}.full_train", esnac_full_train_values(config, job, rank=0))
-              for name, experiment in config.get("esnac", {}).items() for job in _esnac_experiment_jobs(config, experiment)]
-    return _failures(build_spec, runs) + _failures(_build_search_spec, searches) + _failures(build_spec, finals)
+    searches = [(name, job) for name, experiment in config.get("esnac", {}).items()
+                for job in _esnac_experiment_jobs(config, experiment)]
+    search_runs = [(f"esnac.{name} ({job.teacher}, {job.strategy})", esnac_search_values(config, job))
+                   for name, job in searches]
+    finals = [(f"esnac.{name}.full_train", esnac_full_train_values(config, job, rank=0)) for name, job in searches]
+    return _failures(build_spec, runs) + _failures(_build_search_spec, search_runs) + _failures(build_spec, finals)
 
 
 def _build_search_spec(values: dict) -> Any:

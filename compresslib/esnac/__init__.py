@@ -1,1 +1,2 @@
-"""ESNAC (Cao, Wang, Kitani, ICLR 2019): architecture space (space.py), learned kernel (kernel.py), search (search.py)."""
+"""ESNAC (Cao, Wang, Kitani, ICLR 2019): the architecture space (space.py), the learned kernel (kernel.py) and
+the search (search.py)."""

@@ -15,9 +15,9 @@ computed once), and its accuracy is its best held-out accuracy over those epochs
 see the same batches, as ESNAC trains them jointly. The reward is ``c(2-c)a`` with ``c = 1 - params/params_teacher``
 and ``a = acc/acc_teacher`` (the teacher's accuracy on the held-out split).
 
-The state (every evaluated candidate, a step's proposals before they are evaluated, which candidates are the best
-``top_k``, whose weights wait in ``candidates/``) is saved after every candidate, so a killed search resumes without re-evaluating any
-finished candidate; candidate training and proposals are pure functions of the seed, so on CPU a resumed
+The state (every evaluated candidate, a step's proposals before they are evaluated, which candidates are the
+best ``top_k``, whose weights wait in ``candidates/``) is saved after every candidate, so a killed search
+resumes without re-evaluating any finished candidate; candidate training and proposals are pure functions of the seed, so on CPU a resumed
 search ends exactly as an uninterrupted one. Outputs: ``search.csv`` (one row per candidate), ``top/arch-<r>.pt``
 (the rank-r candidate as an ``esnac_net`` model file with its trained weights) and ``top/arch-<r>.json``, and
 ``record.json`` (written last).
@@ -174,8 +174,9 @@ class _Search:
         if meta.get("dataset") != spec.dataset:
             raise ValueError(f"teacher {teacher_path} was trained on {meta.get('dataset')!r}, the search is on "
                              f"{spec.dataset!r}")
-        if get_dataset_info(spec.dataset).kind != "image":
-            raise ValueError(f"ESNAC searches image classifiers; {spec.dataset} is a {get_dataset_info(spec.dataset).kind} dataset")
+        kind = get_dataset_info(spec.dataset).kind
+        if kind != "image":
+            raise ValueError(f"ESNAC searches image classifiers; {spec.dataset} is a {kind} dataset")
         self.teacher_meta = meta
         self.graph: LayerGraph = extract_graph(teacher)  # on the CPU copy: the weights the students slice
         self.teacher_params = count_parameters(teacher)
@@ -381,7 +382,8 @@ class _Search:
                                                "reward")}
             summary = {"rank": rank, **facts, "teacher_params": self.teacher_params,
                        "teacher_val_acc": self.teacher_val_acc, "action": row["action"],
-                       "removed_layers": list(architecture.removed), "added_skips": [list(p) for p in architecture.skips],
+                       "removed_layers": list(architecture.removed),
+                       "added_skips": [list(p) for p in architecture.skips],
                        "layers": [_layer_text(layer) for layer in architecture.layers]}
             save_model(top_dir / f"arch-{rank}.pt", net, "esnac_net", kwargs,
                        extra={"dataset": spec.dataset, "normalization": self.teacher_meta["normalization"],

@@ -196,7 +196,8 @@ def _describe(module: nn.Module, name: str) -> Layer:
     if type(module) in kinds:
         return Layer(kinds[type(module)], 0, 0)
     raise ValueError(f"ESNAC graph: {name} is a {type(module).__name__}; supported layers: "
-                     "Conv2d, Linear, BatchNorm2d, MaxPool2d, AvgPool2d, ReLU, ChannelShuffle, Identity, Flatten, Concat")
+                     "Conv2d, Linear, BatchNorm2d, MaxPool2d, AvgPool2d, ReLU, ChannelShuffle, Identity, Flatten, "
+                     "Concat")
 
 
 def _first(value: int | Sequence[int]) -> int:
