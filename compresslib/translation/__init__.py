@@ -1,0 +1,1 @@
+"""Machine translation (de→en): corpora, SentencePiece tokenisers, Transformer/LSTM models, KD and BLEU."""
