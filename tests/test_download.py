@@ -155,12 +155,24 @@ def test_archive_source_forms(tmp_path: Path):
     assert archive_source(archive, str(tmp_path)) == str(tmp_path / FILENAME)
 
 
+def test_a_file_without_a_published_md5_is_fetched_with_its_size_and_digests_recorded(tmp_path: Path, server: str,
+                                                                                      tarball):
+    """The translation corpora publish no checksum: the fetch checks completeness and records what it got."""
+    payload, _ = tarball
+    unpublished = Archive(FILENAME, f"{server}/{FILENAME}", md5=None)
+    provenance = fetch_archive(unpublished, tmp_path / FILENAME, timeout=5)
+    assert provenance["md5_verified"] is False and provenance["bytes"] == len(payload)
+    assert provenance["sha256"] == hashlib.sha256(payload).hexdigest()
+    assert provenance["md5"] == hashlib.md5(payload).hexdigest()
+    assert (tmp_path / FILENAME).read_bytes() == payload
+
+
 def test_fetch_extract_read_roundtrip(tmp_path: Path, archive: Archive, tarball):
     dest = tmp_path / "downloads" / FILENAME
     provenance = fetch_archive(archive, dest, timeout=5)
     assert provenance["source"] == archive.url
     assert provenance["filename"] == FILENAME
-    assert provenance["md5"] == archive.md5 == md5_file(dest)
+    assert provenance["md5"] == archive.md5 == md5_file(dest) and provenance["md5_verified"]
     assert provenance["bytes"] == dest.stat().st_size
     assert provenance["seconds"] >= 0
     assert sorted(p.name for p in dest.parent.iterdir()) == [FILENAME]  # no temp file left behind

@@ -67,7 +67,7 @@ class ChecksumError(DownloadError):
 class Archive:
     filename: str  # official file name, also the name looked up on a mirror, e.g. "cifar-10-python.tar.gz"
     url: str  # official download URL
-    md5: str  # md5 of the whole archive as published (torchvision, torchtext)
+    md5: str | None  # md5 of the whole file as published (torchvision, torchtext); None where none is published
 
 
 ARCHIVES: dict[str, Archive] = {
@@ -122,8 +122,10 @@ def fetch_archive(
     """Download ``archive`` to ``dest``, verifying its md5 before the file appears under that name.
 
     On any failure nothing is left at ``dest`` or beside it, and ``DownloadError`` (``ChecksumError``
-    for a wrong md5) says which source failed and why. Returns the provenance: source, filename, md5,
-    bytes and seconds.
+    for a wrong md5) says which source failed and why. A file without a published md5 (the translation
+    corpora) is checked for completeness only, and its size and digests are what the provenance records.
+    Returns the provenance: source, filename, md5, sha256, bytes, whether a published md5 was verified,
+    and seconds.
     """
     log = log or logger
     dest = Path(dest)
@@ -134,11 +136,11 @@ def fetch_archive(
             size = "size unknown" if expected_bytes is None else f"{expected_bytes} bytes"
             log.info("fetching %s from %s (%s)", archive.filename, source, size)
             with open(tmp, "wb") as out:
-                md5, received = _copy_hashing(reader, out, source, log)
+                md5, sha256, received = _copy_hashing(reader, out, source, log)
             # urllib returns a short body without complaint when the server closes early; compare with Content-Length.
             if expected_bytes is not None and received != expected_bytes:
                 raise DownloadError(f"{source}: transfer truncated, received {received} of {expected_bytes} bytes")
-            if md5 != archive.md5:
+            if archive.md5 is not None and md5 != archive.md5:
                 raise ChecksumError(
                     f"{archive.filename} from {source} has md5 {md5}, expected {archive.md5}: this source serves a "
                     f"different or corrupted file; check the mirror/URL (or the expected md5)"
@@ -157,8 +159,11 @@ def fetch_archive(
     except (OSError, http.client.HTTPException) as error:
         raise DownloadError(f"fetching {source} into {dest} failed: {error!r}") from error
     seconds = time.perf_counter() - start
-    log.info("fetched %s: %d bytes in %.1f s, md5 %s ok", dest, received, seconds, md5)
-    return {"source": source, "filename": archive.filename, "md5": md5, "bytes": received, "seconds": seconds}
+    verified = archive.md5 is not None
+    log.info("fetched %s: %d bytes in %.1f s, md5 %s %s, sha256 %s", dest, received, seconds, md5,
+             "ok" if verified else "(none published: recorded)", sha256)
+    return {"source": source, "filename": archive.filename, "md5": md5, "sha256": sha256, "bytes": received,
+            "md5_verified": verified, "seconds": seconds}
 
 
 @contextmanager
@@ -173,19 +178,20 @@ def _open_source(source: str, timeout: float) -> Iterator[tuple[BinaryIO, int | 
             yield handle, os.fstat(handle.fileno()).st_size
 
 
-def _copy_hashing(reader: BinaryIO, out: BinaryIO, source: str, log: logging.Logger) -> tuple[str, int]:
-    """Copy ``reader`` to ``out`` in chunks; return the md5 and the byte count, logging progress on the way."""
-    digest = hashlib.md5(usedforsecurity=False)
+def _copy_hashing(reader: BinaryIO, out: BinaryIO, source: str, log: logging.Logger) -> tuple[str, str, int]:
+    """Copy ``reader`` to ``out`` in chunks; return the md5, the sha256 and the byte count, logging progress."""
+    digest, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
     received = 0
     next_report = _PROGRESS_EVERY_BYTES
     for chunk in iter(lambda: reader.read(_CHUNK_BYTES), b""):
         digest.update(chunk)
+        sha256.update(chunk)
         out.write(chunk)
         received += len(chunk)
         if received >= next_report:
             log.info("%s: %d MiB received", source, received >> 20)
             next_report += _PROGRESS_EVERY_BYTES
-    return digest.hexdigest(), received
+    return digest.hexdigest(), sha256.hexdigest(), received
 
 
 def extract_archive(archive_path: Path, dest_dir: Path) -> Path:
