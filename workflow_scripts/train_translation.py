@@ -25,7 +25,8 @@ from compresslib.translation.train import TranslationSpec, train_translation
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True, help="prepared corpus (prepare_corpus)")
-    parser.add_argument("--run-dir", required=True, help="directory for model.pt, translations/, history.csv, record.json")
+    parser.add_argument("--run-dir", required=True,
+                        help="directory for model.pt, translations/, history.csv, record.json")
     parser.add_argument("--teacher", help="teacher model.pt: word-level KD (needs kd settings)")
     parser.add_argument("--targets", help="sequence-level KD targets (workflow_scripts/translate.py --ids)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")

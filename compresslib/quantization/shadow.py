@@ -14,7 +14,8 @@ quantized (seeds.md §1.10-c); ``skip_by="registration"`` reproduces that.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -46,6 +47,21 @@ def forward_order_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
 def quantized_parameter_names(model: nn.Module, example: torch.Tensor, quantize_first_last: bool,
                               skip_by: str = "layers") -> list[str]:
     """The parameters QD quantizes, in registration order."""
+    @functools.cache
+    def first_and_last() -> set[str]:  # a forward pass, so only when the "layers" rule asks
+        layers = forward_order_layers(model, example)
+        if not layers:
+            raise ValueError(f"{type(model).__name__} has no convolution or linear layer to keep in full precision")
+        return {layers[0], layers[-1]}
+
+    return select_quantized(model, quantize_first_last, skip_by,
+                            lambda name: name.rpartition(".")[0] in first_and_last())
+
+
+def select_quantized(model: nn.Module, quantize_first_last: bool, skip_by: str,
+                     kept_layer: Callable[[str], bool]) -> list[str]:
+    """The parameter names QD quantizes: all (``quantize_first_last``), all but the first and last registered
+    (``skip_by="registration"``, the original's rule), or all but those ``kept_layer`` names (``"layers"``)."""
     names = [name for name, _ in model.named_parameters()]
     if quantize_first_last:
         return names
@@ -53,11 +69,7 @@ def quantized_parameter_names(model: nn.Module, example: torch.Tensor, quantize_
         return names[1:-1]
     if skip_by != "layers":
         raise ValueError(f"skip_by must be one of {', '.join(SKIP_BY)}, got {skip_by!r}")
-    layers = forward_order_layers(model, example)
-    if not layers:
-        raise ValueError(f"{type(model).__name__} has no convolution or linear layer to keep in full precision")
-    kept = {layers[0], layers[-1]}
-    return [name for name in names if name.rpartition(".")[0] not in kept]
+    return [name for name in names if not kept_layer(name)]
 
 
 class ShadowQuantizer:

@@ -47,7 +47,8 @@ from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, lo
 from compresslib.training.schedules import Schedule, build_schedule
 from compresslib.training.spec import TrainSpec, spec_hash
 
-__all__ = ["train", "evaluate", "run_kind", "model_facts", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
+__all__ = ["train", "evaluate", "run_kind", "model_facts", "cpu_state", "write_history", "OUTPUT_NAMES",
+           "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +249,10 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             **section_columns,
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
-            best_state = _cpu_state(model)
+            best_state = cpu_state(model)
         save_checkpoint(run_dir, {
             "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
-            "model": _cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
+            "model": cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
             "schedule": schedule.state_dict(), "history": history, "best_state": best_state, "sessions": sessions,
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
         })
@@ -275,7 +276,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, model_kwargs, codes,
                                          spec.quant.bits, spec.quant.bucket_size, model_extra)
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
-    _write_history(run_dir / "history.csv", history)
+    write_history(run_dir / "history.csv", history)
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
                            time.perf_counter() - wall_start, quantization, init_info,
@@ -436,13 +437,15 @@ def _best_row(history: list[dict]) -> dict:
     return max(history, key=lambda row: row["val_acc"])
 
 
-def _cpu_state(model: nn.Module) -> dict:
+def cpu_state(model: nn.Module) -> dict:
+    """A copy of the model's state on the CPU (for checkpoints and the best epoch's weights)."""
     return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
 
 
-def _write_history(path: Path, history: list[dict]) -> None:
+def write_history(path: Path, history: list[dict], leading: tuple[str, ...] = HISTORY_COLUMNS) -> None:
+    """history.csv, atomically: the ``leading`` columns first, then any other keys of the rows in their order."""
     buffer = io.StringIO()
-    columns = HISTORY_COLUMNS + tuple(key for key in history[0] if key not in HISTORY_COLUMNS)
+    columns = leading + tuple(key for key in history[0] if key not in leading)
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(history)

@@ -52,6 +52,10 @@ The recipes (reference/seeds.md §1.5, §1.6, §1.8, §2.4, §2.5, §2.7):
   ``max_memory_allocated`` during that translation on a GPU, while on the CPU only the process's peak resident
   set (``ru_maxrss``, the whole process) and the model's parameter bytes are recorded.
 
+``history.csv`` has one row per epoch: ``lr`` (the rate of the epoch's last update), ``train_loss`` (the loss above,
+averaged over the epoch's target tokens), ``val_loss``/``val_ppl`` (plus ``shadow_val_ppl`` for QD), ``steps``,
+``train_tokens``, ``train_seconds``, ``eval_seconds``, ``tokens_per_s`` (target tokens per training second).
+
 Determinism: every epoch reseeds torch from ``(seed, epoch)`` (dropout) and draws its batches from the same
 pair, the Adam state and the schedule's step counter are checkpointed, so on the CPU a killed run resumed from
 its checkpoint ends with bit-identical history and weights.
@@ -60,9 +64,7 @@ its checkpoint ends with bit-identical history and weights.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import logging
 import math
 import resource
@@ -81,10 +83,10 @@ from compresslib.devices import Placement, place
 from compresslib.io import atomic_open, load_versioned, sha256_file, write_json
 from compresslib.models import create_model, load_model, save_model
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
-from compresslib.quantization.shadow import SKIP_BY, ShadowQuantizer
+from compresslib.quantization.shadow import SKIP_BY, ShadowQuantizer, select_quantized
 from compresslib.quantization.uniform import check_settings
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
-from compresslib.training.loop import TrainingDiverged, model_facts
+from compresslib.training.loop import TrainingDiverged, cpu_state, model_facts, write_history
 from compresslib.training.spec import QuantSpec, SpecError, require, spec_hash
 from compresslib.translation import models as _models  # noqa: F401  (registers transformer_nmt and lstm_nmt)
 from compresslib.translation.batching import collate, sentence_widths, token_batches
@@ -305,20 +307,15 @@ def grad_clip(spec: TranslationSpec) -> float:
 
 def nmt_quantized_names(model: nn.Module, quantize_first_last: bool, skip_by: str = "layers") -> list[str]:
     """The parameters QD quantizes in a translation model, in registration order (see the module docstring)."""
-    names = [name for name, _ in model.named_parameters()]
-    if quantize_first_last:
-        return names
-    if skip_by == "registration":
-        return names[1:-1]
-    if skip_by != "layers":
-        raise ValueError(f"skip_by must be one of {', '.join(SKIP_BY)}, got {skip_by!r}")
-    return [name for name in names if name.split(".")[0] not in _MODULES_KEPT]
+    return select_quantized(model, quantize_first_last, skip_by, lambda name: name.split(".")[0] in _MODULES_KEPT)
 
 
 # ---- sequence-level KD targets -------------------------------------------------------------------------------------
 
-def load_targets(path: str | Path, corpus_sha256: str, sentences: int, tgt_vocab: int) -> list[torch.Tensor]:
-    """The training targets of a sequence-level KD targets file, checked against the corpus it was made from."""
+def load_targets(path: str | Path, corpus_sha256: str, sentences: int,
+                 tgt_vocab: int) -> tuple[list[torch.Tensor], dict]:
+    """The training targets of a sequence-level KD targets file, checked against the corpus it was made from, and
+    the file's other entries (``model_sha256``, ``split``, ``beam_size``, ...)."""
     payload = load_versioned(path, TARGETS_FORMAT, "sequence-level KD targets file",
                              "write it with workflow_scripts/translate.py --split train")
     for key in ("corpus_sha256", "tgt_ids", "tgt_offsets"):
@@ -333,7 +330,8 @@ def load_targets(path: str | Path, corpus_sha256: str, sentences: int, tgt_vocab
                          f"{int(offsets[-1])} over {ids.numel()} ids; the training split has {sentences} sentences")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= tgt_vocab):
         raise ValueError(f"{path}: target ids outside the corpus's target vocabulary of {tgt_vocab}")
-    return list(torch.split(ids.to(torch.int64), offsets.diff().tolist()))
+    meta = {key: value for key, value in payload.items() if key not in ("tgt_ids", "tgt_offsets")}
+    return list(torch.split(ids.to(torch.int64), offsets.diff().tolist())), meta
 
 
 # ---- the job -------------------------------------------------------------------------------------------------------
@@ -400,11 +398,10 @@ class _Job:
         self.train_tgt = split_sentences(corpus, TRAIN_SPLIT, "tgt")
         self.targets_info = None
         if self.targets_path is not None:  # sequence-level KD: the teacher's translations are the targets
-            self.train_tgt = load_targets(self.targets_path, self.corpus_sha256, len(self.train_src),
-                                          self.vocab["tgt"])
-            self.targets_info = {"path": str(self.targets_path), "sha256": sha256_file(self.targets_path)}
-            meta = load_versioned(self.targets_path, TARGETS_FORMAT, "sequence-level KD targets file")
-            self.targets_info |= {key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length")}
+            self.train_tgt, meta = load_targets(self.targets_path, self.corpus_sha256, len(self.train_src),
+                                                self.vocab["tgt"])
+            self.targets_info = {"path": str(self.targets_path), "sha256": sha256_file(self.targets_path),
+                                 **{key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length")}}
         self.train_widths = sentence_widths(self.train_src, self.train_tgt)
         self.train_tokens = int(sum(len(t) + 1 for t in self.train_tgt))  # target tokens incl. eos per epoch
 
@@ -488,7 +485,7 @@ class _Job:
                             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                             "tokens_per_s": self.train_tokens / train_seconds, **shadow})
             save_checkpoint(run_dir, {
-                "identity": self.identity(), "next_epoch": epoch + 1, "model": _cpu_state(model),
+                "identity": self.identity(), "next_epoch": epoch + 1, "model": cpu_state(model),
                 "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
                 "sessions": sessions,
             })
@@ -595,7 +592,7 @@ class _Job:
             quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, self.model_kwargs, codes,
                                              spec.quant.bits, spec.quant.bucket_size, model_extra)
         save_model(run_dir / "model.pt", model, spec.model, self.model_kwargs, extra=model_extra)
-        _write_history(run_dir / "history.csv", history)
+        write_history(run_dir / "history.csv", history, HISTORY_COLUMNS)
         record = self._record(history, sessions, command, started_at, time.perf_counter() - wall_start, results,
                               timing, memory, quantization, lowercase)
         write_json(run_dir / "record.json", record)
@@ -647,7 +644,8 @@ class _Job:
             "translations": results,
             "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_ppl", "lr")},
             "model": model_facts(self.model, spec.model),
-            "optimizer": {"name": spec.optimizer, "max_grad_norm": grad_clip(spec), "steps": sum(r["steps"] for r in history)},
+            "optimizer": {"name": spec.optimizer, "max_grad_norm": grad_clip(spec),
+                          "steps": sum(row["steps"] for row in history)},
             "quantization": quantization,
             "timing": {
                 "wall_s": wall_seconds, "train_s": train_seconds,
@@ -663,17 +661,3 @@ class _Job:
                  **self.corpus["provenance"]}, command, started_at,
                 teacher_model=self.teacher_info, targets=self.targets_info),
         }
-
-
-def _cpu_state(model: nn.Module) -> dict:
-    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
-
-
-def _write_history(path: Path, history: list[dict]) -> None:
-    buffer = io.StringIO()
-    columns = HISTORY_COLUMNS + tuple(key for key in history[0] if key not in HISTORY_COLUMNS)
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write(buffer.getvalue())
