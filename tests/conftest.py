@@ -1,10 +1,15 @@
-"""Shared fixtures: repository paths, the offline real-data folder, a tiny prepared dataset."""
+"""Shared fixtures: repository paths, the offline real-data folder, a tiny prepared dataset, a local HTTP server."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +25,42 @@ def shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"real-data sample {path} is absent (it lives in ../shared/data beside the checkout)")
     return path
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files, plus /short/<file> (announces the full length, sends half) and /stall/<file> (never answers)."""
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/short/"):
+            payload = (Path(self.directory) / self.path.removeprefix("/short/")).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload[: len(payload) // 2])
+            self.close_connection = True
+        elif self.path.startswith("/stall/"):
+            self.server.release.wait()
+        else:
+            super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # keep test output free of access logs
+        pass
+
+
+@contextlib.contextmanager
+def http_server(directory: Path) -> Iterator[str]:
+    """Base URL of an HTTP server on 127.0.0.1 serving ``directory`` (no outside network), stopped on exit."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(directory)))
+    httpd.release = threading.Event()
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 def run_snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess:

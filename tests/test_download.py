@@ -6,14 +6,11 @@ like the original release (protocol 2, N x 3072 uint8 rows), plus deliberately b
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import io
 import pickle
 import socket
 import tarfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,6 +29,8 @@ from compresslib.data.download import (
     fetch_archive,
     md5_file,
 )
+
+from conftest import http_server
 
 FILENAME = "cifar-10-python.tar.gz"
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -68,26 +67,6 @@ def _build_cifar10_archive() -> tuple[bytes, dict[str, np.ndarray]]:
     return _tar_gz(members), arrays
 
 
-class _Handler(http.server.SimpleHTTPRequestHandler):
-    """Static files, plus /short/<file> (announces the full length, sends half) and /stall/<file> (never answers)."""
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/short/"):
-            payload = (Path(self.directory) / self.path.removeprefix("/short/")).read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload[: len(payload) // 2])
-            self.close_connection = True
-        elif self.path.startswith("/stall/"):
-            self.server.release.wait()
-        else:
-            super().do_GET()
-
-    def log_message(self, format: str, *args: object) -> None:  # keep test output free of access logs
-        pass
-
-
 @pytest.fixture(scope="module")
 def tarball() -> tuple[bytes, dict[str, np.ndarray]]:
     return _build_cifar10_archive()
@@ -109,15 +88,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, tarball) -> Path:
 @pytest.fixture(scope="module")
 def server(served: Path) -> Iterator[str]:
     """Base URL of an HTTP server on 127.0.0.1 serving ``served``."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(served)))
-    httpd.release = threading.Event()
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.release.set()
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with http_server(served) as url:
+        yield url
 
 
 @pytest.fixture

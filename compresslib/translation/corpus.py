@@ -22,7 +22,9 @@ lower-cased before tokenisation by default and training pairs longer than ``max_
 words) on either side are dropped, while the test set is kept whole: BLEU is computed on all of it, against
 the raw references stored in the file.
 
-:func:`read_sgm` reads WMT's SGML test sets (e.g. newstest2013, what sacrebleu's ``wmt13`` uses).
+:func:`read_sgm` reads WMT's SGML test sets (e.g. newstest2013, what sacrebleu's ``wmt13`` uses);
+``compresslib.translation.sources`` says where the files and the extra test sets come from and builds a prepared
+corpus from them.
 :func:`make_synthetic_translation` builds a small deterministic transduction task for the offline demo.
 
 The prepared corpus (:func:`prepare_corpus`, :func:`load_corpus`) is one ``torch.save`` file of plain state::
@@ -45,10 +47,10 @@ import logging
 import re
 import tarfile
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import sentencepiece
@@ -61,11 +63,16 @@ __all__ = [
     "CORPORA",
     "FORMAT_VERSION",
     "SIDES",
+    "corpus_info",
+    "read_lines",
     "read_parallel_text",
+    "read_tar_members",
     "read_europarl_archive",
     "split_europarl",
     "read_corpus_pairs",
+    "parse_sgm",
     "read_sgm",
+    "check_corpus_settings",
     "train_sentencepiece",
     "Tokenizer",
     "prepare_corpus",
@@ -115,7 +122,8 @@ CORPORA: dict[str, CorpusInfo] = {
 }
 
 
-def _corpus_info(name: str) -> CorpusInfo:
+def corpus_info(name: str) -> CorpusInfo:
+    """The registry entry of corpus ``name``; an unknown name is an error listing the known ones."""
     if name not in CORPORA:
         raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}")
     return CORPORA[name]
@@ -140,39 +148,59 @@ def _read_lines(handle: BinaryIO, where: str) -> list[str]:
     return lines
 
 
+def read_lines(path: str | Path) -> list[str]:
+    """The UTF-8 lines of a text file, one sentence a line (line ends as in :func:`_read_lines`)."""
+    with open(path, "rb") as handle:
+        return _read_lines(handle, str(path))
+
+
 def read_parallel_text(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
     """Pair line ``i`` of ``src_path`` with line ``i`` of ``tgt_path`` (UTF-8, one sentence a line)."""
-    sides = []
-    for path in (src_path, tgt_path):
-        with open(path, "rb") as handle:
-            sides.append(_read_lines(handle, str(path)))
+    sides = [read_lines(src_path), read_lines(tgt_path)]
     if len(sides[0]) != len(sides[1]):
         raise ValueError(f"parallel files differ in length: {src_path} has {len(sides[0])} lines, "
                          f"{tgt_path} has {len(sides[1])}")
     return list(zip(*sides))
 
 
-def read_europarl_archive(path: str | Path, members: tuple[str, str] = EUROPARL_MEMBERS) -> list[tuple[str, str]]:
-    """The de-en pairs of a Europarl v7 tar(.gz), with pairs whose German (source) side is blank dropped.
+_Member = TypeVar("_Member")
 
-    The archive is read once, front to back, as a stream; only the two members whose names end with
-    ``members`` (source, target) are read, and nothing is written to disk.
+
+def read_tar_members(path: str | Path, select: Callable[[str], str | None],
+                     read: Callable[[BinaryIO, str], _Member], what: str) -> dict[str, _Member]:
+    """Read the wanted members of a tar(.gz) in one front-to-back pass over its stream, writing nothing to disk.
+
+    ``select(member_name)`` gives the key a regular-file member is wanted under, or None to skip it, and
+    ``read(stream, where)`` turns the member into its value (``where`` names archive and member for errors).
+    Two members under one key and a corrupt or truncated archive are errors naming the file; which keys must be
+    present is the caller's check. ``what`` names the archive in the error for a missing file.
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"Europarl archive {path} does not exist")
-    found: dict[str, list[str]] = {}
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    found: dict[str, _Member] = {}
     try:
         with tarfile.open(path, mode="r|*") as tar:  # "|": a stream; "*": gzip or plain tar
             for member in tar:
-                suffix = next((suffix for suffix in members if member.name.endswith(suffix)), None)
-                if suffix is None or not member.isfile():
+                key = select(member.name)
+                if key is None or not member.isfile():
                     continue
-                if suffix in found:
-                    raise ValueError(f"{path} holds more than one member ending {suffix!r}")
-                found[suffix] = _read_lines(tar.extractfile(member), f"{path}:{member.name}")
+                if key in found:
+                    raise ValueError(f"{path} holds more than one member for {key!r} (the second: {member.name})")
+                found[key] = read(tar.extractfile(member), f"{path}:{member.name}")
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise ValueError(f"cannot read {path}: {error!r} (corrupt or truncated archive)") from error
+    return found
+
+
+def read_europarl_archive(path: str | Path, members: tuple[str, str] = EUROPARL_MEMBERS) -> list[tuple[str, str]]:
+    """The de-en pairs of a Europarl v7 tar(.gz), with pairs whose German (source) side is blank dropped.
+
+    The archive is streamed once (:func:`read_tar_members`); only the two members whose names end with
+    ``members`` (source, target) are read.
+    """
+    found = read_tar_members(path, lambda name: next((suffix for suffix in members if name.endswith(suffix)), None),
+                             _read_lines, "Europarl archive")
     missing = [suffix for suffix in members if suffix not in found]
     if missing:
         raise ValueError(f"{path} has no member ending {', '.join(map(repr, missing))}")
@@ -190,7 +218,7 @@ def split_europarl(pairs: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str
 
 def read_corpus_pairs(name: str, paths: dict[str, str | Path]) -> dict[str, list[tuple[str, str]]]:
     """The raw pairs by split of registered corpus ``name`` from its downloaded files (``paths``: role -> file)."""
-    info = _corpus_info(name)
+    info = corpus_info(name)
     if not info.files:
         raise ValueError(f"corpus {name!r} is generated, not read from files (make_synthetic_translation)")
     missing = [role for role in info.files if role not in paths]
@@ -214,8 +242,8 @@ def _unescape(match: re.Match) -> str:
     return chr(int(entity[2:], 16) if entity[1] in "xX" else int(entity[1:]))
 
 
-def read_sgm(path: str | Path) -> list[str]:
-    """The segments of a WMT SGML file (``<seg id="..."> ... </seg>``) in file order.
+def parse_sgm(content: bytes, where: str) -> list[str]:
+    """The segments of WMT SGML ``content`` (UTF-8 bytes, ``<seg id="..."> ... </seg>``) in document order.
 
     XML entities (the five named ones and numeric references) are unescaped in one pass, and a bare ``&`` that
     starts no entity is kept as it is (newstest2013 has one). Runs of ASCII whitespace are stripped at the ends
@@ -223,17 +251,39 @@ def read_sgm(path: str | Path) -> list[str]:
     segments equal the official plain-text files line by line (sacrebleu's ``\\s+`` would turn newstest2013's
     no-break spaces into spaces). sacrebleu does not unescape; newstest2013 holds no entities.
     """
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{where} is not valid UTF-8 ({error})") from error
     segments = [_ASCII_SPACE.sub(" ", _ENTITY.sub(_unescape, raw).strip(" \t\r\n")) for raw in _SEG.findall(text)]
     opened = len(re.findall(r"<seg\b", text))
     if not segments:
-        raise ValueError(f"{path} holds no <seg> elements: not a WMT SGML file")
+        raise ValueError(f"{where} holds no <seg> elements: not a WMT SGML file")
     if opened != len(segments):
-        raise ValueError(f"{path}: {opened} <seg> tags but {len(segments)} complete segments (malformed SGML)")
+        raise ValueError(f"{where}: {opened} <seg> tags but {len(segments)} complete segments (malformed SGML)")
     return segments
 
 
+def read_sgm(path: str | Path) -> list[str]:
+    """The segments of a WMT SGML file, as :func:`parse_sgm` reads them."""
+    return parse_sgm(Path(path).read_bytes(), str(path))
+
+
 # --- SentencePiece ----------------------------------------------------------------------------------------------
+
+def _check_sentencepiece_settings(vocab_size: int, model_type: str) -> None:
+    if vocab_size <= 4:
+        raise ValueError(f"vocab_size must exceed the 4 special pieces (pad, unk, bos, eos), got {vocab_size}")
+    if model_type not in ("unigram", "bpe", "char", "word"):
+        raise ValueError(f"unknown SentencePiece model_type {model_type!r}; use unigram, bpe, char or word")
+
+
+def check_corpus_settings(vocab_size: int, max_length: int, model_type: str) -> None:
+    """Refuse settings :func:`prepare_corpus` cannot use, so a caller can check them before reading any data."""
+    _check_sentencepiece_settings(vocab_size, model_type)
+    if max_length < 1:
+        raise ValueError(f"max_length must be >= 1, got {max_length}")
+
 
 def train_sentencepiece(sentences: Sequence[str], vocab_size: int, model_type: str = "unigram") -> bytes:
     """Train a SentencePiece model on ``sentences`` in memory and return its serialized proto.
@@ -249,10 +299,7 @@ def train_sentencepiece(sentences: Sequence[str], vocab_size: int, model_type: s
         raise TypeError("train_sentencepiece takes a sequence of sentences, not one string")
     if not any(sentence.strip() for sentence in sentences):
         raise ValueError("cannot train a SentencePiece model on an empty corpus (no non-blank sentence)")
-    if vocab_size <= 4:
-        raise ValueError(f"vocab_size must exceed the 4 special pieces (pad, unk, bos, eos), got {vocab_size}")
-    if model_type not in ("unigram", "bpe", "char", "word"):
-        raise ValueError(f"unknown SentencePiece model_type {model_type!r}; use unigram, bpe, char or word")
+    _check_sentencepiece_settings(vocab_size, model_type)
     writer = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences), model_writer=writer, vocab_size=vocab_size, model_type=model_type,
@@ -340,14 +387,13 @@ def prepare_corpus(
     pair is stored beside its ids. Returns the corpus as written (the structure :func:`load_corpus` returns).
     """
     log = log or logger
-    info = _corpus_info(name)
+    info = corpus_info(name)
+    check_corpus_settings(vocab_size, max_length, model_type)
     if TRAIN_SPLIT not in pairs_by_split:
         raise ValueError(f"{name}: pairs_by_split needs a {TRAIN_SPLIT!r} split, got {', '.join(pairs_by_split)}")
     empty = [split for split, pairs in pairs_by_split.items() if not pairs]
     if empty:
         raise ValueError(f"{name}: split(s) {', '.join(empty)} hold no pairs")
-    if max_length < 1:
-        raise ValueError(f"max_length must be >= 1, got {max_length}")
 
     def case(texts: Iterable[str]) -> list[str]:
         return [text.lower() for text in texts] if lowercase else list(texts)
@@ -502,9 +548,9 @@ def _lexicon(size: int, letters: str, generator: torch.Generator) -> list[str]:
 
 
 def make_synthetic_translation(
-    train_size: int,
-    test_size: int,
-    seed: int,
+    train_size: int = 20000,
+    test_size: int = 1000,
+    seed: int = 0,
     vocabulary: int = 200,
     min_length: int = 3,
     max_length: int = 12,
