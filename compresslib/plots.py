@@ -11,9 +11,12 @@
     <out_dir>/esnac/<experiment>/<teacher>.png          ESNAC's search progress: the best reward so far
                                                         against the candidates evaluated, one line per strategy
                                                         (mean over seeds, min-max band)
+    <out_dir>/translation/<experiment>.png              BLEU on the test split against size in MB, one point
+                                                        per configuration (teacher, student, activation,
+                                                        method, bits, bucket)
 
-``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}`` as
-:mod:`compresslib.results` takes it; any kind may be absent.
+``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}, "translation": {...}}``
+as :mod:`compresslib.results` takes it; any kind may be absent.
 
 Figures are built with ``matplotlib.figure.Figure`` (rendered by Agg), never through pyplot, so no
 display or global figure state is involved. Every file is written atomically.
@@ -27,11 +30,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from compresslib.io import atomic_path
 from compresslib.results import (
     SEARCH_KIND,
+    TRANSLATION_TEST_SPLIT,
     esnac_experiments,
     in_esnac_experiment,
     in_experiment,
@@ -40,14 +44,20 @@ from compresslib.results import (
     lit_summary,
     quantize_summary,
     split_experiments,
+    translation_experiments,
+    translation_summary,
 )
 
-__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_lit_run", "plot_search_progress", "plot_paths",
-           "write_plots"]
+__all__ = ["plot_curves", "plot_accuracy_vs_size", "plot_bleu_vs_size", "plot_lit_run", "plot_search_progress",
+           "plot_paths", "write_plots"]
 
 DPI = 120
-# fixed per method, so that a method looks the same in every experiment's plot; legend order
-METHOD_MARKERS = {"fp-undistilled": "s", "fp-distilled": "D", "qd": "o", "dq": "^", "pm": "v"}
+# fixed per method, so that a method looks the same in every experiment's plot (a translation method like its image
+# counterpart); legend order
+METHOD_MARKERS = {
+    "teacher": "*", "fp-undistilled": "s", "undistilled": "s", "fp-distilled": "D", "word-kd": "D", "seq-kd": "P",
+    "qd": "o", "dq": "^", "pm": "v",
+}
 
 
 def plot_curves(groups: dict[str, list[dict]], out_path: str | Path, title: str, metric: str = "test_acc") -> None:
@@ -97,28 +107,52 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out_path: str | Path, title: st
     student, one marker per method, each point annotated with its bits, plus its activation or bucket
     where the rows have several. With no rows the axes carry a "no finished runs" note.
     """
+    _plot_against_size(summary, out_path, title, "final_test_acc", "labels.student", "final test accuracy (%)",
+                       scale=100)
+
+
+def plot_bleu_vs_size(summary: pd.DataFrame, out_path: str | Path, title: str) -> None:
+    """Mean BLEU on the test split (error bar: sample std over seeds) against size in MB on a log axis.
+
+    ``summary`` holds :func:`compresslib.results.translation_summary` rows of one experiment, drawn as
+    :func:`plot_accuracy_vs_size` draws its rows; the teacher is a star in a colour of its own, named after it.
+    """
+    students = summary["student"].fillna(summary["teacher"])  # the teacher's row has no student
+    _plot_against_size(summary.assign(student=students), out_path, title, f"bleu.{TRANSLATION_TEST_SPLIT}",
+                       "student", f"BLEU ({TRANSLATION_TEST_SPLIT})")
+
+
+def _plot_against_size(summary: pd.DataFrame, out_path: str | Path, title: str, metric: str, student_column: str,
+                       ylabel: str, scale: float = 1.0) -> None:
+    """``scale`` times the mean of ``metric`` (error bar: its std) against ``size_mb`` on a log axis, one colour per
+    ``student_column`` value, one marker per method, each point labelled by :func:`_point_label`."""
     figure = Figure(figsize=(7, 4.5))
     axes = figure.add_subplot()
-    students = list(dict.fromkeys(summary["labels.student"]))
+    students = list(dict.fromkeys(summary[student_column]))
     colours = {student: f"C{i}" for i, student in enumerate(students)}
     several = [column for column in ("activation", "bucket") if summary[column].dropna().nunique() > 1]
     for row in summary.to_dict("records"):
-        size, accuracy, std = row["size_mb"], 100 * row["final_test_acc_mean"], 100 * row["final_test_acc_std"]
+        size, value, std = row["size_mb"], scale * row[f"{metric}_mean"], scale * row[f"{metric}_std"]
         axes.errorbar(
             size,
-            accuracy,
+            value,
             yerr=0 if pd.isna(std) else std,  # a single run has no spread
             marker=METHOD_MARKERS[row["method"]],
-            color=colours[row["labels.student"]],
+            color=colours[row[student_column]],
             linestyle="none",
             capsize=2,
         )
         label = _point_label(row, several)
-        axes.annotate(label, (size, accuracy), xytext=(4, 3), textcoords="offset points", fontsize="x-small")
+        axes.annotate(label, (size, value), xytext=(4, 3), textcoords="offset points", fontsize="x-small")
     if summary.empty:
         _note_no_finished_runs(axes)
     else:
         axes.set_xscale("log")
+        # plain labels at 1, 2 and 5 per decade: matplotlib's own labels minor ticks over a range under a decade,
+        # where they overlap
+        axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axes.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        axes.xaxis.set_minor_formatter(NullFormatter())
         axes.margins(x=0.1)  # room for the right-most point's label
         handles = [
             Line2D([], [], color=colour, marker="o", linestyle="none", label=student)
@@ -130,7 +164,7 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out_path: str | Path, title: st
             if method in set(summary["method"])
         ]
         axes.legend(handles=handles, fontsize="small")
-    axes.set(title=title, xlabel="model size (MB)", ylabel="final test accuracy (%)")
+    axes.set(title=title, xlabel="model size (MB)", ylabel=ylabel)
     axes.grid(alpha=0.3, which="both")
     _save(figure, out_path)
 
@@ -138,7 +172,7 @@ def plot_accuracy_vs_size(summary: pd.DataFrame, out_path: str | Path, title: st
 def _point_label(row: dict, several: list[str]) -> str:
     """"2b", followed by the activation and the bucket (k=256, per-tensor) where the plot has several of them."""
     parts = [f"{row['bits']}b"]
-    if "activation" in several:
+    if "activation" in several and not pd.isna(row["activation"]):  # a translation teacher has no activation label
         parts.append(row["activation"])
     if "bucket" in several and not pd.isna(row["bucket"]):  # full precision has no bucket
         parts.append(f"k={row['bucket']}" if row["bucket"] else "per-tensor")
@@ -232,8 +266,8 @@ def _save(figure: Figure, out_path: str | Path) -> None:
 def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     """Every file :func:`write_plots` writes (the workflow declares them as outputs).
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}``; the paths depend on
-    nothing else.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}, "translation": {...}}``;
+    the paths depend on nothing else.
     """
     distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
     esnac = esnac_experiments(experiments)
@@ -245,8 +279,13 @@ def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     paths += [out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(quantize_experiments)]
     paths += [path for name, experiment in lit_experiments.items()
               for path in _lit_run_paths(name, experiment, out_dir).values()]
-    return paths + [path for name, experiment in esnac.items()
-                    for path in _esnac_paths(name, experiment, out_dir).values()]
+    paths += [path for name, experiment in esnac.items() for path in _esnac_paths(name, experiment, out_dir).values()]
+    return paths + list(_translation_paths(translation_experiments(experiments), out_dir).values())
+
+
+def _translation_paths(experiments: dict, out_dir: Path) -> dict[str, Path]:
+    """The BLEU-against-size plot of each translation experiment, by experiment."""
+    return {name: out_dir / "translation" / f"{name}.png" for name in experiments}
 
 
 def _esnac_paths(name: str, experiment: dict, out_dir: Path) -> dict[str, Path]:
@@ -266,7 +305,8 @@ def _datasets(quantize_experiments: dict) -> list[str]:
 
 def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Draw the teachers' curves, the distill curves, the quantize experiments' accuracy against size, every
-    LIT run and the search progress of every ESNAC experiment's teachers.
+    LIT run, the search progress of every ESNAC experiment's teachers and each translation experiment's BLEU
+    against size.
 
     Per distill experiment and student, one curve per activation over its seeds. Every path of
     :func:`plot_paths` is written, with a "no finished runs" note where nothing finished yet.
@@ -313,4 +353,10 @@ def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> 
                       for strategy in experiment["strategies"]}
             dataset = experiment["teachers"][teacher]["dataset"]
             plot_search_progress(groups, path, f"{name}: ESNAC search of {teacher} on {dataset}")
+    translation = translation_experiments(experiments)
+    bleu = translation_summary(records, translation)
+    for name, path in _translation_paths(translation, out_dir).items():
+        experiment = translation[name]
+        plot_bleu_vs_size(bleu[bleu["experiment"] == name], path,
+                          f"{name}: students of {experiment['teacher']} on {experiment['corpus']}")
     return plot_paths(experiments, out_dir)

@@ -2,11 +2,14 @@
 
 Each finished training run writes one ``record.json`` (the contract between training jobs and
 aggregation); so does each finished ESNAC search (kind ``esnac_search``: its candidates' rewards and its
-top architectures, but no training metrics). This module reads those records and rebuilds every table
-from them; nothing is ever appended to an existing table.
+top architectures, but no training metrics). Translation runs (kind ``translation``, written by
+:mod:`compresslib.translation.train`) have their own shape: ``run_kind``, BLEU and perplexity per test split,
+no image-classifier activation fields. This module reads those records and rebuilds every table from them;
+nothing is ever appended to an existing table.
 
     runs.csv                  one row per training record, every field flattened with dots (the curve left
-                              out); search records are not training runs and are left out
+                              out; a translation run's BLEU as metrics.bleu.<split>); search records are not
+                              training runs and are left out
     summary-teachers.csv      teachers grouped by dataset, teacher and model
     summary-distill.csv       distilled students grouped by experiment, student, activation
     seeds-distill-{best,final}.csv, seeds-distill.md
@@ -21,23 +24,32 @@ from them; nothing is ever appended to an existing table.
                               ESNAC's stat.py table: per search of an ESNAC experiment, its fully trained
                               architectures before and after full training, the best one marked; the
                               Markdown adds a comparison of the search strategies per teacher
+    summary-translation.csv, summary-translation.md
+                              per translation experiment its teacher, then every student, activation and
+                              method (and bits and bucket for qd): BLEU and perplexity of every test split,
+                              size, compression, translation speed and memory
 
 Experiments come as ``{"distill": {name: {...}}, "quantize": {name: {...}}, "lit": {name: {...}},
-"esnac": {name: {...}}}``, the config.yaml entries of each kind (see :func:`in_experiment`,
-:func:`in_quantize_experiment`, :func:`in_lit_experiment` and :func:`in_esnac_experiment`); any kind may
-be absent. An ESNAC experiment is ``{"teachers": {teacher: {"dataset": ..., "reference": ...}},
-"strategies": [...], "seeds": [...], "top_k": k}``: the searches of each teacher on its dataset with each
-strategy and seed, of which the ``top_k`` best-rewarded architectures were fully trained. ``reference``
-names the teacher whose record's final test accuracy f(x) after full training is measured against (ESNAC's
-stat.py used teachers trained on the full training set; it may be the searched teacher itself).
+"esnac": {name: {...}}, "translation": {name: {...}}}``, the config.yaml entries of each kind (see
+:func:`in_experiment`, :func:`in_quantize_experiment`, :func:`in_lit_experiment`, :func:`in_esnac_experiment`
+and :func:`in_translation_experiment`); any kind may be absent. An ESNAC experiment is ``{"teachers": {teacher:
+{"dataset": ..., "reference": ...}}, "strategies": [...], "seeds": [...], "top_k": k}``: the searches of each
+teacher on its dataset with each strategy and seed, of which the ``top_k`` best-rewarded architectures were fully
+trained. ``reference`` names the teacher whose record's final test accuracy f(x) after full training is measured
+against (ESNAC's stat.py used teachers trained on the full training set; it may be the searched teacher itself).
+A translation experiment is ``{"corpus": ..., "teacher": ..., "students": [...], "activations": {student: [tags]},
+"methods": [...], "bits": [...], "buckets": [...], "seeds": [...]}``: its teacher's runs (labels corpus and
+teacher), then the students' runs of each listed method (undistilled, word-kd, seq-kd, or qd: quantized
+distillation, whose bits and bucket come from the record's quantization section), FFN activation tag (``none``
+for an LSTM) and seed.
 
 Every summary but the LIT and ESNAC ones carries the size columns of :func:`with_size_columns`: ``method``
-(qd, dq, pm, or fp-teacher, fp-distilled, fp-undistilled for full precision), ``bits`` (32 for full precision),
-``bucket``, ``size_mb``, ``packed_bytes``, ``compression`` and ``huffman_mean_bits``. ``bucket`` is the
-quantizer's bucket size, 0 for a quantized run with one bucket per tensor (a null bucket_size), and
-empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized". LIT runs are all full
-precision, so summary-lit names its rows by LIT's own methods (teacher, scratch, kd, lit) and measures size
-by parameter count.
+(qd, dq, pm, or fp-teacher, fp-distilled, fp-undistilled for full precision; a translation run's method label,
+or teacher), ``bits`` (32 for full precision), ``bucket``, ``size_mb``, ``packed_bytes``, ``compression`` and
+``huffman_mean_bits``. ``bucket`` is the quantizer's bucket size, 0 for a quantized run with one bucket per
+tensor (a null bucket_size), and empty (NaN) for full precision, so the CSV tells "no buckets" from "not
+quantized". LIT runs are all full precision, so summary-lit names its rows by LIT's own methods (teacher,
+scratch, kd, lit) and measures size by parameter count.
 
 ESNAC's reward of a compressed architecture x is ``f(x) = c(2 - c) * acc / teacher_acc`` with the
 compression ``c = 1 - params / teacher_params``. Before full training (the search reward) both accuracies
@@ -73,6 +85,8 @@ __all__ = [
     "in_lit_experiment",
     "esnac_experiments",
     "in_esnac_experiment",
+    "translation_experiments",
+    "in_translation_experiment",
     "lit_section_curves",
     "runs_table",
     "with_size_columns",
@@ -85,6 +99,8 @@ __all__ = [
     "lit_summary",
     "esnac_table",
     "esnac_searches",
+    "translation_table",
+    "translation_summary",
     "write_tables",
     "table_paths",
 ]
@@ -150,7 +166,7 @@ DISTILL_SUMMARY_KEYS = [
 ]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
 LIT_SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"]
-EXPERIMENT_KINDS = ("distill", "quantize", "lit", "esnac")
+EXPERIMENT_KINDS = ("distill", "quantize", "lit", "esnac", "translation")
 # an ESNAC search's record: no training metrics, its own required keys; each architecture it kept is then fully
 # trained as an ordinary training record of kind "esnac" whose labels name the search and the architecture's rank
 SEARCH_KIND = "esnac_search"
@@ -168,6 +184,20 @@ ESNAC_SEARCH_COLUMNS = [
     "experiment", "dataset", "teacher", "strategy", "seed", "candidates", "best_reward", "best_f_after",
     "teacher_acc", "teacher_params",
 ]
+# a translation run's record (compresslib.translation.train): no image activation fields, BLEU and perplexity per
+# test split; its run_kind says which inputs trained it
+TRANSLATION_KIND = "translation"
+TRANSLATION_REQUIRED_KEYS = ("format", "kind", "run_kind", "run_dir", "labels", "seed", "spec", "metrics",
+                             "translations", "curve", "model", "quantization", "timing", "memory")
+TRANSLATION_METRICS = ("final_bleu", "bleu_signature", "final_test_ppl", "bleu", "ppl")
+TRANSLATION_STUDENT_LABELS = ("corpus", "teacher", "student", "method", "activation")
+# a student's method label and the run_kind train.py derives from the inputs that trained it
+TRANSLATION_METHODS = {"undistilled": "undistilled", "word-kd": "distill", "seq-kd": "seq_distill", "qd": "quantize"}
+TRANSLATION_TEST_SPLIT = "test"  # the first test split: always a column, and the plotted one
+TRANSLATION_LABELS = ("corpus", "teacher", "student", "activation")  # the labels translation_table names plainly
+TRANSLATION_SUMMARY_KEYS = ["experiment", *TRANSLATION_LABELS, *METHOD_COLUMNS]
+TRANSLATION_MEASURED = ["timing.sentences_per_s", "memory.inference_peak_bytes"]  # of the first test split
+TRANSLATION_MEANS = ["model.params", *SIZE_COLUMNS, *TRANSLATION_MEASURED]
 
 
 # ----------------------------------------------------------------------------- reading records
@@ -194,65 +224,91 @@ def _check_record(record: Any, path: Path) -> None:
     if record.get("kind") == SEARCH_KIND:
         _check_search_record(record, path)
         return
-    missing = [key for key in REQUIRED_KEYS if key not in record]
-    if missing:
-        raise ValueError(f"{path}: record lacks required keys {missing}")
-    if record["format"] != RECORD_FORMAT:
-        raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
+    if record.get("kind") == TRANSLATION_KIND:
+        _check_translation_record(record, path)
+        return
+    _require(record, REQUIRED_KEYS, path, "record lacks required keys")
+    _check_format(record, path)
     if record["kind"] not in RECORD_KINDS:
         raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {RECORD_KINDS}")
     label_keys = ("dataset", "teacher", "student") if record["kind"] in STUDENT_KINDS else ("dataset", "teacher")
     label_keys = ESNAC_LABELS if record["kind"] == "esnac" else label_keys
-    missing = [key for key in label_keys if key not in record["labels"]]
-    if missing:
-        raise ValueError(f"{path}: {record['kind']} record lacks labels {missing}")
-    missing = [key for key in SUMMARY_METRICS if key.removeprefix("metrics.") not in record["metrics"]]
-    if missing:
-        raise ValueError(f"{path}: record lacks metrics {missing}")
-    missing = [key for key in MODEL_KEYS if key not in (record.get("model") or {})]
-    if missing:
-        raise ValueError(f"{path}: record lacks model keys {missing}")  # every size column starts from them
+    _require(record["labels"], label_keys, path, f"{record['kind']} record lacks labels")
+    _require(record["metrics"], [key.removeprefix("metrics.") for key in SUMMARY_METRICS], path,
+             "record lacks metrics")
+    _require(record.get("model"), MODEL_KEYS, path, "record lacks model keys")  # every size column starts from them
     if record["kind"] == "lit":
-        missing = [key for key in LIT_KEYS if key not in (record.get("lit") or {})]
-        if missing:
-            raise ValueError(f"{path}: lit record lacks lit keys {missing}")
+        _require(record.get("lit"), LIT_KEYS, path, "lit record lacks lit keys")
         lit_section_curves(record, source=path)
-    if record["kind"] != "quantize":
-        return
-    quantization = record.get("quantization") or {}
-    missing = [key for key in QUANTIZATION_KEYS if key not in quantization]
+    if record["kind"] == "quantize":
+        _check_quantization(record, path, "quantize")
+
+
+def _require(section: dict | None, keys: Iterable[str], path: Path, what: str) -> None:
+    """Raise ``<path>: <what> [the keys section lacks]`` when ``section`` (None: empty) lacks any of ``keys``."""
+    missing = [key for key in keys if key not in (section or {})]
     if missing:
-        raise ValueError(f"{path}: quantize record lacks quantization keys {missing}")
-    if quantization["method"] not in QUANTIZATION_METHODS:
-        raise ValueError(f"{path}: quantization method {quantization['method']!r}, not one of {QUANTIZATION_METHODS}")
+        raise ValueError(f"{path}: {what} {missing}")
+
+
+def _check_format(record: dict, path: Path) -> None:
+    if record["format"] != RECORD_FORMAT:
+        raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
+
+
+def _check_quantization(record: dict, path: Path, what: str) -> None:
+    """A quantized run's ``quantization`` section: every key the size columns read, and a known method."""
+    _require(record.get("quantization"), QUANTIZATION_KEYS, path, f"{what} record lacks quantization keys")
+    method = record["quantization"]["method"]
+    if method not in QUANTIZATION_METHODS:
+        raise ValueError(f"{path}: quantization method {method!r}, not one of {QUANTIZATION_METHODS}")
+
+
+def _check_translation_record(record: dict, path: Path) -> None:
+    """A translation record: its own keys; labels naming corpus and teacher (a student's also its student, method
+    and activation, the method agreeing with the run_kind); BLEU and perplexity of the same test splits; a qd
+    student's quantization facts."""
+    _require(record, TRANSLATION_REQUIRED_KEYS, path, f"{TRANSLATION_KIND} record lacks required keys")
+    _check_format(record, path)
+    run_kind, labels, metrics = record["run_kind"], record["labels"], record["metrics"]
+    if run_kind != "teacher" and run_kind not in TRANSLATION_METHODS.values():
+        raise ValueError(f"{path}: {TRANSLATION_KIND} run_kind {run_kind!r}, expected teacher or one of "
+                         f"{sorted(TRANSLATION_METHODS.values())}")
+    label_keys = TRANSLATION_STUDENT_LABELS if run_kind != "teacher" else ("corpus", "teacher")
+    _require(labels, label_keys, path, f"{TRANSLATION_KIND} {run_kind} record lacks labels")
+    if run_kind != "teacher":
+        method = labels["method"]
+        if method not in TRANSLATION_METHODS:
+            raise ValueError(f"{path}: {TRANSLATION_KIND} method label {method!r}, not one of "
+                             f"{list(TRANSLATION_METHODS)}")
+        if TRANSLATION_METHODS[method] != run_kind:  # the workflow's label and the inputs it trained with disagree
+            raise ValueError(f"{path}: {TRANSLATION_KIND} record labelled method {method!r} has run_kind {run_kind!r}; "
+                             f"a {method} run has run_kind {TRANSLATION_METHODS[method]!r}")
+    _require(metrics, TRANSLATION_METRICS, path, f"{TRANSLATION_KIND} record lacks metrics")
+    if not (isinstance(metrics["bleu"], dict) and isinstance(metrics["ppl"], dict)
+            and metrics["bleu"].keys() == metrics["ppl"].keys()):
+        raise ValueError(f"{path}: {TRANSLATION_KIND} metrics bleu and ppl must map the same test splits to numbers, "
+                         f"got {metrics['bleu']!r} and {metrics['ppl']!r}")
+    _require(record["model"], MODEL_KEYS, path, f"{TRANSLATION_KIND} record lacks model keys")
+    if run_kind == "quantize":
+        _check_quantization(record, path, f"{TRANSLATION_KIND} qd")
 
 
 def _check_search_record(record: dict, path: Path) -> None:
     """An ESNAC search record: its own keys, labels naming its strategy, a teacher, top architectures and a curve."""
-    missing = [key for key in SEARCH_REQUIRED_KEYS if key not in record]
-    if missing:
-        raise ValueError(f"{path}: {SEARCH_KIND} record lacks required keys {missing}")
-    if record["format"] != RECORD_FORMAT:
-        raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
-    missing = [key for key in SEARCH_LABELS if key not in record["labels"]]
-    if missing:
-        raise ValueError(f"{path}: {SEARCH_KIND} record lacks labels {missing}")
+    _require(record, SEARCH_REQUIRED_KEYS, path, f"{SEARCH_KIND} record lacks required keys")
+    _check_format(record, path)
+    _require(record["labels"], SEARCH_LABELS, path, f"{SEARCH_KIND} record lacks labels")
     if record["labels"]["strategy"] != record["strategy"]:
         raise ValueError(f"{path}: {SEARCH_KIND} record's strategy {record['strategy']!r} disagrees with its "
                          f"label {record['labels']['strategy']!r}")
-    missing = [key for key in SEARCH_TEACHER_KEYS if key not in (record["teacher"] or {})]
-    if missing:
-        raise ValueError(f"{path}: {SEARCH_KIND} record lacks teacher keys {missing}")
+    _require(record["teacher"], SEARCH_TEACHER_KEYS, path, f"{SEARCH_KIND} record lacks teacher keys")
     if not isinstance(record["top"], list):
         raise ValueError(f"{path}: {SEARCH_KIND} record's top must be a list, got {type(record['top']).__name__}")
     for entry in record["top"]:
-        missing = [key for key in SEARCH_TOP_KEYS if key not in entry]
-        if missing:
-            raise ValueError(f"{path}: {SEARCH_KIND} record's top architecture {entry.get('rank')!r} lacks keys "
-                             f"{missing}")
-    missing = [key for key in SEARCH_CURVE_KEYS if key not in (record["curve"] or {})]
-    if missing:
-        raise ValueError(f"{path}: {SEARCH_KIND} record lacks curve keys {missing}")
+        what = f"{SEARCH_KIND} record's top architecture {entry.get('rank')!r} lacks keys"
+        _require(entry, SEARCH_TOP_KEYS, path, what)
+    _require(record["curve"], SEARCH_CURVE_KEYS, path, f"{SEARCH_KIND} record lacks curve keys")
     lengths = [len(record["curve"][key]) for key in SEARCH_CURVE_KEYS]
     if len(set(lengths)) != 1:
         raise ValueError(f"{path}: {SEARCH_KIND} curve has {dict(zip(SEARCH_CURVE_KEYS, lengths, strict=True))} "
@@ -270,7 +326,8 @@ def _experiment_kinds(experiments: dict) -> dict[str, dict]:
 
 def split_experiments(experiments: dict) -> tuple[dict, dict, dict]:
     """The distill, quantize and lit experiments of ``{"distill": {...}, "quantize": {...}, "lit": {...},
-    "esnac": {...}}`` (the esnac ones come from :func:`esnac_experiments`).
+    "esnac": {...}, "translation": {...}}`` (the esnac and translation ones come from :func:`esnac_experiments` and
+    :func:`translation_experiments`).
 
     Any kind may be absent (it has no experiments). Any other key is an error, so the older
     ``{name: experiment}`` shape fails loudly instead of matching nothing.
@@ -283,6 +340,12 @@ def esnac_experiments(experiments: dict) -> dict:
     """The ESNAC experiments (``{name: experiment}``) of the experiments by kind, checked as in
     :func:`split_experiments`."""
     return _experiment_kinds(experiments)["esnac"]
+
+
+def translation_experiments(experiments: dict) -> dict:
+    """The translation experiments (``{name: experiment}``) of the experiments by kind, checked as in
+    :func:`split_experiments`."""
+    return _experiment_kinds(experiments)["translation"]
 
 
 def in_experiment(record: dict, experiment: dict) -> bool:
@@ -334,12 +397,14 @@ def in_lit_experiment(record: dict, experiment: dict) -> bool:
     ("scratch": undistilled, "kd": distilled) and the LIT runs must also match its student, activation and seeds.
     """
     labels = record["labels"]
+    if record["kind"] not in LIT_METHODS:  # e.g. a translation run, whose labels name no dataset
+        return False
     if (labels["dataset"], labels["teacher"]) != (experiment["dataset"], experiment["teacher"]):
         return False
     if record["kind"] == "teacher":
         return True
     return (
-        LIT_METHODS.get(record["kind"]) in {"lit", *experiment["baselines"]}
+        LIT_METHODS[record["kind"]] in {"lit", *experiment["baselines"]}
         and labels["student"] == experiment["student"]
         and record["activation"] == experiment["activation"]
         and record["seed"] in experiment["seeds"]
@@ -373,6 +438,31 @@ def in_esnac_experiment(record: dict, experiment: dict) -> bool:
     )
 
 
+def in_translation_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is a row of a translation experiment: its teacher, or a student run it asks for.
+
+    The teacher is every translation teacher record of the experiment's corpus and teacher label (whatever its
+    seed); a student run must match a listed student, one of that student's activations, a method and a seed,
+    and a qd run also the bits and bucket size (null: one bucket per tensor) of its quantization section.
+    """
+    if record["kind"] != TRANSLATION_KIND:
+        return False
+    labels = record["labels"]
+    if (labels["corpus"], labels["teacher"]) != (experiment["corpus"], experiment["teacher"]):
+        return False
+    if record["run_kind"] == "teacher":
+        return True
+    quantization = record["quantization"]
+    return (
+        labels["student"] in experiment["students"]
+        and labels["activation"] in experiment["activations"].get(labels["student"], [])
+        and labels["method"] in experiment["methods"]
+        and record["seed"] in experiment["seeds"]
+        and (labels["method"] != "qd"
+             or (quantization["bits"] in experiment["bits"] and quantization["bucket_size"] in experiment["buckets"]))
+    )
+
+
 def lit_section_curves(record: dict, source: str | Path | None = None) -> tuple[list[list[float]], list[list[float]]]:
     """A LIT record's per-section MSE curves, train and test: one curve per section, one value per phase-1 epoch.
 
@@ -402,7 +492,8 @@ def runs_table(records: list[dict]) -> pd.DataFrame:
 
     Search records (kind ``esnac_search``) are no training runs and are left out. Lists (and dicts left
     unflattened, e.g. empty ones) become JSON strings so each cell is a scalar. The identity columns come
-    first and the rows are sorted by them.
+    first and the rows are sorted by them; a translation record has no dataset, activation or bins (NaN there:
+    its labels.corpus and labels.activation say them) and flattens its BLEU to ``metrics.bleu.<split>``.
     """
     records = [r for r in records if r["kind"] != SEARCH_KIND]
     frame = pd.json_normalize([{key: value for key, value in r.items() if key != "curve"} for r in records])
@@ -425,16 +516,20 @@ def _is_nested(value: Any) -> bool:
 def with_size_columns(frame: pd.DataFrame) -> pd.DataFrame:
     """A :func:`runs_table` frame plus ``method``, ``bits``, ``bucket`` and the :data:`SIZE_COLUMNS`.
 
-    Quantized runs take them from their ``quantization`` section (bucket 0: one bucket per tensor); full
-    precision runs get their kind's fp-method, 32 bits, a NaN bucket, 4 bytes per parameter, compression
-    1 and no Huffman code length.
+    Quantized runs (and qd translation runs) take them from their ``quantization`` section (bucket 0: one
+    bucket per tensor); full precision runs get their kind's fp-method (a translation run its method label, or
+    teacher), 32 bits, a NaN bucket, 4 bytes per parameter, compression 1 and no Huffman code length.
     """
-    quantized = frame["kind"] == "quantize"
+    translation = frame["kind"] == TRANSLATION_KIND
+    run = frame.reindex(columns=["run_kind", "labels.method"]).astype(object)  # NaN without translation runs
+    quantized = (frame["kind"] == "quantize") | (translation & (run["run_kind"] == "quantize"))
+    full_precision = frame["kind"].map(FULL_PRECISION_METHODS).where(
+        ~translation, run["labels.method"].fillna("teacher"))  # a translation teacher has no method label
     section = frame.reindex(columns=[f"quantization.{key}" for key in QUANTIZATION_KEYS])  # NaN with no quantized run
     section.columns = list(QUANTIZATION_KEYS)
     model = frame.reindex(columns=[f"model.{key}" for key in MODEL_KEYS])
     return frame.assign(
-        method=frame["kind"].map(FULL_PRECISION_METHODS).where(~quantized, section["method"]),
+        method=full_precision.where(~quantized, section["method"]),
         bits=section["bits"].where(quantized, 32).astype("Int64"),
         bucket=section["bucket_size"].fillna(0).where(quantized).astype("Int64"),
         size_mb=section["size_mb"].where(quantized, 4 * model["model.params"] / 1e6).astype(float),
@@ -674,6 +769,49 @@ def quantize_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
     return summarize(quantize_table(records, experiments), QUANTIZE_SUMMARY_KEYS, means=SIZE_COLUMNS)
 
 
+def translation_table(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """The rows of each translation experiment (``{name: experiment}``): the :func:`with_size_columns` frame of its
+    members, with the columns ``experiment``, ``corpus``, ``teacher``, ``student``, ``activation`` (NaN for the
+    teacher) put first.
+
+    Rows follow the config: experiment, the teacher's runs, then student, activation (in the order first listed),
+    method, bits descending, the experiment's bucket order, and the seed.
+    """
+
+    def frame(members: list[dict]) -> pd.DataFrame:
+        rows = with_size_columns(runs_table(members))
+        labels = rows.reindex(columns=[f"labels.{key}" for key in TRANSLATION_LABELS])
+        labels.columns = list(TRANSLATION_LABELS)
+        rows[TRANSLATION_MEASURED] = rows.reindex(columns=TRANSLATION_MEASURED).astype(float)  # null: not measured
+        # runs_table's image activation column is NaN for translation runs: the label takes its place
+        return pd.concat([labels, rows.drop(columns=list(TRANSLATION_LABELS), errors="ignore")], axis=1)
+
+    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
+        activations = dict.fromkeys(tag for tags in experiment["activations"].values() for tag in tags)
+        rank = {
+            "run_kind": {"teacher": 0},  # the teacher first; every student's run_kind ties (NaN) and sorts on
+            "student": _positions(experiment["students"]),
+            "activation": _positions(list(activations)),
+            "method": _positions(experiment["methods"]),
+            "bucket": _positions([0 if bucket is None else bucket for bucket in experiment["buckets"]]),
+        }
+        return ["run_kind", "student", "activation", "method", "bits", "bucket", "seed"], rank, {"bits"}
+
+    return _experiment_rows(records, experiments, in_translation_experiment, frame, order)
+
+
+def translation_summary(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """summary-translation.csv: per configuration of :func:`translation_table` (:data:`TRANSLATION_SUMMARY_KEYS`),
+    the statistics of BLEU (``bleu.<split>_mean``, ...) then of perplexity (``ppl.<split>_mean``, ...) of every test
+    split present ("test" always, first), then the means of :data:`TRANSLATION_MEANS`."""
+    table = translation_table(records, experiments)
+    present = {column.removeprefix("metrics.bleu.") for column in table.columns if column.startswith("metrics.bleu.")}
+    splits = [TRANSLATION_TEST_SPLIT, *sorted(present - {TRANSLATION_TEST_SPLIT})]
+    metrics = [f"metrics.{metric}.{split}" for metric in ("bleu", "ppl") for split in splits]
+    table = table.reindex(columns=[*table.columns, *(metric for metric in metrics if metric not in table.columns)])
+    return summarize(table, TRANSLATION_SUMMARY_KEYS, metrics=metrics, means=TRANSLATION_MEANS)
+
+
 def seed_table(frame: pd.DataFrame, metric: str = "metrics.best_test_acc") -> pd.DataFrame:
     """LMA's table: one row per (experiment, dataset, teacher, student, activation), accuracy in percent.
 
@@ -717,6 +855,8 @@ def table_paths(out_dir: str | Path) -> list[Path]:
         "summary-lit.md",
         "summary-esnac.csv",
         "summary-esnac.md",
+        "summary-translation.csv",
+        "summary-translation.md",
     ]
     return [out_dir / name for name in names]
 
@@ -724,13 +864,16 @@ def table_paths(out_dir: str | Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Rebuild every table in ``out_dir`` from the records; returns :func:`table_paths`.
 
-    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}}``. Works with no
-    distilled, quantized, LIT or ESNAC runs (or experiments) yet: those tables are written with their headers only.
+    ``experiments`` is ``{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}, "translation": {...}}``.
+    Works with no distilled, quantized, LIT, ESNAC or translation runs (or experiments) yet: those tables are
+    written with their headers only.
     """
     distill_experiments, quantize_experiments, lit_experiments = split_experiments(experiments)
     esnac = esnac_experiments(experiments)
+    translation_exps = translation_experiments(experiments)
     (runs_path, teachers_path, distill_path, *seed_paths, markdown_path, quantize_path, quantize_markdown_path,
-     lit_path, lit_markdown_path, esnac_path, esnac_markdown_path) = table_paths(out_dir)
+     lit_path, lit_markdown_path, esnac_path, esnac_markdown_path, translation_path,
+     translation_markdown_path) = table_paths(out_dir)
     runs = runs_table(records)
     distill = experiment_table(records, distill_experiments)
     teachers = with_size_columns(runs[runs["kind"] == "teacher"])
@@ -760,6 +903,10 @@ def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) ->
     _write_csv(architectures, esnac_path)
     with atomic_open(esnac_markdown_path, "w", encoding="utf-8") as handle:
         handle.write(_markdown_esnac_summary(architectures, searches, esnac))
+    translation = translation_summary(records, translation_exps)
+    _write_csv(translation, translation_path)
+    with atomic_open(translation_markdown_path, "w", encoding="utf-8") as handle:
+        handle.write(_markdown_translation_summary(translation, translation_exps, records))
     return table_paths(out_dir)
 
 
@@ -792,7 +939,7 @@ def _markdown_quantize_summary(summary: pd.DataFrame, experiments: dict) -> str:
         return [
             *(str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")),
             "—" if pd.isna(row["bucket"]) else str(row["bucket"]),
-            _percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc"),
+            _summary_mean_std(row, "final_test_acc", 100), _summary_mean_std(row, "best_test_acc", 100),
             str(row["final_test_acc_n"]), _three_significant(row["size_mb"]), _two_decimals(row["compression"]),
         ]
 
@@ -814,7 +961,7 @@ def _markdown_lit_summary(summary: pd.DataFrame, experiments: dict) -> str:
         return [
             row["method"], str(row["model.name"]), f"{round(row['model.params']):,}",
             _two_decimals(row["compression_vs_teacher"]),
-            _percent_mean_std(row, "final_test_acc"), _percent_mean_std(row, "best_test_acc"),
+            _summary_mean_std(row, "final_test_acc", 100), _summary_mean_std(row, "best_test_acc", 100),
             str(row["final_test_acc_n"]),
         ]
 
@@ -910,6 +1057,53 @@ def _markdown_esnac_summary(table: pd.DataFrame, searches: pd.DataFrame, experim
         table, experiments, section)
 
 
+def _markdown_translation_summary(summary: pd.DataFrame, experiments: dict, records: list[dict]) -> str:
+    """summary-translation.md: one section per translation experiment, a row per configuration with BLEU of every
+    test split its rows have, the test perplexity and the translation speed; each section names the sacrebleu
+    signature of one of its records."""
+
+    def method(row: dict) -> str:
+        if pd.isna(row["bucket"]):  # full precision
+            return row["method"]
+        return f"{row['method']} {row['bits']}-bit, " + (f"k={row['bucket']}" if row["bucket"] else "per-tensor")
+
+    def bleu(row: dict, split: str) -> str:
+        n = row[f"bleu.{split}_n"]
+        return f"{_summary_mean_std(row, f'bleu.{split}')} ({n})" if n else "—"  # n 0: no run has the split
+
+    def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
+        heading = f"## {name}: students of `{experiment['teacher']}` on `{experiment['corpus']}`"
+        splits = [column.removeprefix("bleu.").removesuffix("_n") for column in summary.columns
+                  if column.startswith("bleu.") and column.endswith("_n") and any(row[column] for row in rows)]
+        header = ["method", "student", "activation", "params", "size (MB)", "compression",
+                  *(f"BLEU {split}" for split in splits), f"{TRANSLATION_TEST_SPLIT} ppl", "sentences/s"]
+
+        def cells(row: dict) -> list[str]:
+            return [
+                method(row), *("—" if pd.isna(row[key]) else str(row[key]) for key in ("student", "activation")),
+                f"{round(row['model.params']):,}", _three_significant(row["size_mb"]),
+                _two_decimals(row["compression"]),
+                *(bleu(row, split) for split in splits),
+                _summary_mean_std(row, f"ppl.{TRANSLATION_TEST_SPLIT}"),
+                _three_significant(row["timing.sentences_per_s"]),
+            ]
+
+        lines = _markdown_section(heading, header, rows, cells)
+        if rows:  # one signature stands for all: the runs of an experiment share corpus, casing and sacrebleu
+            member = next(r for r in records if in_translation_experiment(r, experiment))
+            lines += ["", f"sacrebleu signature (of one record): `{member['metrics']['bleu_signature']}`"]
+        return lines
+
+    return _markdown_document(
+        "# Translation: BLEU and perplexity against model size",
+        "BLEU: sacrebleu's corpus BLEU (0-100) of the beam-search translations of each test split, as mean ± std "
+        f"(n) over the n seeds (sample std, ddof=1); perplexity: the {TRANSLATION_TEST_SPLIT} split's, mean ± std. "
+        "Size: 4 bytes per parameter for full precision, the Huffman-coded quantized model for qd (k: bucket size); "
+        f"compression is against the 32-bit float model. sentences/s: beam search over the {TRANSLATION_TEST_SPLIT} "
+        "split.",
+        summary, experiments, section)
+
+
 def _markdown_document(title: str, note: str, summary: pd.DataFrame, experiments: dict,
                        section: Callable[[str, dict, list[dict]], list[str]]) -> str:
     """A summary as Markdown: title, note, then ``section(name, experiment, its summary rows)`` per experiment."""
@@ -935,8 +1129,9 @@ def _markdown_row(cells: Sequence[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _percent_mean_std(row: dict, metric: str) -> str:
-    return f"{_two_decimals(100 * row[f'{metric}_mean'])} ± {_two_decimals(100 * row[f'{metric}_std'])}"
+def _summary_mean_std(row: dict, metric: str, scale: float = 1.0) -> str:
+    """A :func:`summarize` row's ``mean ± std`` of ``metric`` times ``scale``, two decimals."""
+    return f"{_two_decimals(scale * row[f'{metric}_mean'])} ± {_two_decimals(scale * row[f'{metric}_std'])}"
 
 
 def _three_significant(value: float) -> str:

@@ -764,9 +764,9 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
     experiments = {"distill": {"main": experiment(["relu"], [1, 2, 3, 4, 5])}}
     written = write_tables(records, experiments, tmp_path / "tables")
     assert written == table_paths(tmp_path / "tables")
-    assert [p.name for p in written[-6:]] == [
+    assert [p.name for p in written[-8:]] == [
         "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
-        "summary-esnac.csv", "summary-esnac.md",
+        "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md",
     ]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
     runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])

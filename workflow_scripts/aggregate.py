@@ -2,7 +2,7 @@
 
     python workflow_scripts/aggregate.py --tables results/tables --plots results/plots \
         --experiments '{"distill": {"lma-cifar10": {...}}, "quantize": {"qd-cifar10": {...}}, "lit": {...},
-                        "esnac": {...}}' \
+                        "esnac": {...}, "translation": {...}}' \
         results/**/record.json
 
 --experiments holds config.yaml's experiments by kind; any kind may be absent. A distill experiment has
@@ -13,9 +13,12 @@ the full-precision students shown beside the quantized ones). A LIT experiment h
 student of the same pair, shown beside the LIT runs). An ESNAC experiment has "teachers" ({teacher: {"dataset",
 "reference"}}: the teacher whose final test accuracy f(x) after full training is measured against, possibly the
 searched teacher itself), "strategies" (of "esnac", "random"), "seeds" and "top_k" (the architectures of each search
-that were fully trained).
+that were fully trained). A translation experiment has "corpus", "teacher", "students", "activations" ({student:
+[FFN activation tags]}, "none" for an LSTM student), "methods" (of undistilled, word-kd, seq-kd, qd), "bits" and
+"buckets" (of its qd students; null: one bucket per tensor) and "seeds"; its teacher's record is shown first.
 
-The records are those of training runs and of ESNAC searches (kind esnac_search); runs.csv lists the training runs.
+The records are those of training runs (translation runs included: kind translation) and of ESNAC searches (kind
+esnac_search); runs.csv lists the training runs.
 --record-lists names JSON files ``{"records": [paths]}`` (rules/esnac.smk writes one per search, listing the
 search's record and those of its fully trained architectures, whose number is known only after the search).
 """
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plots", required=True, type=Path, help="output directory of the PNG plots")
     parser.add_argument(
         "--experiments", required=True, type=json.loads,
-        help='{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}} as JSON; any kind may be absent',
+        help='{"distill": {...}, "quantize": {...}, "lit": {...}, "esnac": {...}, "translation": {...}} as JSON; any '
+             'kind may be absent',
     )
     parser.add_argument("records", nargs="*", type=Path,
                         help="record.json files of finished runs and ESNAC searches")
