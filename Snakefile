@@ -1,6 +1,6 @@
 # compresslib: data -> teachers -> distilled students per activation and seed -> quantized students
 # (QD, DQ, post-training); LIT students of sectioned teachers; ESNAC searches and their fully trained
-# architectures -> result tables.
+# architectures; translation teachers and students (word- and sequence-level KD, QD) -> result tables.
 # `snakemake -n` previews the DAG; see README.md for local, demo and cluster use.
 from snakemake.utils import min_version
 
@@ -17,6 +17,7 @@ include: "rules/distill.smk"
 include: "rules/quantize.smk"
 include: "rules/lit.smk"
 include: "rules/esnac.smk"
+include: "rules/translation.smk"
 include: "rules/aggregate.smk"
 
 

@@ -26,7 +26,9 @@ __all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "forma
            "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
            "reference_distill_jobs", "undistilled_spec_values", "LitJob", "lit_jobs", "lit_spec_values",
            "lit_baseline_jobs", "LIT_ACTIVATION", "EsnacJob", "esnac_jobs", "esnac_search_values",
-           "esnac_full_train_values"]
+           "esnac_full_train_values", "NO_ACTIVATION", "TranslationTeacherJob",
+           "TranslationJob", "translation_method_path", "translation_teacher_jobs", "translation_corpora",
+           "translation_student_activations", "translation_jobs", "translation_teacher_values"]
 
 
 class ConfigError(ValueError):
@@ -122,6 +124,7 @@ def check_config(config: dict) -> None:
                                           for index, tag in enumerate(experiment["activations"])])
     problems += _lit_problems(config)
     problems += _esnac_problems(config)
+    problems += _translation_problems(config)
     downloadable = [dataset for dataset in DATASETS if dataset not in GENERATORS]
     for dataset in config["data"]["extracted"]:
         if dataset not in downloadable:
@@ -133,6 +136,7 @@ def check_config(config: dict) -> None:
         raise ConfigError(format_problems(problems))
     quantize_jobs(config)  # raises when two experiments ask for one run with different settings
     esnac_jobs(config)  # likewise for searches
+    translation_jobs(config)  # and for translation students
 
 
 def _spec_problems(config: dict) -> list[str]:
@@ -152,7 +156,12 @@ def _spec_problems(config: dict) -> list[str]:
     search_runs = [(f"esnac.{name} ({job.teacher}, {job.strategy})", esnac_search_values(config, job))
                    for name, job in searches]
     finals = [(f"esnac.{name}.full_train", esnac_full_train_values(config, job, rank=0)) for name, job in searches]
-    return _failures(build_spec, runs) + _failures(_build_search_spec, search_runs) + _failures(build_spec, finals)
+    translation = [(f"translation.teachers.{name}", translation_teacher_values(config, name))
+                   for name in config["translation"]["teachers"]]
+    translation += [(f"translation.students.{job.student} ({job.method}, {job.activation}, taught by {job.teacher})",
+                     values) for job, values in translation_jobs(config).items()]
+    return (_failures(build_spec, runs) + _failures(_build_search_spec, search_runs) + _failures(build_spec, finals)
+            + _failures(_build_translation_spec, translation))
 
 
 def _build_search_spec(values: dict) -> Any:
@@ -160,6 +169,13 @@ def _build_search_spec(values: dict) -> Any:
     from compresslib.training.spec import build_settings
 
     return build_settings(SearchSpec, values)
+
+
+def _build_translation_spec(values: dict) -> Any:
+    from compresslib.training.spec import build_settings
+    from compresslib.translation.train import TranslationSpec
+
+    return build_settings(TranslationSpec, values)
 
 
 def _lit_problems(config: dict) -> list[str]:
@@ -452,8 +468,8 @@ def lit_baseline_jobs(config: dict, baseline: str) -> list[DistillJob]:
 
 
 def experiments_for_aggregation(config: dict) -> dict:
-    """The distill, quantize, LIT and ESNAC experiments (canonical activation tags), as compresslib.results expects
-    them."""
+    """The distill, quantize, LIT, ESNAC and translation experiments (canonical activation tags), as
+    compresslib.results expects them."""
     def common(e: dict) -> dict:
         return {"teacher": e["teacher"], "students": list(e["students"]),
                 "activations": ["".join(canonical_activation(tag)) for tag in e["activations"]],
@@ -473,7 +489,13 @@ def experiments_for_aggregation(config: dict) -> dict:
                                           for teacher in e["teachers"]},
                              "strategies": list(e["strategies"]), "seeds": list(e["seeds"]),
                              "top_k": e["search"]["top_k"]}
-                      for name, e in config.get("esnac", {}).items()}}
+                      for name, e in config.get("esnac", {}).items()},
+            "translation": {name: {"corpus": config["translation"]["teachers"][e["teacher"]]["corpus"],
+                                   "teacher": e["teacher"], "students": list(e["students"]),
+                                   "activations": translation_student_activations(config, e),
+                                   "methods": list(e["methods"]), "bits": list(e["bits"]),
+                                   "buckets": list(e["buckets"]), "seeds": list(e["seeds"])}
+                            for name, e in config["translation"]["experiments"].items()}}
 
 
 @dataclass(frozen=True)
@@ -527,3 +549,172 @@ def _esnac_settings(config: dict, job: EsnacJob) -> dict:
         raise ConfigError(f"no esnac experiment searches {job.teacher} on {job.dataset} with {job.strategy}, "
                           f"seed {job.seed}")
     return jobs[job]
+
+
+# ----------------------------------------------------------------------------- translation
+
+FFN_ACTIVATION_MODELS = ("transformer_nmt",)  # translation models whose FFN activation an experiment chooses
+NO_ACTIVATION = "none"  # the activation part of a path for models without a choosable one (the LSTM)
+
+
+@dataclass(frozen=True)
+class TranslationTeacherJob:
+    corpus: str
+    teacher: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class TranslationJob:
+    """One translation student run. ``method`` is its path part: undistilled, word-kd, seq-kd or
+    qd-b<bits>-k<bucket> (quantized distillation with word-level KD)."""
+
+    corpus: str
+    teacher: str
+    student: str
+    method: str
+    activation: str  # canonical FFN activation tag (lma8), or "none"
+    seed: int
+
+
+def translation_method_path(method: str, bits: int | None = None, bucket_size: int | None = None) -> str:
+    """The path part of a student's method: the method, or ``qd-b<bits>-k<bucket>`` for quantized distillation."""
+    return f"qd-b{bits}-k{bucket_tag(bucket_size)}" if method == "qd" else method
+
+
+def translation_teacher_jobs(config: dict) -> list[TranslationTeacherJob]:
+    teachers = config["translation"]["teachers"]
+    return [TranslationTeacherJob(entry["corpus"], name, entry["seed"]) for name, entry in teachers.items()]
+
+
+def translation_corpora(config: dict) -> list[str]:
+    """The corpora some translation teacher trains on, in config order: the ones the workflow prepares."""
+    return list(dict.fromkeys(job.corpus for job in translation_teacher_jobs(config)))
+
+
+def translation_student_activations(config: dict, experiment: dict) -> dict[str, list[str]]:
+    """Each student's canonical activation tags: the experiment's list for a Transformer (relu when it gives
+    none), ``none`` for a model without an FFN activation to choose."""
+    students = config["translation"]["students"]
+    tags = ["".join(canonical_activation(tag)) for tag in experiment["activations"] or ["relu"]]
+    return {student: tags if students[student]["model"] in FFN_ACTIVATION_MODELS else [NO_ACTIVATION]
+            for student in experiment["students"]}
+
+
+def translation_jobs(config: dict) -> dict[TranslationJob, dict]:
+    """Every translation student run of every experiment, once, in config order, with its TranslationSpec values.
+    Two experiments may share a run only if they give it the same settings."""
+    def entries() -> Iterable[tuple[str, TranslationJob, dict]]:
+        for name, experiment in config["translation"]["experiments"].items():
+            corpus = config["translation"]["teachers"][experiment["teacher"]]["corpus"]
+            quantized = [(bits, bucket) for bits in experiment["bits"] for bucket in experiment["buckets"]]
+            for student, tags in translation_student_activations(config, experiment).items():
+                for method, tag, seed in itertools.product(experiment["methods"], tags, experiment["seeds"]):
+                    for bits, bucket in quantized if method == "qd" else [(None, None)]:
+                        job = TranslationJob(corpus, experiment["teacher"], student,
+                                             translation_method_path(method, bits, bucket), tag, seed)
+                        yield name, job, _translation_student_values(config, experiment, job, method, bits, bucket)
+
+    return _unique_jobs(entries(), lambda first, second, job: (
+        f"translation.experiments.{first} and translation.experiments.{second} both ask for {job.method} of "
+        f"{job.student} ({job.activation}, seed {job.seed}) with different settings (quantize_first_last or skip_by); "
+        "give one of the experiments another student entry"))
+
+
+def _translation_values(entry: dict, corpus: str, seed: int, labels: dict) -> dict:
+    return {"corpus": corpus, "model": entry["model"], "model_kwargs": dict(entry["model_kwargs"]), "seed": seed,
+            **entry["train"], "labels": labels}
+
+
+def translation_teacher_values(config: dict, name: str) -> dict:
+    """The TranslationSpec values of translation teacher ``name``."""
+    entry = config["translation"]["teachers"][name]
+    return _translation_values(entry, entry["corpus"], entry["seed"], {"corpus": entry["corpus"], "teacher": name})
+
+
+def _translation_student_values(config: dict, experiment: dict, job: TranslationJob, method: str,
+                                bits: int | None, bucket_size: int | None) -> dict:
+    entry = config["translation"]["students"][job.student]
+    values = _translation_values(entry, job.corpus, job.seed, {
+        "corpus": job.corpus, "teacher": job.teacher, "student": job.student, "method": method,
+        "activation": job.activation})
+    if job.activation != NO_ACTIVATION:
+        values["model_kwargs"]["activation"] = job.activation
+    if method in ("word-kd", "qd"):  # QD's quantized students distil word-level from the teacher
+        values["kd"] = dict(entry["kd"])
+    if method == "qd":
+        values["quant"] = {"method": "qd", "bits": bits, "bucket_size": bucket_size,
+                           "quantize_first_last": experiment["quantize_first_last"], "skip_by": experiment["skip_by"]}
+    return values
+
+
+def _translation_problems(config: dict) -> list[str]:
+    from compresslib.translation.corpus import CORPORA
+
+    translation = config["translation"]
+    corpora, teachers, students = translation["corpora"], translation["teachers"], translation["students"]
+    problems = []
+    for name, corpus in corpora.items():
+        where = f"translation.corpora.{name}"
+        generated = not CORPORA[name].files
+        if generated and corpus["files"]:
+            problems.append(f"{where}.files: {name} is generated, not read from files; leave files out")
+        if not generated and corpus["synthetic"] is not None:
+            problems.append(f"{where}.synthetic: only synthetic_translation is generated; {name} is downloaded")
+        roles = sorted(CORPORA[name].files)
+        if corpus["files"] and sorted(corpus["files"]) != roles:
+            problems.append(f"{where}.files: give every file of {name} ({', '.join(roles)}), got "
+                            f"{', '.join(sorted(corpus['files']))}")
+        problems += _test_set_problems(f"{where}.test_sets", name, corpus["test_sets"])
+    for name, teacher in teachers.items():
+        if teacher["corpus"] not in corpora:
+            problems.append(f"translation.teachers.{name}.corpus: {teacher['corpus']!r} is not under "
+                            f"translation.corpora; allowed: {', '.join(corpora) or '(no corpora defined)'}")
+    for kind, entries in (("teachers", teachers), ("students", students)):
+        problems += [f"translation.{kind}.{name}.model_kwargs: {problem}" for name, entry in entries.items()
+                     for problem in _translation_kwargs_problems(entry["model"], entry["model_kwargs"])]
+    for name, student in students.items():
+        if "activation" in student["model_kwargs"]:
+            problems.append(f"translation.students.{name}.model_kwargs.activation: a student's FFN activation comes "
+                            "from its experiments' activations; leave it out")
+    for name, experiment in translation["experiments"].items():
+        where = f"translation.experiments.{name}"
+        if experiment["teacher"] not in teachers:
+            problems.append(f"{where}.teacher: {experiment['teacher']!r} names no translation teacher; "
+                            f"allowed: {', '.join(teachers) or '(no translation teachers defined)'}")
+        for index, student in enumerate(experiment["students"]):
+            if student not in students:
+                problems.append(f"{where}.students[{index}]: {student!r} names no translation student; "
+                                f"allowed: {', '.join(students) or '(no translation students defined)'}")
+            elif experiment["activations"] and students[student]["model"] not in FFN_ACTIVATION_MODELS:
+                problems.append(f"{where}.activations: {student!r} is a {students[student]['model']}, which has no "
+                                f"FFN activation to choose; give it an experiment without activations")
+        problems += _activation_problems([(f"{where}.activations[{index}]", tag)
+                                          for index, tag in enumerate(experiment["activations"] or [])])
+        if "qd" in experiment["methods"] and not experiment["bits"]:
+            problems.append(f"{where}.bits: methods include qd, so give the bit widths to quantize to")
+    return problems
+
+
+def _translation_kwargs_problems(model: str, kwargs: dict) -> list[str]:
+    """Constructor arguments the model does not take (a typo would otherwise fail only when its job starts)."""
+    import inspect
+
+    from compresslib.translation.models import LstmNMT, TransformerNMT
+
+    parameters = list(inspect.signature({"transformer_nmt": TransformerNMT, "lstm_nmt": LstmNMT}[model]).parameters)
+    allowed = [name for name in parameters if name not in ("src_vocab", "tgt_vocab")]
+    return [f"{model} takes no argument {key!r}; allowed: {', '.join(allowed)}" for key in kwargs if key not in allowed]
+
+
+def _test_set_problems(where: str, corpus: str, test_sets: list[str]) -> list[str]:
+    from compresslib.translation.corpus import CORPORA
+    from compresslib.translation.sources import test_set_language_pairs
+
+    info, problems = CORPORA[corpus], []
+    for index, name in enumerate(test_sets):
+        pairs = test_set_language_pairs(name)
+        if (info.src_lang, info.tgt_lang) not in pairs:
+            problems.append(f"{where}[{index}]: {name} has no {info.src_lang}-{info.tgt_lang} pair (it has "
+                            f"{', '.join('-'.join(pair) for pair in pairs)}), the languages of {corpus}")
+    return problems

@@ -12,6 +12,7 @@ rule aggregate:
         quantized=quantize_records(),
         lit=lit_records(),
         esnac=esnac_record_lists(),
+        translation=translation_records(),
     output:
         tables=aggregate_tables(),
         plots=aggregate_plots(),
@@ -28,4 +29,4 @@ rule aggregate:
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
         " --experiments {params.experiments} {input.teachers} {input.students} {input.undistilled}"
-        " {input.quantized} {input.lit} --record-lists {input.esnac} > {log} 2>&1"
+        " {input.quantized} {input.lit} {input.translation} --record-lists {input.esnac} > {log} 2>&1"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -31,8 +32,13 @@ from compresslib.config import (
     teacher_spec_values,
     undistilled_jobs,
     undistilled_spec_values,
+    translation_corpora,
+    translation_jobs,
+    translation_teacher_jobs,
+    translation_teacher_values,
     EsnacJob,
     QuantizeJob,
+    TranslationJob,
 )
 from compresslib.data.datasets import GENERATORS
 from compresslib.esnac.search import SearchSpec, TOP_DIR
@@ -40,6 +46,9 @@ from compresslib.io import write_json
 from compresslib.plots import plot_paths
 from compresslib.results import table_paths
 from compresslib.training.spec import format_overrides
+from compresslib.translation import sources as translation_sources
+from compresslib.translation.corpus import CORPORA
+from compresslib.translation.train import TranslationSpec
 
 SCHEMA = Path(workflow.basedir) / "rules" / "schemas" / "config.schema.yaml"
 try:
@@ -82,12 +91,20 @@ LIT_DIR = "results/lit/{dataset}/{teacher}-to-{student}/seed{seed}"
 ESNAC_DIR = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}"
 ESNAC_TOP_DIR = f"{ESNAC_DIR}/{TOP_DIR}"  # the search's best architectures, arch-<rank>.pt
 ESNAC_FINAL_DIR = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}/final-{rank}"
+TRANSLATION_TEACHER_JOBS = translation_teacher_jobs(config)
+TRANSLATION_JOBS = translation_jobs(config)  # {student run: its TranslationSpec values}
+TRANSLATION_DOWNLOADS = translation_sources.downloads()  # {corpus or test set: {official file name: Archive}}
+CORPUS_FILE = "resources/{corpus}/corpus.pt"
+TRANSLATION_DOWNLOAD = "resources/{source}/downloads/{filename}"  # + .json, the download's size and checksums
+NMT_TEACHER_DIR = "results/translation/{corpus}/teachers/{nmt_teacher}/seed{seed}"
+NMT_STUDENT_DIR = "results/translation/{corpus}/students/{nmt_teacher}/{nmt_student}/{nmt_method}/{ffn}/seed{seed}"
+SEQ_KD_DIR = f"{NMT_TEACHER_DIR}/seq-kd"  # the teacher's beam translations of the training split
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
 PACKED_MODEL = "model.packed"
 
 
 def _alternatives(names):
-    return "|".join(sorted(map(str, names))) or "(?!)"  # "(?!)" matches nothing
+    return "|".join(sorted(map(re.escape, map(str, names)))) or "(?!)"  # "(?!)" matches nothing
 
 
 wildcard_constraints:
@@ -102,6 +119,13 @@ wildcard_constraints:
     bucket=r"\d+|none",
     strategy="esnac|random",
     rank=r"\d+",
+    corpus=_alternatives(translation_corpora(config)),
+    nmt_teacher=_alternatives(config["translation"]["teachers"]),
+    nmt_student=_alternatives(config["translation"]["students"]),
+    nmt_method=r"undistilled|word-kd|seq-kd|qd-b\d+-k(\d+|none)",
+    ffn=r"relu|prelu|swish|lma\d+|aplu\d+|none",
+    source=_alternatives(TRANSLATION_DOWNLOADS),
+    filename=_alternatives({name for files in TRANSLATION_DOWNLOADS.values() for name in files}),
 
 
 def run_outputs(directory):
@@ -257,3 +281,109 @@ def aggregate_tables():
 def aggregate_plots():
     # plot_paths lists results/plots/teachers.png first, so the first plot's folder is results/plots
     return [str(path) for path in plot_paths(experiments_for_aggregation(config), "results/plots")]
+
+
+# ---- translation --------------------------------------------------------------------------------------------
+
+
+def is_generated_corpus(corpus):
+    return not CORPORA[corpus].files
+
+
+def translation_download(source, archive):
+    return TRANSLATION_DOWNLOAD.format(source=source, filename=archive.filename)
+
+
+def corpus_sources(wildcards):
+    """Where a corpus's raw files and extra test sets come from: ({role: path}, {test set: {src, ref} or
+    {archive}}, [the downloaded ones]), local copies named in the config or else the download rule's files."""
+    entry = config["translation"]["corpora"][wildcards.corpus]
+    files, downloads = dict(entry["files"]), []
+    if not files and not is_generated_corpus(wildcards.corpus):
+        files = {role: translation_download(wildcards.corpus, archive)
+                 for role, archive in translation_sources.corpus_downloads(wildcards.corpus).items()}
+        downloads += files.values()
+    test_sets = {}
+    for name in entry["test_sets"]:
+        if name in config["translation"]["test_sets"]:
+            test_sets[name] = dict(config["translation"]["test_sets"][name])
+        else:
+            test_sets[name] = {"archive": translation_download(name, translation_sources.test_set_download(name))}
+            downloads.append(test_sets[name]["archive"])
+    return files, test_sets, downloads
+
+
+def corpus_inputs(wildcards):
+    """The prepare script and every downloaded file the corpus reads, with its download record."""
+    downloads = corpus_sources(wildcards)[2]
+    return {"script": script("prepare_corpus.py"), "downloads": downloads,
+            "records": [f"{path}.json" for path in downloads]}
+
+
+def corpus_arguments(wildcards):
+    entry = config["translation"]["corpora"][wildcards.corpus]
+    files, test_sets, downloads = corpus_sources(wildcards)
+    records = [f"{path}.json" for path in downloads]
+    arguments = [f"--vocab-size {entry['vocab_size']}", f"--max-length {entry['max_length']}",
+                 f"--model-type {entry['model_type']}", "" if entry["lowercase"] else "--cased",
+                 f"--synthetic {shlex.quote(json.dumps(entry['synthetic'] or {}))}"
+                 if is_generated_corpus(wildcards.corpus) else f"--files {shlex.quote(json.dumps(files))}",
+                 f"--test-sets {shlex.quote(json.dumps(test_sets))}" if test_sets else "",
+                 f"--download-records {' '.join(map(shlex.quote, records))}" if records else ""]
+    return " ".join(filter(None, arguments))
+
+
+def nmt_teacher_overrides(wildcards):
+    values = translation_teacher_values(config, wildcards.nmt_teacher) | {"seed": int(wildcards.seed)}
+    return overrides(values, settings=TranslationSpec)
+
+
+def nmt_teacher_model(wildcards):
+    entry = config["translation"]["teachers"][wildcards.nmt_teacher]
+    return os.path.join(NMT_TEACHER_DIR.format(corpus=entry["corpus"], nmt_teacher=wildcards.nmt_teacher,
+                                               seed=entry["seed"]), "model.pt")
+
+
+def seq_kd_arguments(wildcards):
+    """The teacher's own decoding settings for the sequence-level KD targets."""
+    train = config["translation"]["teachers"][wildcards.nmt_teacher]["train"]
+    ratio = train["max_decode_ratio"]
+    return (f"--beam-size {train['beam_size']} --max-length {train['max_decode_length']} "
+            f"--batch-tokens {train['eval_batch_tokens']}" + (f" --max-ratio {ratio}" if ratio else ""))
+
+
+def nmt_student_job(wildcards):
+    job = TranslationJob(wildcards.corpus, wildcards.nmt_teacher, wildcards.nmt_student, wildcards.nmt_method,
+                         wildcards.ffn, int(wildcards.seed))
+    if job not in TRANSLATION_JOBS:
+        raise WorkflowError(f"{NMT_STUDENT_DIR.format(**wildcards)} is not a run of any translation experiment in the "
+                            "config")
+    return job
+
+
+def nmt_student_models(wildcards):
+    """Word-level KD and QD read the teacher; sequence-level KD reads its translations of the training split."""
+    method = nmt_student_job(wildcards).method
+    if method == "seq-kd":
+        return {"targets": os.path.join(os.path.dirname(nmt_teacher_model(wildcards)), "seq-kd", "targets.pt")}
+    return {} if method == "undistilled" else {"teacher": nmt_teacher_model(wildcards)}
+
+
+def nmt_student_inputs(wildcards):
+    return {"script": script("train_translation.py"), "corpus": CORPUS_FILE.format(corpus=wildcards.corpus),
+            **nmt_student_models(wildcards)}
+
+
+def nmt_student_arguments(wildcards):
+    # from the wildcards alone: Snakemake compares params of earlier runs only when they need no `input`
+    models = " ".join(f"--{role} {shlex.quote(path)}" for role, path in nmt_student_models(wildcards).items())
+    return f"{models} {overrides(TRANSLATION_JOBS[nmt_student_job(wildcards)], settings=TranslationSpec)}"
+
+
+def translation_records():
+    teachers = [os.path.join(NMT_TEACHER_DIR.format(corpus=job.corpus, nmt_teacher=job.teacher, seed=job.seed),
+                             "record.json") for job in TRANSLATION_TEACHER_JOBS]
+    students = [os.path.join(NMT_STUDENT_DIR.format(corpus=job.corpus, nmt_teacher=job.teacher,
+                                                    nmt_student=job.student, nmt_method=job.method, ffn=job.activation,
+                                                    seed=job.seed), "record.json") for job in TRANSLATION_JOBS]
+    return teachers + students

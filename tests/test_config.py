@@ -270,6 +270,11 @@ def test_esnac_search_schema_defaults_equal_searchspec_defaults():
 def test_esnac_experiment_errors(change, expected):
     config = _demo()
     change(config)
+    _assert_refused(config, expected)
+
+
+def _assert_refused(config: dict, expected: str) -> None:
+    """The schema, or else check_config, refuses ``config`` with a message containing ``expected``."""
     messages = schema_errors(config, SCHEMA)
     if messages:
         assert any(expected in message for message in messages), messages
@@ -277,3 +282,93 @@ def test_esnac_experiment_errors(change, expected):
     with pytest.raises(ConfigError, match="invalid config") as error:
         check_config(_with_defaults(config))
     assert expected in str(error.value)
+
+
+# ---- translation ------------------------------------------------------------------------------------------------
+
+def test_translation_matrix_mirrors_lma_and_qd():
+    from compresslib.config import TranslationJob, translation_corpora, translation_jobs, translation_teacher_values
+    from compresslib.training.spec import build_settings
+    from compresslib.translation.train import TranslationSpec
+
+    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
+    check_config(config)
+    assert translation_corpora(config) == ["onmt_integration", "wmt13_europarl"]
+    jobs = translation_jobs(config)
+    by_teacher = Counter(job.teacher for job in jobs)
+    # LMA: 3 (integration) and 2 (WMT13) students x 5 activations x 5 seeds; QD integration: 3 students x (alone,
+    # word KD, sequence KD, QD at 2/4/8 bits); QD WMT13: the 1 x 550 student (word KD, 2-bit QD) and the smaller one
+    assert by_teacher == {"transformer-integ": 75, "transformer-wmt": 50, "lstm-integ": 18, "lstm-wmt": 3}
+    assert {job.activation for job in jobs if job.teacher.startswith("lstm")} == {"none"}
+    lma = build_settings(TranslationSpec, jobs[TranslationJob("onmt_integration", "transformer-integ",
+                                                              "transformer-s2", "word-kd", "lma8", 4)])
+    assert lma.model_kwargs == {"layers": 3, "d_model": 64, "activation": "lma8"} and lma.seed == 4
+    assert (lma.optimizer, lma.lr, lma.warmup, lma.batch_tokens, lma.eval_batch_tokens, lma.epochs) == (
+        "noam", 1.0, 8000, 3192, 1024, 15)
+    assert (lma.kd.temperature, lma.kd.weight, lma.quant) == (1.0, 0.7, None)
+    assert lma.labels == {"corpus": "onmt_integration", "teacher": "transformer-integ", "student": "transformer-s2",
+                          "method": "word-kd", "activation": "lma8"}
+    qd = build_settings(TranslationSpec, jobs[TranslationJob("wmt13_europarl", "lstm-wmt", "lstm-wmt-s550",
+                                                             "qd-b2-k256", "none", 1)])
+    assert (qd.quant.bits, qd.quant.bucket_size, qd.quant.quantize_first_last, qd.kd.weight) == (2, 256, False, 0.7)
+    assert (qd.optimizer, qd.lr, qd.epochs, qd.start_decay_epoch, qd.model_kwargs) == (
+        "sgd", 1.0, 5, 8, {"layers": 1, "hidden": 550})
+    seq = jobs[TranslationJob("onmt_integration", "lstm-integ", "lstm-s256", "seq-kd", "none", 1)]
+    assert "kd" not in seq and "quant" not in seq and seq["labels"]["method"] == "seq-kd"
+    teacher = build_settings(TranslationSpec, translation_teacher_values(config, "transformer-wmt"))
+    assert (teacher.corpus, teacher.model_kwargs, teacher.kd) == ("wmt13_europarl", {"layers": 6, "d_model": 512},
+                                                                  None)
+    assert teacher.labels == {"corpus": "wmt13_europarl", "teacher": "transformer-wmt"}
+
+
+def test_translation_schema_defaults_equal_translationspec_defaults():
+    import inspect
+
+    from compresslib.translation.corpus import make_synthetic_translation
+    from compresslib.translation.train import NmtKDSpec, TranslationSpec
+
+    defs = SCHEMA["$defs"]
+    train = {key: spec["default"] for key, spec in defs["translation_train"]["properties"].items()}
+    assert train == {key: getattr(TranslationSpec(), key) for key in train}
+    kd = SCHEMA["properties"]["translation"]["properties"]["students"]["additionalProperties"]["properties"]["kd"]
+    assert {key: spec["default"] for key, spec in kd["properties"].items()} == vars(NmtKDSpec())
+    # a synthetic corpus without options is generated with make_synthetic_translation's defaults
+    synthetic = {key: spec["default"] for key, spec in defs["synthetic_translation"]["properties"].items()}
+    assert synthetic == {name: parameter.default for name, parameter
+                         in inspect.signature(make_synthetic_translation).parameters.items()}
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (lambda t: t["experiments"]["demo-qd-nmt"].update(teacher="nobody"),
+     "translation.experiments.demo-qd-nmt.teacher: 'nobody' names no translation teacher"),
+    (lambda t: t["experiments"]["demo-qd-nmt"].update(students=["ghost"]),
+     "translation.experiments.demo-qd-nmt.students[0]: 'ghost' names no translation student"),
+    (lambda t: t["experiments"]["demo-qd-nmt"].update(activations=["lma8"]),
+     "translation.experiments.demo-qd-nmt.activations: 'demo-nmt-lstm-s' is a lstm_nmt, which has no FFN activation"),
+    (lambda t: t["experiments"]["demo-lma-nmt"].update(activations=["lma99"]), "lma needs a segment count K"),
+    (lambda t: t["experiments"]["demo-qd-nmt"].update(bits=[]),
+     "translation.experiments.demo-qd-nmt.bits: methods include qd, so give the bit widths"),
+    (lambda t: t["teachers"]["demo-nmt-lstm"].update(corpus="wmt13_europarl"),
+     "translation.teachers.demo-nmt-lstm.corpus: 'wmt13_europarl' is not under translation.corpora"),
+    (lambda t: t["corpora"]["synthetic_translation"].update(test_sets=["newstest2013"]),
+     "translation.corpora.synthetic_translation.test_sets[0]: newstest2013 has no x-src-x-tgt pair"),
+    (lambda t: t["corpora"]["synthetic_translation"].update(files={"train_src": "/data/a"}),
+     "translation.corpora.synthetic_translation.files: synthetic_translation is generated"),
+    (lambda t: t["corpora"].update(onmt_integration={"files": {"train_src": "/data/a"}, "synthetic": {}}),
+     "translation.corpora.onmt_integration.files: give every file of onmt_integration (test_src, test_tgt, "
+     "train_src, train_tgt)"),
+    (lambda t: t["students"]["demo-nmt-transformer-s"]["model_kwargs"].update(activation="swish"),
+     "translation.students.demo-nmt-transformer-s.model_kwargs.activation: a student's FFN activation comes from"),
+    (lambda t: t["teachers"]["demo-nmt-lstm"]["train"].update(optimizer="adam"),
+     "translation.teachers.demo-nmt-lstm.train.optimizer: 'adam' is not allowed; allowed: noam, sgd"),
+    (lambda t: t["teachers"]["demo-nmt-lstm"]["model_kwargs"].update(hiden=64),
+     "translation.teachers.demo-nmt-lstm.model_kwargs: lstm_nmt takes no argument 'hiden'; allowed: layers, hidden"),
+    (lambda t: t["experiments"].update(again={**copy.deepcopy(t["experiments"]["demo-qd-nmt"]),
+                                              "quantize_first_last": True}),
+     "translation.experiments.demo-qd-nmt and translation.experiments.again both ask for qd-b4-k256 of "
+     "demo-nmt-lstm-s (none, seed 1) with different settings"),
+])
+def test_translation_experiment_errors(change, expected):
+    config = _demo()
+    change(config["translation"])
+    _assert_refused(config, expected)

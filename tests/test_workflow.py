@@ -58,7 +58,12 @@ def test_paper_dag_job_counts():
                       # QD 18 + 2 (CIFAR-100) + 60 (LMA joint); DQ 9 + 9 + 2
                       "quantize_train": 80 + 20,
                       # PM with buckets 18 + 2 (CIFAR-100), without buckets 18
-                      "quantize_post_training": 38, "aggregate": 1, "all": 1}
+                      "quantize_post_training": 38,
+                      # translation: the integration corpus's 4 files, Europarl's archive, newstest2013's archive;
+                      # LMA: 3 + 2 students x 5 activations x 5 seeds; QD: 3 x 6 (integration), 3 (WMT13)
+                      "download_translation_file": 6, "prepare_corpus": 2, "train_translation_teacher": 4,
+                      "translate_training_split": 1, "train_translation_student": 75 + 50 + 18 + 3,
+                      "aggregate": 1, "all": 1}
 
 
 def test_lint_is_clean():
@@ -104,6 +109,37 @@ def test_esnac_search_paths_route_to_the_checkpoint_and_its_teacher():
     stray = run_snakemake("--dry-run", "results/esnac/cifar100/esnac-resnet18-c100/random/seed3/record.json",
                           check=False)
     assert stray.returncode != 0 and "is not a search of any esnac experiment" in stray.stdout + stray.stderr
+
+
+def test_translation_paths_route_to_their_teacher_corpus_and_targets():
+    student = "results/translation/onmt_integration/students/lstm-integ/lstm-s256/seq-kd/none/seed1/record.json"
+    jobs = planned_jobs(student)
+    assert Counter(rule for rule, _ in jobs) == {"download_translation_file": 5, "prepare_corpus": 1,
+                                                 "train_translation_teacher": 1, "translate_training_split": 1,
+                                                 "train_translation_student": 1}
+    assert [w for rule, w in jobs if rule == "translate_training_split"] == [
+        {"corpus": "onmt_integration", "nmt_teacher": "lstm-integ", "seed": "1"}]
+    qd = run_snakemake("-n", "-p", "results/translation/wmt13_europarl/students/lstm-wmt/lstm-wmt-s550/qd-b2-k256/"
+                       "none/seed1/record.json").stdout
+    assert "--teacher results/translation/wmt13_europarl/teachers/lstm-wmt/seed1/model.pt" in qd
+    assert "quant.bits=2" in qd and "kd.weight=0.7" in qd and "'model_kwargs={\"hidden\": 550" in qd
+    assert "--test-sets '{\"newstest2013\": {\"archive\": \"resources/newstest2013/downloads/test.tgz\"}}'" in qd
+    stray = run_snakemake("--dry-run", "results/translation/onmt_integration/students/lstm-integ/lstm-s256/qd-b3-k256/"
+                          "none/seed1/record.json", check=False)
+    assert stray.returncode != 0 and "is not a run of any translation experiment" in stray.stdout + stray.stderr
+
+
+def test_local_corpus_files_skip_the_download(tmp_path: Path):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["translation"]["corpora"]["onmt_integration"]["files"] = {
+        role: f"/data/{role}.txt" for role in ("train_src", "train_tgt", "test_src", "test_tgt")}
+    config["translation"]["test_sets"] = {"newstest2013": {"src": "/data/nt13.de", "ref": "/data/nt13.en"}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    args = ("--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "resources/onmt_integration/corpus.pt")
+    assert [rule for rule, _ in planned_jobs(*args)] == ["prepare_corpus"]
+    shell = run_snakemake("-n", "-p", *args).stdout
+    assert '"train_src": "/data/train_src.txt"' in shell and '"src": "/data/nt13.de"' in shell
+    assert "--download-records" not in shell
 
 
 def test_extracted_folder_skips_the_download(tmp_path: Path):
@@ -225,9 +261,10 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     tables, plots = demo_run / "results/tables", demo_run / "results/plots"
     runs = pd.read_csv(tables / "runs.csv")
     # teacher, 2 students x 5 activations x 2 seeds, 2 x 2 undistilled, 2 students x 2 seeds x 3 methods x 2 bits;
-    # LIT: the text teacher, LIT, scratch and KD x 2 seeds; ESNAC: its teacher, 2 strategies x the top 2 trained
-    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2 + 1 + 2 * 2
-    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit", "esnac"}
+    # LIT: the text teacher, LIT, scratch and KD x 2 seeds; ESNAC: its teacher, 2 strategies x the top 2 trained;
+    # translation: 2 teachers, 2 activations x 2 seeds and 4 methods x 1 seed
+    assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2 + 1 + 2 * 2 + 2 + 4 + 4
+    assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit", "esnac", "translation"}
     runs = runs[runs["labels.teacher"] == "demo-teacher"]
     teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
     students = runs[runs.kind == "distill"]
@@ -340,6 +377,37 @@ def test_demo_esnac_searches_fan_out_full_training_and_score_it_against_the_teac
 
 
 @pytest.mark.slow
+def test_demo_translation_teachers_students_and_table(demo_run: Path):
+    root = demo_run / "results/translation/synthetic_translation"
+    teachers = {name: json.loads((root / f"teachers/{name}/seed1/record.json").read_text())
+                for name in ("demo-nmt-transformer", "demo-nmt-lstm")}
+    for record in teachers.values():  # a toy task every teacher learns: BLEU far above zero
+        assert record["run_kind"] == "teacher" and record["metrics"]["final_bleu"] > 20, record["metrics"]
+        assert record["metrics"]["bleu_signature"].startswith("nrefs:1|case:lc|eff:no|tok:13a")
+    summary = pd.read_csv(demo_run / "results/tables/summary-translation.csv")
+    lma = summary[summary.experiment == "demo-lma-nmt"]
+    assert list(lma.method) == ["teacher", "word-kd", "word-kd"] and list(lma.activation[1:]) == ["relu", "lma8"]
+    assert list(lma["bleu.test_n"]) == [1, 2, 2] and (lma["bleu.test_mean"] > 5).all(), lma["bleu.test_mean"]
+    qd = summary[summary.experiment == "demo-qd-nmt"]
+    assert list(qd.method) == ["teacher", "undistilled", "word-kd", "seq-kd", "qd"]
+    assert list(qd.bits) == [32, 32, 32, 32, 4] and qd.size_mb.iloc[-1] < qd.size_mb.iloc[1] / 4
+    # the sequence-level KD targets are the LSTM teacher's beam translations of the training sources
+    targets = root / "teachers/demo-nmt-lstm/seed1/seq-kd"
+    assert len((targets / "train.txt").read_text().splitlines()) == 3000
+    seq = json.loads((root / "students/demo-nmt-lstm/demo-nmt-lstm-s/seq-kd/none/seed1/record.json").read_text())
+    assert seq["run_kind"] == "seq_distill" and seq["provenance"]["targets"]["beam_size"] == 5
+    quantized = root / "students/demo-nmt-lstm/demo-nmt-lstm-s/qd-b4-k256/none/seed1"
+    record = json.loads((quantized / "record.json").read_text())
+    assert record["quantization"]["packed_bytes"] == (quantized / "model.packed").stat().st_size
+    assert len((quantized / "translations/test.txt").read_text().splitlines()) == 200
+    for rule in ("prepare_corpus", "train_translation_teacher", "translate_training_split",
+                 "train_translation_student"):
+        assert any((demo_run / "logs" / rule).rglob("*.log")) and any((demo_run / "benchmarks" / rule).rglob("*.tsv"))
+    png = demo_run / "results/plots/translation/demo-qd-nmt.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
 def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
     unchanged = planned_jobs("--workflow-profile", "profiles/demo", "--directory", str(demo_run))
     assert unchanged == []
@@ -367,6 +435,7 @@ def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
     del config["teachers"]["demo-text-teacher"], config["students"]["demo-text-student"]
     config["esnac"] = {}
     del config["teachers"]["demo-esnac-teacher"]
+    config["translation"] = {}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
               "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",

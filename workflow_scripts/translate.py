@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ids", help="output: target piece ids (the sequence-level KD targets file)")
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=100, help="at most this many generated tokens")
+    parser.add_argument("--max-ratio", type=float, help="also at most ceil(ratio x longest source of a batch) tokens")
     parser.add_argument("--batch-tokens", type=int, default=1024, help="sentences x longest source per batch")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -50,6 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("nothing to write: give --text, --ids or both")
     if args.beam_size < 1 or args.max_length < 1 or args.batch_tokens < 1:
         raise ValueError("--beam-size, --max-length and --batch-tokens must be >= 1")
+    if args.max_ratio is not None and args.max_ratio <= 0:
+        raise ValueError(f"--max-ratio must be > 0, got {args.max_ratio}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -65,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         tick = time.perf_counter()
         ids = translate_ids(model, sources, beam_size=args.beam_size, max_length=args.max_length,
-                            batch_tokens=args.batch_tokens, device=device, autocast=autocast)
+                            batch_tokens=args.batch_tokens, device=device, max_ratio=args.max_ratio,
+                            autocast=autocast)
         log.info("translated %d %s sentences in %.1fs on %s", len(sources), args.split, time.perf_counter() - tick,
                  device)
     if args.text:
@@ -78,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         save_torch(args.ids, {
             "format": TARGETS_FORMAT, "corpus_sha256": corpus_sha256, "model_sha256": sha256_file(args.model),
             "split": args.split, "beam_size": args.beam_size, "max_length": args.max_length,
+            "max_ratio": args.max_ratio,
             "tgt_ids": torch.tensor(list(itertools.chain.from_iterable(ids)), dtype=torch.int32),
             "tgt_offsets": offsets, "command": [sys.executable, *sys.argv],
         })

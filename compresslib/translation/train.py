@@ -401,7 +401,8 @@ class _Job:
             self.train_tgt, meta = load_targets(self.targets_path, self.corpus_sha256, len(self.train_src),
                                                 self.vocab["tgt"])
             self.targets_info = {"path": str(self.targets_path), "sha256": sha256_file(self.targets_path),
-                                 **{key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length")}}
+                                 **{key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length",
+                                                                   "max_ratio")}}
         self.train_widths = sentence_widths(self.train_src, self.train_tgt)
         self.train_tokens = int(sum(len(t) + 1 for t in self.train_tgt))  # target tokens incl. eos per epoch
 
