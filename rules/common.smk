@@ -326,11 +326,16 @@ def corpus_arguments(wildcards):
     records = [f"{path}.json" for path in downloads]
     arguments = [f"--vocab-size {entry['vocab_size']}", f"--max-length {entry['max_length']}",
                  f"--model-type {entry['model_type']}", "" if entry["lowercase"] else "--cased",
-                 f"--synthetic {shlex.quote(json.dumps(entry['synthetic'] or {}))}"
-                 if is_generated_corpus(wildcards.corpus) else f"--files {shlex.quote(json.dumps(files))}",
-                 f"--test-sets {shlex.quote(json.dumps(test_sets))}" if test_sets else "",
+                 f"--synthetic {_json_argument(entry['synthetic'] or {})}"
+                 if is_generated_corpus(wildcards.corpus) else f"--files {_json_argument(files)}",
+                 f"--test-sets {_json_argument(test_sets)}" if test_sets else "",
                  f"--download-records {' '.join(map(shlex.quote, records))}" if records else ""]
     return " ".join(filter(None, arguments))
+
+
+def _json_argument(value):
+    # sorted keys: a config whose mappings were reordered (a YAML dump sorts them) must not look changed
+    return shlex.quote(json.dumps(value, sort_keys=True))
 
 
 def nmt_teacher_overrides(wildcards):

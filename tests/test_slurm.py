@@ -111,6 +111,7 @@ def _workflow_profile(tmp_path: Path) -> Path:
     del config["teachers"]["demo-text-teacher"], config["students"]["demo-text-student"]
     config["esnac"] = {}  # likewise ESNAC's searches and their teacher
     del config["teachers"]["demo-esnac-teacher"]
+    config["translation"] = {}  # and the translation jobs
     profile = tmp_path / "profile"
     profile.mkdir()
     (profile / "config.yaml").write_text(yaml.safe_dump(config))

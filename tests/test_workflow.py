@@ -306,7 +306,10 @@ def test_demo_quantization_table_orders_methods_and_sizes(demo_run: Path):
         for method in ("qd", "dq", "pm"):
             by_bits = quantized[quantized.method == method].set_index("bits")
             assert by_bits.packed_bytes[2] < by_bits.packed_bytes[4] and by_bits.size_mb[4] < fp_size / 4
-        assert (quantized.compression > 4).all() and (quantized.huffman_mean_bits <= quantized.bits + 4).all()
+        # QD and PM codes are `bits` wide; DQ's automatic allocation gives some tensors more points (wider codes)
+        fixed_width = quantized[quantized.method != "dq"]
+        assert (fixed_width.compression > 4).all() and (quantized.compression > 3).all(), quantized.compression
+        assert (quantized.huffman_mean_bits <= quantized.bits + 4).all()
     # QD's ordering at 2 bits: training at the quantized point beats rounding a trained model afterwards
     at_2_bits = summary[summary.bits == 2].groupby("method").final_test_acc_mean.mean()
     assert at_2_bits["qd"] > at_2_bits["pm"], at_2_bits
@@ -390,7 +393,9 @@ def test_demo_translation_teachers_students_and_table(demo_run: Path):
     assert list(lma["bleu.test_n"]) == [1, 2, 2] and (lma["bleu.test_mean"] > 5).all(), lma["bleu.test_mean"]
     qd = summary[summary.experiment == "demo-qd-nmt"]
     assert list(qd.method) == ["teacher", "undistilled", "word-kd", "seq-kd", "qd"]
-    assert list(qd.bits) == [32, 32, 32, 32, 4] and qd.size_mb.iloc[-1] < qd.size_mb.iloc[1] / 4
+    # 4-bit codes for all but the embeddings and the output layer, which stay in full precision
+    assert list(qd.bits) == [32, 32, 32, 32, 4] and qd.compression.iloc[-1] > 3
+    assert (qd.compression.iloc[:-1] == 1).all()
     # the sequence-level KD targets are the LSTM teacher's beam translations of the training sources
     targets = root / "teachers/demo-nmt-lstm/seed1/seq-kd"
     assert len((targets / "train.txt").read_text().splitlines()) == 3000
