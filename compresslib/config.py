@@ -24,8 +24,10 @@ from compresslib.activations import parse_activation
 __all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "format_problems", "TeacherJob", "DistillJob",
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
            "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
-           "reference_distill_jobs", "undistilled_spec_values", "LitJob", "lit_jobs", "lit_spec_values",
-           "lit_baseline_jobs", "LIT_ACTIVATION", "EsnacJob", "esnac_jobs", "esnac_search_values",
+           "reference_distill_jobs", "undistilled_spec_values", "workflow_distill_jobs", "workflow_undistilled_jobs",
+           "LitJob", "lit_jobs", "lit_spec_values",
+           "lit_baseline_jobs", "LIT_ACTIVATION", "teacher_kd_epochs", "teacher_outputs", "EsnacJob", "esnac_jobs",
+           "esnac_search_values",
            "esnac_full_train_values", "NO_ACTIVATION", "TranslationTeacherJob",
            "TranslationJob", "translation_method_path", "translation_teacher_jobs", "translation_corpora",
            "translation_student_activations", "translation_jobs", "translation_teacher_values"]
@@ -426,6 +428,18 @@ def _quantized_students(config: dict, wanted: Callable[[dict], bool]) -> list[Di
     return list(jobs)
 
 
+def workflow_distill_jobs(config: dict) -> list[DistillJob]:
+    """Every distilled student the workflow trains, once: those of the distill experiments, those the quantize
+    experiments start from or show, and the LIT experiments' KD baselines."""
+    return list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config) + lit_baseline_jobs(config, "kd")))
+
+
+def workflow_undistilled_jobs(config: dict) -> list[DistillJob]:
+    """Every student the workflow trains on hard labels alone, once: quantize references and LIT's scratch
+    baselines."""
+    return list(dict.fromkeys(undistilled_jobs(config) + lit_baseline_jobs(config, "scratch")))
+
+
 def undistilled_spec_values(config: dict, teacher: str, student: str, activation: str, seed: int) -> dict:
     """The TrainSpec values of a student trained on hard labels (its distilled twin without kd)."""
     values = student_spec_values(config, teacher, student, activation, seed)
@@ -465,6 +479,41 @@ def lit_baseline_jobs(config: dict, baseline: str) -> list[DistillJob]:
     family, bins = canonical_activation(LIT_ACTIVATION)
     return [DistillJob(job.dataset, job.teacher, job.student, family, bins, job.seed)
             for job in lit_jobs(config, lambda experiment: baseline in experiment["baselines"])]
+
+
+def teacher_kd_epochs(config: dict) -> dict[str, int]:
+    """Per teacher, the epochs of the runs that read its logits on every training batch: its distilled students
+    (distill_student) and QD runs. LIT (its phase 1 reads the teacher's sections), DQ (its teacher is the
+    distilled student) and undistilled runs do not count. Online, each such epoch is one teacher pass over the
+    training split."""
+    epochs = dict.fromkeys(config["teachers"], 0)
+    for job in workflow_distill_jobs(config):
+        epochs[job.teacher] += config["students"][job.student]["train"]["epochs"]
+    for job, settings in quantize_jobs(config).items():
+        if job.method == "qd":
+            epochs[job.teacher] += settings["epochs"]
+    return epochs
+
+
+def teacher_outputs(config: dict) -> dict[str, str]:
+    """Per teacher, where the KD logits of its distill_student and QD runs come from: ``cached`` (a table of its
+    logits for every view of every training image, one teacher_views job) or ``online`` (the teacher runs on
+    every batch).
+
+    ``teacher_outputs: auto`` caches a teacher of an image dataset when those runs' epochs together
+    (teacher_kd_epochs) exceed the views of an image (162 for pad-4 crops and flips): building the table then
+    costs fewer teacher passes than the runs would make online. ``cached`` and ``online`` force it; a teacher of
+    a text dataset, or with no such runs, stays online (there is nothing to cache).
+    """
+    from compresslib.data.datasets import DATASETS
+    from compresslib.training.teacher_views import view_count
+
+    modes = {}
+    for name, epochs in teacher_kd_epochs(config).items():
+        cacheable = epochs > 0 and DATASETS[config["teachers"][name]["dataset"]].kind == "image"
+        wanted = epochs > view_count() if config["teacher_outputs"] == "auto" else config["teacher_outputs"] == "cached"
+        modes[name] = "cached" if cacheable and wanted else "online"
+    return modes
 
 
 def experiments_for_aggregation(config: dict) -> dict:

@@ -14,24 +14,23 @@ from snakemake.utils import validate
 from compresslib.config import (
     ConfigError,
     check_config,
-    distill_jobs,
     esnac_full_train_values,
     esnac_jobs,
     esnac_search_values,
     experiments_for_aggregation,
     format_problems,
-    lit_baseline_jobs,
     lit_jobs,
     lit_spec_values,
     load_schema,
     quantize_jobs,
-    reference_distill_jobs,
     schema_errors,
     student_spec_values,
     teacher_jobs,
+    teacher_outputs,
     teacher_spec_values,
-    undistilled_jobs,
     undistilled_spec_values,
+    workflow_distill_jobs,
+    workflow_undistilled_jobs,
     translation_corpora,
     translation_jobs,
     translation_teacher_jobs,
@@ -77,12 +76,11 @@ def script(name):
 
 TEACHER_JOBS = teacher_jobs(config)
 QUANTIZE_JOBS = quantize_jobs(config)  # {job: its settings}
-# distilled students of the distill experiments, then those the quantize experiments start from or show, then
-# the LIT experiments' KD baselines
-DISTILL_JOBS = list(dict.fromkeys(distill_jobs(config) + reference_distill_jobs(config) + lit_baseline_jobs(config, "kd")))
-UNDISTILLED_JOBS = list(dict.fromkeys(undistilled_jobs(config) + lit_baseline_jobs(config, "scratch")))
+DISTILL_JOBS = workflow_distill_jobs(config)
+UNDISTILLED_JOBS = workflow_undistilled_jobs(config)
 LIT_JOBS = lit_jobs(config)
 ESNAC_JOBS = esnac_jobs(config)  # {search: its experiment's settings}
+TEACHER_OUTPUTS = teacher_outputs(config)  # {teacher: "online" | "cached"}: where its students' KD logits come from
 TEACHER_DIR = "results/teachers/{dataset}/{teacher}/seed{seed}"
 DISTILL_DIR = "results/distill/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
 UNDISTILLED_DIR = "results/undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}"
@@ -101,6 +99,7 @@ NMT_STUDENT_DIR = "results/translation/{corpus}/students/{nmt_teacher}/{nmt_stud
 SEQ_KD_DIR = f"{NMT_TEACHER_DIR}/seq-kd"  # the teacher's beam translations of the training split
 RUN_OUTPUTS = ("model.pt", "record.json", "history.csv")
 PACKED_MODEL = "model.packed"
+TEACHER_VIEWS = "views.pt"  # in a teacher's run folder: its logits for every view of every training image
 
 
 def _alternatives(names):
@@ -137,10 +136,21 @@ def distilled_model(wildcards):
     return os.path.join(DISTILL_DIR.format(**wildcards), "model.pt")
 
 
+def teacher_file(name, filename):
+    """A file in teacher ``name``'s run folder."""
+    teacher = config["teachers"][name]
+    return os.path.join(TEACHER_DIR.format(dataset=teacher["dataset"], teacher=name, seed=teacher["seed"]), filename)
+
+
 def teacher_model(wildcards):
-    teacher = config["teachers"][wildcards.teacher]
-    run_dir = TEACHER_DIR.format(dataset=teacher["dataset"], teacher=wildcards.teacher, seed=teacher["seed"])
-    return os.path.join(run_dir, "model.pt")
+    return teacher_file(wildcards.teacher, "model.pt")
+
+
+def cached_teacher_views(wildcards):
+    """``{"teacher_views": its views file}`` where the teacher's students read their KD logits from it, else {}."""
+    if TEACHER_OUTPUTS[wildcards.teacher] != "cached":
+        return {}
+    return {"teacher_views": teacher_file(wildcards.teacher, TEACHER_VIEWS)}
 
 
 def overrides(values, settings=None):
@@ -152,9 +162,33 @@ def teacher_overrides(wildcards):
     return overrides(teacher_spec_values(config, wildcards.teacher) | {"seed": int(wildcards.seed)})
 
 
-def student_overrides(wildcards):
+def training_inputs(wildcards, models):
+    """A student's train.py job: the script, the dataset and its ``models`` ({role: model file})."""
+    return {"script": script("train.py"), "data": f"resources/{wildcards.dataset}/dataset.pt", **models}
+
+
+def training_arguments(models, values):
+    """train.py's arguments of a student run: its model files (--teacher, --init, --teacher-views) and spec values,
+    with teacher_outputs=cached beside a views file (online is the default, left out)."""
+    if "teacher_views" in models:
+        values = values | {"teacher_outputs": "cached"}
+    files = " ".join(f"--{role.replace('_', '-')} {shlex.quote(path)}" for role, path in models.items())
+    return f"{files} {overrides(values)}"
+
+
+def distill_models(wildcards):
+    return {"teacher": teacher_model(wildcards), **cached_teacher_views(wildcards)}
+
+
+def distill_inputs(wildcards):
+    return training_inputs(wildcards, distill_models(wildcards))
+
+
+def distill_arguments(wildcards):
+    # from the wildcards alone: Snakemake compares params of earlier runs only when they need no `input`
     tag = wildcards.activation + wildcards.bins
-    return overrides(student_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed)))
+    values = student_spec_values(config, wildcards.teacher, wildcards.student, tag, int(wildcards.seed))
+    return training_arguments(distill_models(wildcards), values)
 
 
 def undistilled_overrides(wildcards):
@@ -192,21 +226,20 @@ def quantize_settings(wildcards):
 
 
 def quantize_models(wildcards):
-    """QD distils from the teacher; DQ learns the points of the distilled student, which is also its teacher."""
+    """QD distils from the teacher (or its views file); DQ learns the points of the distilled student, which is also
+    its teacher."""
     if wildcards.method == "qd":
-        return {"teacher": teacher_model(wildcards)}
+        return {"teacher": teacher_model(wildcards), **cached_teacher_views(wildcards)}
     return {"teacher": distilled_model(wildcards), "init": distilled_model(wildcards)}
 
 
 def quantize_train_inputs(wildcards):
-    return {"script": script("train.py"), "data": f"resources/{wildcards.dataset}/dataset.pt",
-            **quantize_models(wildcards)}
+    return training_inputs(wildcards, quantize_models(wildcards))
 
 
 def quantize_train_arguments(wildcards):
     # from the wildcards alone: Snakemake compares params of earlier runs only when they need no `input`
-    models = " ".join(f"--{role} {shlex.quote(path)}" for role, path in quantize_models(wildcards).items())
-    return f"{models} {overrides(quantize_settings(wildcards))}"
+    return training_arguments(quantize_models(wildcards), quantize_settings(wildcards))
 
 
 def post_training_arguments(wildcards):

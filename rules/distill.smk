@@ -1,8 +1,9 @@
+# The teacher's logits come from the teacher model (online) or its views file (cached: rules/teachers.smk).
+
+
 rule distill_student:
     input:
-        script=script("train.py"),
-        data="resources/{dataset}/dataset.pt",
-        teacher=teacher_model,
+        unpack(distill_inputs),
     output:
         **run_outputs(DISTILL_DIR),
     log:
@@ -11,15 +12,15 @@ rule distill_student:
         "benchmarks/distill_student/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.tsv"
     params:
         run_dir=DISTILL_DIR,
-        spec=student_overrides,
+        arguments=distill_arguments,
     threads: 1
     resources:
         gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
-        " --threads {threads} {params.spec} > {log} 2>&1"
+        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        " {params.arguments} > {log} 2>&1"
 
 
 rule train_undistilled:

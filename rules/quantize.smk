@@ -1,5 +1,6 @@
 # Quantized students: QD and DQ train (train.py), PM only rounds a distilled student (no training).
-# Every run also writes model.packed, the packed file whose size the tables report.
+# Every run also writes model.packed, the packed file whose size the tables report. QD reads its teacher's logits
+# as distill_student does: from the teacher model, or from its views file when the teacher's outputs are cached.
 
 
 rule quantize_train:

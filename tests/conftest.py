@@ -5,11 +5,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -71,6 +74,53 @@ def run_snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subproces
         raise AssertionError(f"snakemake {' '.join(args)} failed ({process.returncode}):\n"
                              f"{process.stdout[-4000:]}\n{process.stderr[-4000:]}")
     return process
+
+
+def train_script_command(data: Path, run_dir: Path, settings: dict, *extra: str) -> list[str]:
+    """workflow_scripts/train.py on ``data`` into ``run_dir``: ``settings`` as key=value arguments, then ``extra``."""
+    return [sys.executable, str(REPO / "workflow_scripts/train.py"), "--data", str(data), "--run-dir", str(run_dir),
+            *(f"{key}={json.dumps(value)}" for key, value in settings.items()), *extra]
+
+
+def killed_and_resumed(command: Callable[[Path], list[str]], root: Path) -> tuple[dict, dict]:
+    """Run ``command(run_dir)`` uninterrupted in ``root/reference``; in ``root/resumed`` SIGKILL it once its second
+    epoch's checkpoint is written, then rerun it. Check that the resumed run ends bit-identical (metrics, loss
+    curve, weights) and says where it resumed; return the two records (reference, resumed)."""
+    import torch
+
+    from compresslib.io import load_torch
+
+    reference_dir, resumed_dir = root / "reference", root / "resumed"
+    subprocess.run(command(reference_dir), check=True, capture_output=True)
+
+    process = subprocess.Popen(command(resumed_dir), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    checkpoint = resumed_dir / "checkpoint.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if checkpoint.exists() and load_torch(checkpoint)["next_epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (resumed_dir / "record.json").exists()  # killed mid-run: nothing looks finished
+    assert load_torch(checkpoint)["next_epoch"] in (2, 3)
+
+    subprocess.run(command(resumed_dir), check=True, capture_output=True)
+    reference = json.loads((reference_dir / "record.json").read_text())
+    resumed = json.loads((resumed_dir / "record.json").read_text())
+    assert resumed["timing"]["resumed_from_epoch"] in (2, 3)
+    sessions = resumed["timing"]["sessions"]  # one per process that worked on the run
+    assert [s["start_epoch"] for s in sessions] == [0, resumed["timing"]["resumed_from_epoch"]]
+    assert sessions[0]["started_at"] <= sessions[1]["started_at"] and sessions[1]["device"] == "cpu"
+    assert [s["start_epoch"] for s in reference["timing"]["sessions"]] == [0]
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["curve"]["train_loss"] == reference["curve"]["train_loss"]
+    weights = load_torch(resumed_dir / "model.pt")["state_dict"]
+    for key, value in load_torch(reference_dir / "model.pt")["state_dict"].items():
+        assert torch.equal(value, weights[key]), key
+    assert not checkpoint.exists()  # removed once the outputs are complete
+    return reference, resumed
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

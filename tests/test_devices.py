@@ -130,3 +130,25 @@ def test_a_job_given_a_gpu_without_cuda_runs_on_the_cpu_and_says_so(monkeypatch:
     assert (hardware["device"], hardware["device_type"], hardware["cuda_visible_devices"]) == ("cpu", "cpu", "1")
     assert hardware["gpu_lease"] is None and hardware["gpu_uuid"] is None
     assert record["timing"]["sessions"][0]["device"] == "cpu"
+
+
+def test_the_cpu_evaluates_in_small_batches_and_a_gpu_in_the_configured_ones():
+    from compresslib.devices import CPU_EVAL_BATCH, evaluation_batch_size
+
+    assert evaluation_batch_size(1000, torch.device("cpu")) == CPU_EVAL_BATCH == 128
+    assert evaluation_batch_size(64, torch.device("cpu")) == 64  # a smaller configured batch is kept
+    assert evaluation_batch_size(1000, torch.device("cuda", 0)) == 1000
+
+
+def test_the_evaluation_batch_changes_no_result():
+    from compresslib.data.loader import DeviceLoader
+    from compresslib.models import create_model
+    from compresslib.training.loop import evaluate
+
+    torch.manual_seed(0)
+    model = create_model("demo_conv_student0", num_classes=10)
+    images, labels = torch.randint(0, 256, (300, 3, 32, 32), dtype=torch.uint8), torch.randint(0, 10, (300,))
+    scores = [evaluate(model, DeviceLoader(images, labels, batch_size=batch, augment=False, shuffle=False,
+                                           mean=[0.5] * 3, std=[0.5] * 3)) for batch in (1000, 128, 7)]
+    assert scores[0][0] == scores[1][0] == scores[2][0]  # the same correct predictions
+    assert scores[0][1] == pytest.approx(scores[1][1], rel=1e-6) == pytest.approx(scores[2][1], rel=1e-6)

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +15,7 @@ from compresslib.io import load_torch
 from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
 from compresslib.training.loop import HISTORY_COLUMNS, TrainingDiverged, train
 from compresslib.training.spec import SpecError, build_spec
-from conftest import REPO
+from conftest import killed_and_resumed, train_script_command
 
 TINY = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 3, "batch_size": 32, "lr": 0.05,
         "schedule": "multistep", "milestones": [2], "eval_batch_size": 128, "threads": 1}
@@ -68,9 +64,7 @@ def test_holdout_validation_is_recorded_and_used(tiny_dataset: Path, tmp_path: P
 
 
 def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
-    settings = [f"{key}={json.dumps(value)}" for key, value in (TINY | {"epochs": 4}).items()]
-    return [sys.executable, str(REPO / "workflow_scripts/train.py"), "--data", str(data), "--run-dir", str(run_dir),
-            *settings, *extra]
+    return train_script_command(data, run_dir, TINY | {"epochs": 4}, *extra)
 
 
 DQ_OF_TEACHER = ("--teacher", "{teacher}", "--init", "{teacher}", 'model="demo_conv_student0"', 'quant.method="dq"',
@@ -99,44 +93,15 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
     """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
     extra = tuple(item.format(teacher=teacher_run / "model.pt", lit_teacher=lit_teacher_run / "model.pt")
                   for item in extra)
-    reference_dir, resumed_dir = tmp_path / "reference", tmp_path / "resumed"
-    subprocess.run(_train_command(tiny_dataset, reference_dir, *extra), check=True, capture_output=True)
-
-    process = subprocess.Popen(_train_command(tiny_dataset, resumed_dir, *extra), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    checkpoint = resumed_dir / "checkpoint.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if checkpoint.exists() and load_torch(checkpoint)["next_epoch"] >= 2:
-            break
-        time.sleep(0.05)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (resumed_dir / "record.json").exists()  # killed mid-run: nothing looks finished
-    assert load_torch(checkpoint)["next_epoch"] in (2, 3)
-
-    subprocess.run(_train_command(tiny_dataset, resumed_dir, *extra), check=True, capture_output=True)
-    reference = json.loads((reference_dir / "record.json").read_text())
-    resumed = json.loads((resumed_dir / "record.json").read_text())
-    assert resumed["timing"]["resumed_from_epoch"] in (2, 3)
-    sessions = resumed["timing"]["sessions"]  # one per process that worked on the run
-    assert [s["start_epoch"] for s in sessions] == [0, resumed["timing"]["resumed_from_epoch"]]
-    assert sessions[0]["started_at"] <= sessions[1]["started_at"] and sessions[1]["device"] == "cpu"
-    assert [s["start_epoch"] for s in reference["timing"]["sessions"]] == [0]
-    assert resumed["metrics"] == reference["metrics"]
-    assert resumed["curve"]["train_loss"] == reference["curve"]["train_loss"]
+    reference, resumed = killed_and_resumed(lambda run_dir: _train_command(tiny_dataset, run_dir, *extra), tmp_path)
     assert resumed["lit"] == reference["lit"]  # LIT: the per-section losses too; None otherwise
     if "lit.epochs=2" in extra:  # a LIT run: phase 1, then full-model KD, the sections' losses of phase 1
-        history = pd.read_csv(resumed_dir / "history.csv")
+        history = pd.read_csv(tmp_path / "resumed/history.csv")
         phase_one = 3 if "lit.epochs=3" in extra else 2
         assert list(history.phase) == ["lit"] * phase_one + ["full_model"] * (4 - phase_one)
         assert resumed["kind"] == "lit" and resumed["lit"]["sections"] == 3
         assert [len(curve) for curve in resumed["lit"]["section_mse"]] == [phase_one] * 3
         assert history.section1_mse.notna().sum() == phase_one
-    weights = load_torch(resumed_dir / "model.pt")["state_dict"]
-    for key, value in load_torch(reference_dir / "model.pt")["state_dict"].items():
-        assert torch.equal(value, weights[key]), key
-    assert not checkpoint.exists()  # removed once the outputs are complete
 
 
 def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path: Path):

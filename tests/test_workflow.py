@@ -47,6 +47,9 @@ def test_paper_dag_job_counts():
     assert counts == {"download_archive": 3, "prepare_dataset": 3,
                       # LMA/QD's 2, LIT's 3, ESNAC's 4 networks x 2 datasets searched (45K) and reported (50K)
                       "train_teacher": 5 + 16,
+                      # the teachers whose students' KD logits are cached (teacher_outputs: auto): conv-teacher,
+                      # WRN-16-10 and ResNet-110 (its KD baselines: 3 x 300 epochs > 162 views)
+                      "teacher_views": 3,
                       # ESNAC: 4 teachers x 2 datasets x {esnac, random} x seed 127; the full trainings of their
                       # top 4 join the DAG once each search has finished (a checkpoint)
                       "esnac_search": 16, "esnac_collect": 16,
@@ -98,6 +101,25 @@ def test_wildcards_route_each_path_to_one_rule():
     # a student name in the teacher position matches no rule
     missing = run_snakemake("--dry-run", "results/teachers/cifar10/conv-s0/seed1/record.json", check=False)
     assert missing.returncode != 0 and "MissingRuleException" in missing.stdout + missing.stderr
+
+
+def test_students_of_a_cached_teacher_read_its_views_file():
+    shell = run_snakemake("-n", "-p", "results/distill/cifar10/conv-teacher/conv-s2/aplu12/seed4/record.json",
+                          "results/quantize/cifar10/conv-teacher/qd-s1/qd-b2-k256/relu/seed2/record.json",
+                          "results/quantize/cifar10/conv-teacher/qd-s1/dq-b2-k256/relu/seed2/record.json").stdout
+    views = "results/teachers/cifar10/conv-teacher/seed1/views.pt"
+    assert "teacher_views.py --teacher results/teachers/cifar10/conv-teacher/seed1/model.pt" in shell
+    commands = {match["run"]: match["command"] for match in re.finditer(
+        r"--run-dir results/(?P<run>\S+) (?P<command>.*)", shell)}
+    students = [run for run in commands if run.startswith(("distill/", "quantize/"))]
+    assert len(students) == 4  # the aplu12 student, QD, DQ and the distilled student DQ starts from
+    for run in students:
+        cached = "dq-b2" not in run  # DQ's teacher is the distilled student itself
+        assert (f"--teacher-views {views}" in commands[run]) == cached, run
+        assert ("teacher_outputs=\"cached\"" in commands[run]) == cached, run
+    jobs = planned_jobs("results/distill/cifar10/conv-teacher/conv-s2/aplu12/seed4/record.json", "--config",
+                        "teacher_outputs=online")
+    assert "teacher_views" not in {rule for rule, _ in jobs}
 
 
 def test_esnac_search_paths_route_to_the_checkpoint_and_its_teacher():

@@ -9,8 +9,8 @@ Per epoch the loader draws, for every example at once and with its own generator
 is an index slice of that plan: gather the uint8 images, zero-pad by 4, crop, flip, convert and
 normalise, all on the device. There are no workers, no per-sample Python and no host copies.
 Because the plan is a pure function of ``(seed, epoch)``, a resumed run sees exactly the batches
-an uninterrupted one would, and later the same (index, offset, flip) triple can key cached
-teacher outputs.
+an uninterrupted one would, and the same (index, offset, flip) triple keys cached teacher outputs
+(``indexed_batches``; compresslib.training.teacher_views).
 
 The augmentation is the originals' torchvision pipeline: ``RandomCrop(32, padding=4)`` with zero
 fill, then ``RandomHorizontalFlip``, then ``Normalize(mean, std)``.
@@ -123,10 +123,19 @@ class DeviceLoader:
         return EpochPlan(order, dy, dx, flip)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        plan = self.epoch_plan(self.epoch)
+        for inputs, labels, _, _ in self.indexed_batches():
+            yield inputs, labels
+
+    def indexed_batches(self, plan: EpochPlan | None = None
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, EpochPlan]]:
+        """``(inputs, labels, index, plan)`` per batch: the batch, the indices of its examples and the plan that
+        ordered and augmented them (the current epoch's unless one is given), so that each example's view
+        ``(index, plan.dy[index], plan.dx[index], plan.flip[index])`` can key cached teacher outputs."""
+        if plan is None:
+            plan = self.epoch_plan(self.epoch)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = plan.order[start:start + self.batch_size]
-            yield self.transform(index, plan), self.labels[index]
+            yield self.transform(index, plan), self.labels[index], index, plan
 
     def transform(self, index: torch.Tensor, plan: EpochPlan) -> torch.Tensor:
         """Normalised float images for ``index`` with the plan's crop and flip applied; int64 ids for documents."""

@@ -43,7 +43,7 @@ from torch import nn
 from compresslib import provenance
 from compresslib.data.datasets import get_dataset_info, load_dataset
 from compresslib.data.loader import HOLDOUT_SPLITS, DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import Placement, place
+from compresslib.devices import Placement, evaluation_batch_size, place
 from compresslib.esnac.kernel import fit_kernel, propose
 from compresslib.esnac.space import Action, LayerGraph, build_student, compress, encode, extract_graph, \
     parameter_count, random_action
@@ -198,7 +198,8 @@ class _Search:
                                          augment=False, shuffle=True,
                                          drop_last=len(keep) % spec.batch_size == 1, **args),
                             labels[keep].to(device))
-        self.val = DeviceLoader(inputs[held_out], labels[held_out], batch_size=spec.eval_batch_size,
+        self.eval_batch = evaluation_batch_size(spec.eval_batch_size, device)
+        self.val = DeviceLoader(inputs[held_out], labels[held_out], batch_size=self.eval_batch,
                                 augment=False, shuffle=False, **args)
         teacher = teacher.to(device, memory_format=self.memory_format).eval()
         self.teacher_logits = self._logits(teacher, self.train.loader)
@@ -220,8 +221,8 @@ class _Search:
         plan = loader.epoch_plan(0)
         index = torch.arange(loader.num_examples, device=self.device)
         with self.autocast:
-            for start in range(0, loader.num_examples, self.spec.eval_batch_size):
-                batch = index[start:start + self.spec.eval_batch_size]
+            for start in range(0, loader.num_examples, self.eval_batch):
+                batch = index[start:start + self.eval_batch]
                 logits[batch] = teacher(loader.transform(batch, plan)).float()
         return logits
 

@@ -1,7 +1,8 @@
 """One training loop for teachers, distilled and quantized students, and LIT students.
 
 Read top to bottom: resolve the spec -> place the job (the GPU it was given, a leased free GPU, or the
-CPU; compresslib.devices) -> data on the device -> teacher (students) -> model (LIT: the teacher's stem
+CPU; compresslib.devices) -> data on the device -> teacher (students: the model, or with
+teacher_outputs=cached its views table) -> model (LIT: the teacher's stem
 and head, frozen), quantizer -> resume from the run directory's checkpoint -> epochs, phase by phase (one
 phase; LIT: blockwise phase 1, then full-model KD), each phase with its own optimisers and schedule
 (train, evaluate, schedule, history row, checkpoint) -> select the weights -> model.pt, history.csv,
@@ -34,21 +35,22 @@ from compresslib import provenance
 from compresslib.activations import ACTIVATION_TYPES, parse_activation
 from compresslib.data.datasets import get_dataset_info, load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import Placement, place
+from compresslib.devices import Placement, evaluation_batch_size, place
 from compresslib.io import atomic_open, sha256_file, write_json
 from compresslib.lit import check_pair, copy_and_freeze_ends, phase_one_parameter_sets, section_mse, \
     train_phase_one_epoch
 from compresslib.losses import kd_loss
-from compresslib.models import count_parameters, create_model, load_model, save_model
+from compresslib.models import count_parameters, create_model, load_model, model_file_info, save_model
 from compresslib.quantization.differentiable import LearnedPointsQuantizer, allocate_points, gradient_norms
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
 from compresslib.training.schedules import Schedule, build_schedule
 from compresslib.training.spec import TrainSpec, spec_hash
+from compresslib.training.teacher_views import TeacherViews
 
-__all__ = ["train", "evaluate", "run_kind", "model_facts", "cpu_state", "write_history", "OUTPUT_NAMES",
-           "HISTORY_COLUMNS"]
+__all__ = ["train", "train_epoch", "evaluate", "run_kind", "model_facts", "cpu_state", "write_history",
+           "OUTPUT_NAMES", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +68,17 @@ class TrainingDiverged(FloatingPointError):
 
 
 def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_path: str | Path | None = None,
-          command: list[str] | None = None, init_path: str | Path | None = None) -> dict:
+          command: list[str] | None = None, init_path: str | Path | None = None,
+          teacher_views_path: str | Path | None = None) -> dict:
     """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
 
     With ``teacher_path`` the run distils from that teacher with ``spec.kd`` (and ``spec.lit``: LIT's two
     phases); without it, it trains on the hard labels. ``init_path`` starts from a trained model's weights
     (differentiable quantization needs one: it learns that model's quantization points; LIT may take one).
-    A quantized run also writes ``model.packed``. The device is held (a leased GPU) for the whole run.
-    Returns the record.
+    With ``spec.teacher_outputs == "cached"`` the KD logits come from ``teacher_views_path``, a views file made
+    from exactly that teacher file and dataset file (compresslib.training.teacher_views), and the teacher
+    itself is never loaded. A quantized run also writes ``model.packed``. The device is held (a leased GPU)
+    for the whole run. Returns the record.
     """
     started_at, wall_start = provenance.now_iso(), time.perf_counter()
     spec.validate()
@@ -87,15 +92,21 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError("differentiable quantization (quant.method=dq) learns the points of a trained model: it "
                          f"needs an init model; only it, LIT and ESNAC's full training ({ESNAC_MODEL}) take one "
                          f"(init model: {init_path}, quant: {spec.quant}, lit: {spec.lit}, model: {spec.model})")
+    if teacher_views_path is None and spec.teacher_outputs == "cached":
+        raise ValueError("teacher_outputs=cached reads the teacher's logits from its views file "
+                         "(workflow_scripts/teacher_views.py), but none was given (train.py --teacher-views)")
+    if teacher_views_path is not None and spec.teacher_outputs != "cached":
+        raise ValueError(f"teacher-views file {teacher_views_path} was given, but teacher_outputs is "
+                         f"{spec.teacher_outputs!r} (the teacher runs on every batch); set teacher_outputs=cached")
 
     with place(spec.device) as placement:
-        return _train_placed(spec, data_path, run_dir, teacher_path, init_path, command, placement, started_at,
-                             wall_start)
+        return _train_placed(spec, data_path, run_dir, teacher_path, init_path, teacher_views_path, command,
+                             placement, started_at, wall_start)
 
 
 def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher_path: str | Path | None,
-                  init_path: str | Path | None, command: list[str] | None, placement: Placement, started_at: str,
-                  wall_start: float) -> dict:
+                  init_path: str | Path | None, teacher_views_path: str | Path | None, command: list[str] | None,
+                  placement: Placement, started_at: str, wall_start: float) -> dict:
     device = placement.device
     if device.type == "cpu" and spec.threads:
         torch.set_num_threads(spec.threads)
@@ -119,32 +130,45 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     train_inputs, train_labels = dataset["train_inputs"], dataset["train_labels"]
     test_inputs, test_labels = dataset["test_inputs"], dataset["test_labels"]
     loader_args = dict(mean=mean, std=std, device=device, channels_last=channels_last)
+    train_examples = torch.arange(len(train_labels))  # the trained examples' indices in the dataset's training split
     if spec.validation == "holdout":
-        keep, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed,
-                                       spec.holdout_split)
+        train_examples, held_out = holdout_split(len(train_labels), spec.holdout_size, spec.holdout_seed,
+                                                 spec.holdout_split)
         val_inputs, val_labels = train_inputs[held_out], train_labels[held_out]
-        train_inputs, train_labels = train_inputs[keep], train_labels[keep]
+        train_inputs, train_labels = train_inputs[train_examples], train_labels[train_examples]
     train_loader = DeviceLoader(train_inputs, train_labels, batch_size=spec.batch_size, augment=spec.augment,
                                 shuffle=True, seed=spec.seed,
                                 # BatchNorm cannot train on a final batch of one example
                                 drop_last=len(train_labels) % spec.batch_size == 1, **loader_args)
-    eval_loaders = {"test": DeviceLoader(test_inputs, test_labels, batch_size=spec.eval_batch_size,
+    eval_batch = evaluation_batch_size(spec.eval_batch_size, device)
+    eval_loaders = {"test": DeviceLoader(test_inputs, test_labels, batch_size=eval_batch,
                                          augment=False, shuffle=False, **loader_args)}
     if spec.validation == "holdout":
-        eval_loaders["val"] = DeviceLoader(val_inputs, val_labels, batch_size=spec.eval_batch_size,
+        eval_loaders["val"] = DeviceLoader(val_inputs, val_labels, batch_size=eval_batch,
                                            augment=False, shuffle=False, **loader_args)
 
     # ---- teacher ---------------------------------------------------------------------------------
-    teacher, teacher_info = None, None
+    teacher, teacher_info, views, views_info = None, None, None, None
     if teacher_path is not None:
-        teacher, teacher_meta = load_model(teacher_path, device)
+        if teacher_views_path is not None:  # cached: the teacher file is checked and recorded, never loaded
+            teacher_meta = model_file_info(teacher_path)
+        else:
+            teacher, teacher_meta = load_model(teacher_path, device)
+            teacher.eval().requires_grad_(False).to(memory_format=memory_format)
         if teacher_meta.get("dataset") != spec.dataset or teacher_meta.get("normalization") != normalization:
             raise ValueError(f"teacher {teacher_path} was trained on {teacher_meta.get('dataset')!r} with "
                              f"normalisation {teacher_meta.get('normalization')}, the student uses "
                              f"{spec.dataset!r} with {normalization}; they must see the same inputs")
-        teacher.eval().requires_grad_(False).to(memory_format=memory_format)
         teacher_info = {"path": str(teacher_path), "sha256": sha256_file(teacher_path), "name": teacher_meta["name"],
                         "spec_hash": teacher_meta.get("spec_hash")}
+    if teacher_views_path is not None:
+        views = TeacherViews.load(teacher_views_path, device, teacher_sha256=teacher_info["sha256"],
+                                  dataset_sha256=sha256_file(data_path), normalization=normalization)
+        if (train_loader.augment and not views.augment) or (views.augment and views.pad != train_loader.pad):
+            raise ValueError(f"teacher-views file {teacher_views_path} holds {_seen(views.augment, views.pad)}, but "
+                             f"this run trains on {_seen(train_loader.augment, train_loader.pad)}")
+        views_info = {"path": str(teacher_views_path), "sha256": sha256_file(teacher_views_path)}
+        train_examples = train_examples.to(device)
 
     # ---- model, quantizer, optimiser, schedule -----------------------------------------------------
     model_kwargs = {"num_classes": info.num_classes, "activation": spec.activation, **spec.model_kwargs}
@@ -218,8 +242,8 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
                 teacher, model, train_loader, optimizers, beta=spec.lit.beta, combine=spec.lit.combine, kd=kd_kwargs,
                 autocast=autocast)
         else:
-            train_loss, train_acc = _train_epoch(model, train_loader, optimizers, loss_fn, teacher, autocast,
-                                                 quantizer)
+            train_loss, train_acc = train_epoch(model, train_loader, optimizers, loss_fn, teacher, autocast,
+                                                 quantizer, views, train_examples)
         train_seconds = time.perf_counter() - tick
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
@@ -279,22 +303,28 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     write_history(run_dir / "history.csv", history)
     record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
                            dataset["provenance"], data_path, sessions, command, started_at,
-                           time.perf_counter() - wall_start, quantization, init_info,
+                           time.perf_counter() - wall_start, quantization, init_info, views_info,
                            _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return record
 
 
-def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
+def train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
                  teacher: nn.Module | None, autocast: torch.autocast,
-                 quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None) -> tuple[float, float]:
+                 quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None, views: TeacherViews | None = None,
+                 examples: torch.Tensor | None = None) -> tuple[float, float]:
+    """One epoch; the KD logits come from ``teacher``, or from ``views`` by each example's view (``examples`` maps
+    the loader's indices to the training split's, which key the table)."""
     model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    for inputs, targets in loader:
+    for inputs, targets, index, plan in loader.indexed_batches():
+        teacher_logits = None
+        if views is not None:  # device-side gathers: no host sync
+            teacher_logits = views.lookup(examples[index], plan.dy[index], plan.dx[index], plan.flip[index])
         # QD: forward and backward at the quantized point, then the step on the shadow weights; DQ: the step
         # on the points, which are then re-sorted
         with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
@@ -303,8 +333,6 @@ def _train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.
                 if teacher is not None:
                     with torch.no_grad():
                         teacher_logits = teacher(inputs)
-                else:
-                    teacher_logits = None
                 loss = loss_fn(logits, targets, teacher_logits)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
@@ -420,6 +448,11 @@ def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: D
     return counts
 
 
+def _seen(augment: bool, pad: int) -> str:
+    """What a training loader (or a views table) shows of each image, for error messages."""
+    return f"crops of pad {pad} and their flips" if augment else "the unaugmented images"
+
+
 def _lit_facts(spec: TrainSpec, history: list[dict], sections: int, frozen: list[str]) -> dict:
     """A LIT record's ``lit`` section: the phase settings and the per-section MSE curves of phase 1."""
     phase_one = [row for row in history if row["phase"] == "lit"]
@@ -456,7 +489,7 @@ def write_history(path: Path, history: list[dict], leading: tuple[str, ...] = HI
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
                   placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
                   sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float,
-                  quantization: dict | None, init_info: dict | None, lit: dict | None) -> dict:
+                  quantization: dict | None, init_info: dict | None, views_info: dict | None, lit: dict | None) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -495,5 +528,5 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
         "hardware": provenance.hardware(placement, torch.get_num_threads()),
         "provenance": provenance.run_provenance(
             {"path": str(data_path), "sha256": sha256_file(data_path), **data_provenance}, command, started_at,
-            teacher_model=teacher_info, init_model=init_info),
+            teacher_model=teacher_info, init_model=init_info, teacher_views=views_info),
     }

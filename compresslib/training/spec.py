@@ -28,13 +28,14 @@ from compresslib.quantization.uniform import check_settings
 from compresslib.training.schedules import SCHEDULES
 
 __all__ = ["KDSpec", "QuantSpec", "LitSpec", "TrainSpec", "SpecError", "build_spec", "build_settings", "format_overrides",
-           "spec_hash", "RUNTIME_FIELDS", "require"]
+           "spec_hash", "RUNTIME_FIELDS", "TEACHER_OUTPUTS", "require"]
 
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
 PRECISIONS = ("auto", "fp32", "bf16")
 QUANT_METHODS = ("qd", "dq")  # trained quantization; post-training ("pm") quantization has no training run
 LIT_OPTIMIZERS = ("per_section", "shared")  # LIT phase 1: one SGD per student section (VDCNN) or one for all (CIFAR)
+TEACHER_OUTPUTS = ("online", "cached")  # KD logits: the teacher run on every batch, or looked up in its views table
 
 
 class SpecError(ValueError):
@@ -111,6 +112,7 @@ class TrainSpec:
     selection: str = "final"  # model.pt holds the final epoch's weights, or the best validation epoch's
     # ---- distillation (students) -----------------------------------------------------------
     kd: KDSpec | None = None  # None trains on hard labels only
+    teacher_outputs: str = "online"  # online: the teacher runs on every KD batch; cached: looked up per view
     # ---- quantization -----------------------------------------------------------------------
     quant: QuantSpec | None = None  # None trains full-precision weights
     # ---- LIT --------------------------------------------------------------------------------
@@ -165,6 +167,18 @@ class TrainSpec:
                      f"one of {', '.join(KL_REDUCTIONS)}")
             require(self.kd.soft_loss in SOFT_LOSSES, "kd.soft_loss", self.kd.soft_loss,
                      f"one of {', '.join(SOFT_LOSSES)}")
+        require(self.teacher_outputs in TEACHER_OUTPUTS, "teacher_outputs", self.teacher_outputs,
+                f"one of {', '.join(TEACHER_OUTPUTS)}")
+        if self.teacher_outputs == "cached":
+            require(self.kd is not None, "teacher_outputs", self.teacher_outputs,
+                    "online for a run without kd settings (only a distilled student reads a teacher's logits)")
+            require(DATASETS[self.dataset].kind == "image", "teacher_outputs", self.teacher_outputs,
+                    f"online for the text dataset {self.dataset} (views are crops and flips of images)")
+            require(self.lit is None, "teacher_outputs", self.teacher_outputs,
+                    "online for LIT (its phase 1 feeds the student the teacher's section outputs, which a views "
+                    "table does not hold)")
+            require(self.quant is None or self.quant.method != "dq", "teacher_outputs", self.teacher_outputs,
+                    "online for quant.method=dq (its teacher is the init model itself, whose points it learns)")
         if self.quant is not None:
             try:
                 check_settings(self.quant.bits, self.quant.bucket_size)
