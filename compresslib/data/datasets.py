@@ -43,6 +43,7 @@ class DatasetInfo:
     input_shape: tuple[int | None, ...]
     mean: tuple[float, ...] | None = None  # recipe normalisation of images (QD/LMA), overridable per run
     std: tuple[float, ...] | None = None
+    split_sizes: tuple[int, int] | None = None  # (train, test) examples; None: a generator's options decide
 
     def __post_init__(self) -> None:
         if (self.kind == "image") != (self.mean is not None and self.std is not None):
@@ -51,11 +52,13 @@ class DatasetInfo:
 
 _CIFAR_SHAPE = (3, 32, 32)
 DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", 10, "image", _CIFAR_SHAPE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
+    "cifar10": DatasetInfo("cifar10", 10, "image", _CIFAR_SHAPE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                           split_sizes=(50_000, 10_000)),
     "cifar100": DatasetInfo("cifar100", 100, "image", _CIFAR_SHAPE, mean=(0.5071, 0.4867, 0.4408),
-                            std=(0.2675, 0.2565, 0.2761)),
+                            std=(0.2675, 0.2565, 0.2761), split_sizes=(50_000, 10_000)),
     "synthetic": DatasetInfo("synthetic", 10, "image", _CIFAR_SHAPE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-    "amazon_review_full": DatasetInfo("amazon_review_full", 5, "text", (DOCUMENT_LENGTH,)),
+    "amazon_review_full": DatasetInfo("amazon_review_full", 5, "text", (DOCUMENT_LENGTH,),
+                                      split_sizes=(3_000_000, 650_000)),
     "synthetic_text": DatasetInfo("synthetic_text", 5, "text", (None,)),
 }
 
