@@ -29,12 +29,12 @@ import uuid
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from torchvision.datasets import CIFAR10, CIFAR100
 
+from compresslib.data.archive import Archive
 from compresslib.io import atomic_path
 
 __all__ = [
@@ -62,12 +62,6 @@ class DownloadError(OSError):
 class ChecksumError(DownloadError):
     """A file's md5 differs from the expected one; the message names the file and both digests."""
 
-
-@dataclass(frozen=True)
-class Archive:
-    filename: str  # official file name, also the name looked up on a mirror, e.g. "cifar-10-python.tar.gz"
-    url: str  # official download URL
-    md5: str | None  # md5 of the whole file as published (torchvision, torchtext); None where none is published
 
 
 ARCHIVES: dict[str, Archive] = {

@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 
 from sacrebleu.dataset import DATASETS as SACREBLEU_DATASETS
 
-from compresslib.data.download import Archive
+from compresslib.data.archive import Archive
 from compresslib.io import sha256_file
 from compresslib.translation.corpus import (
     CORPORA,
