@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import yaml
 
 from compresslib.activations import parse_activation
 
-__all__ = ["ConfigError", "load_schema", "schema_errors", "check_config", "format_problems", "TeacherJob", "DistillJob",
+__all__ = ["ConfigError", "load_schema", "schema_errors", "load_config", "check_config", "format_problems", "TeacherJob", "DistillJob",
            "teacher_jobs", "distill_jobs", "canonical_activation", "teacher_spec_values", "student_spec_values",
            "experiments_for_aggregation", "QuantizeJob", "quantize_jobs", "bucket_tag", "undistilled_jobs",
            "reference_distill_jobs", "undistilled_spec_values", "workflow_distill_jobs", "workflow_undistilled_jobs",
@@ -49,6 +49,31 @@ def schema_errors(config: dict, schema: dict) -> list[str]:
     for error in sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path))):
         messages.append(_describe(error))
     return messages
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> dict:
+    """A config file validated against the workflow's schema with its defaults filled in (what Snakemake's
+    ``validate`` does), then cross-checked; a bad config raises ConfigError naming every problem."""
+    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    schema = load_schema(schema_path)
+    problems = schema_errors(config, schema)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    _DefaultFiller(schema).validate(config)
+    check_config(config)
+    return config
+
+
+def _fill_defaults(validator: Any, properties: dict, instance: Any, schema: dict) -> Iterator:
+    # jsonschema's documented recipe for defaults, as in Snakemake's validate
+    if isinstance(instance, dict):
+        for key, subschema in properties.items():
+            if "default" in subschema:
+                instance.setdefault(key, json.loads(json.dumps(subschema["default"])))
+    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+_DefaultFiller = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
 
 
 def _key_path(parts: Iterable[Any]) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 __all__ = ["GPU_LOCK_DIR_ENV", "CPU_EVAL_BATCH", "Placement", "place", "lease_slot", "default_lock_dir",
-           "evaluation_batch_size"]
+           "evaluation_batch_size", "device_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +123,11 @@ def evaluation_batch_size(requested: int, device: torch.device) -> int:
     """The evaluation batch a job uses on ``device``: ``requested`` on a GPU, at most :data:`CPU_EVAL_BATCH` on the
     CPU. Evaluation is per example (eval mode), so the batch changes speed, not results."""
     return requested if device.type == "cuda" else min(requested, CPU_EVAL_BATCH)
+
+
+def device_precision(device: torch.device) -> tuple[torch.autocast, torch.memory_format]:
+    """How image models run on ``device`` by default (the training loop's ``precision=auto``,
+    ``channels_last=None``): bf16 autocast and channels_last on CUDA; fp32 in the default layout on the CPU."""
+    cuda = device.type == "cuda"
+    return (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda),
+            torch.channels_last if cuda else torch.contiguous_format)

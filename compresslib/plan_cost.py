@@ -41,14 +41,11 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import torch
-import yaml
 
 from compresslib import config as cfg
 from compresslib.cli import run_main
@@ -66,7 +63,7 @@ from compresslib.training.teacher_views import compute_teacher_views, save_teach
 from compresslib.translation.corpus import load_corpus
 from compresslib.translation.train import TranslationSpec, train_translation
 
-__all__ = ["load_config", "CostGroup", "Job", "Plan", "plan", "measure", "estimate", "main"]
+__all__ = ["CostGroup", "Job", "Plan", "plan", "measure", "estimate", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -76,33 +73,6 @@ MEASURED_EPOCHS = 2  # the last is the warm one that is scaled up
 DEFAULT_EXAMPLES = {"cpu": 256, "cuda": 8192}  # stand-in training and test examples per measurement
 ESNAC_CANDIDATES = 3  # random candidates of a searched teacher timed per search measurement
 VIEWS_SHARE = 16  # a teacher_views measurement runs the teacher on every view of examples / VIEWS_SHARE images
-
-
-# ---- the config, as the workflow sees it --------------------------------------------------------------------------
-
-def load_config(path: str | Path, schema_path: str | Path = SCHEMA) -> dict:
-    """config.yaml validated against the workflow's schema with its defaults filled in (what Snakemake's ``validate``
-    does), then cross-checked; a bad config raises ConfigError naming every problem."""
-    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    schema = cfg.load_schema(schema_path)
-    problems = cfg.schema_errors(config, schema)
-    if problems:
-        raise cfg.ConfigError(cfg.format_problems(problems))
-    _DefaultFiller(schema).validate(config)
-    cfg.check_config(config)
-    return config
-
-
-def _fill_defaults(validator: Any, properties: dict, instance: Any, schema: dict) -> Iterator:
-    # jsonschema's documented recipe for defaults, as in Snakemake's validate
-    if isinstance(instance, dict):
-        for key, subschema in properties.items():
-            if "default" in subschema:
-                instance.setdefault(key, json.loads(json.dumps(subschema["default"])))
-    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
-
-
-_DefaultFiller = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
 
 
 # ---- the plan: jobs charged in units of cost groups -------------------------------------------------------------
@@ -344,13 +314,9 @@ def _measure_teacher_views(group: CostGroup, context: _Context) -> dict[str, flo
     images = max(1, context.examples // VIEWS_SHARE)
     inputs = torch.randint(0, 256, (images, *get_dataset_info(values["dataset"]).input_shape), dtype=torch.uint8)
     with place(context.device) as placement:
-        device = placement.device
-        cuda = device.type == "cuda"
-        model = _model(teacher, values["dataset"]).to(device, memory_format=torch.channels_last if cuda else
-                                                       torch.contiguous_format)
+        model = _model(teacher, values["dataset"]).to(placement.device)
         tick = time.perf_counter()
-        compute_teacher_views(model, inputs, **normalization, device=device, channels_last=cuda,
-                              autocast=torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda)).cpu()
+        compute_teacher_views(model, inputs, **normalization, device=placement.device).cpu()
         return {"view": (time.perf_counter() - tick) / (images * view_count())}
 
 
@@ -546,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--plan-only", action="store_true", help="list jobs and cost groups; measure nothing")
     parser.add_argument("--out", type=Path, help="write the plan, every measured rate and the estimate as JSON")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = cfg.load_config(args.config, SCHEMA)
     the_plan = plan(config, args.directory)
     log.info("%d jobs, %d cost groups to measure", len(the_plan.jobs), len(the_plan.groups))
     if args.plan_only:

@@ -11,14 +11,15 @@ import yaml
 from snakemake.utils import validate
 
 from compresslib.config import (ConfigError, QuantizeJob, check_config, distill_jobs, lit_baseline_jobs, lit_jobs,
-                                lit_spec_values, load_schema, quantize_jobs, reference_distill_jobs, schema_errors,
+                                lit_spec_values, load_config, load_schema, quantize_jobs, reference_distill_jobs, schema_errors,
                                 teacher_jobs, undistilled_jobs)
 from compresslib.training.spec import build_spec
 from conftest import REPO, run_snakemake
 
 SCHEMA_PATH = REPO / "rules/schemas/config.schema.yaml"
 SCHEMA = load_schema(SCHEMA_PATH)
-DEMO = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
+DEMO_PATH = REPO / "profiles/demo/config.yaml"
+DEMO = yaml.safe_load(DEMO_PATH.read_text())
 
 
 def _with_defaults(config: dict) -> dict:
@@ -372,3 +373,21 @@ def test_translation_experiment_errors(change, expected):
     config = _demo()
     change(config["translation"])
     _assert_refused(config, expected)
+
+
+def test_load_config_fills_the_defaults_snakemake_fills():
+    ours = load_config(DEMO_PATH, SCHEMA_PATH)
+    theirs = yaml.safe_load(DEMO_PATH.read_text())
+    validate(theirs, str(SCHEMA_PATH))
+    assert ours == theirs
+
+
+def test_load_config_refuses_a_bad_config_naming_every_problem(tmp_path: Path):
+    config = yaml.safe_load(DEMO_PATH.read_text())
+    config["distill"]["demo"]["activations"] = ["gelu"]
+    config["students"]["demo-s0"]["train"]["epochs"] = 0
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "c.yaml", SCHEMA_PATH)
+    assert "distill.demo.activations[0]: 'gelu' is not allowed" in str(error.value)
+    assert "students.demo-s0.train.epochs: 0 is out of range" in str(error.value)

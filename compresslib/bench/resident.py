@@ -24,23 +24,16 @@ from torch import nn
 
 from compresslib.bench.pairs import LOSS, Pair
 from compresslib.data.loader import DeviceLoader, EpochPlan
-from compresslib.devices import evaluation_batch_size
+from compresslib.devices import device_precision, evaluation_batch_size
 from compresslib.training.loop import train_epoch
 from compresslib.training.spec import TrainSpec
 from compresslib.training.teacher_views import TeacherViews, compute_teacher_views
 
-__all__ = ["device_precision", "resident_loader", "build_views", "ResidentTraining", "with_compile_fallback"]
+__all__ = ["resident_loader", "build_views", "ResidentTraining", "with_compile_fallback"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-def device_precision(device: torch.device) -> tuple[torch.autocast, torch.memory_format]:
-    """The loop's defaults on ``device``: bf16 autocast and channels_last on CUDA; fp32, default layout on the CPU."""
-    cuda = device.type == "cuda"
-    return (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda),
-            torch.channels_last if cuda else torch.contiguous_format)
 
 
 def resident_loader(images: torch.Tensor, labels: torch.Tensor, pair: Pair, *, train: bool, device: torch.device,
@@ -56,12 +49,10 @@ def resident_loader(images: torch.Tensor, labels: torch.Tensor, pair: Pair, *, t
 
 
 def build_views(teacher: nn.Module, loader: DeviceLoader, pair: Pair) -> TeacherViews:
-    """The teacher's logits for every view of every image of ``loader``, made as workflow_scripts/teacher_views.py
-    makes them (bf16 autocast and channels_last on CUDA, not compiled)."""
-    autocast, memory_format = device_precision(loader.device)
-    logits = compute_teacher_views(teacher.to(loader.device, memory_format=memory_format), loader.inputs,
-                                   mean=pair.info.mean, std=pair.info.std, pad=loader.pad, device=loader.device,
-                                   autocast=autocast, channels_last=memory_format == torch.channels_last)
+    """The teacher's logits for every view of every image of ``loader``, made as the workflow's teacher_views job
+    makes them (``compute_teacher_views``: bf16 autocast and channels_last on CUDA, not compiled)."""
+    logits = compute_teacher_views(teacher, loader.inputs, mean=pair.info.mean, std=pair.info.std, pad=loader.pad,
+                                   device=loader.device)
     return TeacherViews(logits, pad=loader.pad)
 
 

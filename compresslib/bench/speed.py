@@ -9,9 +9,9 @@ Tasks:
 * ``ce``: cross-entropy training of the student (the baseline a KD epoch is compared with).
 * ``kd``: KD training of the student. The reference runs the fp32 teacher online; compresslib's path runs it
   online under its autocast (``resident``) and reads its logits from a views table (``resident_cached``).
-  The table is built by a measurement of its own (task ``views``, written to a scratch file as the
-  workflow writes it), because the workflow builds it once per teacher, in a job of its own, and all of that
-  teacher's students read it.
+  The table is built by a measurement of its own (task ``views``, its logits written to a scratch file and
+  read back by the cached KD measurement), because the workflow builds it once per teacher, in a job of its
+  own, and all of that teacher's students read it.
 * ``inference``: evaluation of the teacher and of the student over the images as a test split.
 
 Training measurements take ``warmup`` untimed steps (compilation, cuDNN autotuning, worker start-up),
@@ -41,9 +41,8 @@ import torch
 from compresslib.bench import result_header
 from compresslib.bench.pairs import PAIRS, PATH_LABELS, PATHS, Pair
 from compresslib.bench.reference import ReferenceTraining, reference_evaluate, reference_loader
-from compresslib.bench.resident import ResidentTraining, build_views, device_precision, resident_loader, \
-    with_compile_fallback
-from compresslib.devices import Placement
+from compresslib.bench.resident import ResidentTraining, build_views, resident_loader, with_compile_fallback
+from compresslib.devices import Placement, device_precision
 from compresslib.io import load_torch, save_torch
 from compresslib.training.loop import evaluate
 from compresslib.training.teacher_views import TeacherViews

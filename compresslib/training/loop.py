@@ -124,6 +124,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     dataset = load_dataset(data_path)
     if dataset["name"] != spec.dataset:
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
+    data_file = {"path": str(data_path), "sha256": sha256_file(data_path), **dataset["provenance"]}
     mean, std = spec.mean or info.mean, spec.std or info.std  # None for text: character ids, no normalisation
     mean, std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
     normalization = {"mean": mean, "std": std}
@@ -163,7 +164,7 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
                         "spec_hash": teacher_meta.get("spec_hash")}
     if teacher_views_path is not None:
         views = TeacherViews.load(teacher_views_path, device, teacher_sha256=teacher_info["sha256"],
-                                  dataset_sha256=sha256_file(data_path), normalization=normalization)
+                                  dataset_sha256=data_file["sha256"], normalization=normalization)
         if (train_loader.augment and not views.augment) or (views.augment and views.pad != train_loader.pad):
             raise ValueError(f"teacher-views file {teacher_views_path} holds {_seen(views.augment, views.pad)}, but "
                              f"this run trains on {_seen(train_loader.augment, train_loader.pad)}")
@@ -301,9 +302,9 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
                                          spec.quant.bits, spec.quant.bucket_size, model_extra)
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
     write_history(run_dir / "history.csv", history)
-    record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info,
-                           dataset["provenance"], data_path, sessions, command, started_at,
-                           time.perf_counter() - wall_start, quantization, init_info, views_info,
+    record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info, data_file,
+                           sessions, command, started_at, time.perf_counter() - wall_start, quantization, init_info,
+                           views_info,
                            _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None)
     write_json(run_dir / "record.json", record)
     (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
@@ -487,9 +488,9 @@ def write_history(path: Path, history: list[dict], leading: tuple[str, ...] = HI
 
 
 def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
-                  placement: Placement, teacher_info: dict | None, data_provenance: dict, data_path: str | Path,
-                  sessions: list[dict], command: list[str] | None, started_at: str, wall_seconds: float,
-                  quantization: dict | None, init_info: dict | None, views_info: dict | None, lit: dict | None) -> dict:
+                  placement: Placement, teacher_info: dict | None, data_file: dict, sessions: list[dict],
+                  command: list[str] | None, started_at: str, wall_seconds: float, quantization: dict | None,
+                  init_info: dict | None, views_info: dict | None, lit: dict | None) -> dict:
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -526,7 +527,6 @@ def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: lis
             "sessions": sessions,
         },
         "hardware": provenance.hardware(placement, torch.get_num_threads()),
-        "provenance": provenance.run_provenance(
-            {"path": str(data_path), "sha256": sha256_file(data_path), **data_provenance}, command, started_at,
-            teacher_model=teacher_info, init_model=init_info, teacher_views=views_info),
+        "provenance": provenance.run_provenance(data_file, command, started_at, teacher_model=teacher_info,
+                                                init_model=init_info, teacher_views=views_info),
     }

@@ -19,20 +19,27 @@ refuse a table made for another teacher, dataset or normalisation.
 
 from __future__ import annotations
 
-import contextlib
+import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader, EpochPlan
-from compresslib.io import load_versioned, save_torch
+from compresslib.devices import device_precision, place
+from compresslib.io import load_versioned, save_torch, sha256_file
+from compresslib.models import load_model
 
 __all__ = ["TEACHER_VIEWS_FORMAT", "view_count", "view_index", "compute_teacher_views", "TeacherViews",
-           "save_teacher_views"]
+           "save_teacher_views", "make_teacher_views"]
+
+log = logging.getLogger(__name__)
 
 TEACHER_VIEWS_FORMAT = 1
+LOOP_PAD = 4  # the training loop's crop padding (DeviceLoader's default), which the workflow's tables hold
 _REBUILD = "rebuild it from this run's teacher and dataset with workflow_scripts/teacher_views.py"
 
 
@@ -64,23 +71,27 @@ def _check_shape(logits: torch.Tensor, pad: int, augment: bool) -> None:
 
 @torch.inference_mode()
 def compute_teacher_views(teacher: nn.Module, inputs: torch.Tensor, *, mean: Sequence[float], std: Sequence[float],
-                          pad: int = 4, augment: bool = True, batch_size: int = 1000, device: str | torch.device,
-                          autocast: torch.autocast | None = None, channels_last: bool = False) -> torch.Tensor:
+                          pad: int = 4, augment: bool = True, batch_size: int = 1000,
+                          device: str | torch.device) -> torch.Tensor:
     """The teacher's logits (eval mode) for every view of every image of ``inputs`` (uint8 ``(N, C, H, W)``):
-    ``(N, view_count(pad, augment), num_classes)`` bfloat16 on ``device``, indexed ``[example, view_index]``."""
+    ``(N, view_count(pad, augment), num_classes)`` bfloat16 on ``device``, indexed ``[example, view_index]``.
+    The teacher is moved to ``device`` and runs as an online teacher of the training loop would
+    (``device_precision``: bf16 autocast and channels_last on CUDA)."""
     if inputs.dtype != torch.uint8 or inputs.ndim != 4:
         raise ValueError(f"teacher views are made of uint8 images (N, C, H, W), got {inputs.dtype} "
                          f"{tuple(inputs.shape)}")
     device = torch.device(device)
+    autocast, memory_format = device_precision(device)
     n = len(inputs)
     # The training loader's own crop, flip and normalisation, driven by one plan per view.
     loader = DeviceLoader(inputs, torch.zeros(n, dtype=torch.int64), batch_size=batch_size, augment=augment,
-                          shuffle=False, mean=mean, std=std, pad=pad, device=device, channels_last=channels_last)
-    teacher.eval()
+                          shuffle=False, mean=mean, std=std, pad=pad, device=device,
+                          channels_last=memory_format == torch.channels_last)
+    teacher.to(device, memory_format=memory_format).eval()
     order = torch.arange(n, device=device)
     dy, dx, flip = _views(pad, augment, device)
     logits = None
-    with autocast or contextlib.nullcontext():
+    with autocast:
         for view in range(len(dy)):
             plan = EpochPlan(order, dy[view].expand(n), dx[view].expand(n), flip[view].expand(n))
             for batch, _, index, _ in loader.indexed_batches(plan):
@@ -136,3 +147,33 @@ def save_teacher_views(path: str | Path, logits: torch.Tensor, *, pad: int, augm
     save_torch(path, {"format": TEACHER_VIEWS_FORMAT, "logits": logits.to("cpu", torch.bfloat16), "pad": pad,
                       "augment": augment, "teacher": dict(teacher), "dataset": dict(dataset),
                       "normalization": dict(normalization)})
+
+
+def make_teacher_views(teacher_path: str | Path, data_path: str | Path, out_path: str | Path, *,
+                       batch_size: int = 1000, device: str = "auto", threads: int = 0) -> None:
+    """The teacher_views job: run the teacher file on every pad-4 crop and flip of every training image of the
+    dataset file, with the teacher's own normalisation, and write the views file ``out_path`` naming both files.
+    ``device`` as the training loop places a job (auto: the GPU it was given or a free one, else the CPU);
+    ``threads`` CPU threads for torch (0: torch's default)."""
+    with place(device) as placement:
+        device = placement.device
+        if device.type == "cpu" and threads:
+            torch.set_num_threads(threads)
+        teacher, meta = load_model(teacher_path, device)
+        dataset = load_dataset(data_path)
+        if meta.get("dataset") != dataset["name"]:
+            raise ValueError(f"teacher {teacher_path} was trained on {meta.get('dataset')!r}, but {data_path} holds "
+                             f"{dataset['name']!r}")
+        normalization, images = meta["normalization"], dataset["train_inputs"]
+        log.info("teacher %s on %d views of %d images, device %s", meta["name"], view_count(LOOP_PAD), len(images),
+                 device)
+        tick = time.perf_counter()
+        logits = compute_teacher_views(teacher, images, **normalization, pad=LOOP_PAD, batch_size=batch_size,
+                                       device=device).cpu()
+        seconds = time.perf_counter() - tick  # .cpu() waited for the device: this is the computation's time
+        log.info("%.0f s, %.0f images/s", seconds, logits.shape[0] * logits.shape[1] / seconds)
+        save_teacher_views(out_path, logits, pad=LOOP_PAD, augment=True,
+                           teacher={"path": str(teacher_path), "sha256": sha256_file(teacher_path),
+                                    "name": meta["name"], "spec_hash": meta.get("spec_hash")},
+                           dataset={"path": str(data_path), "sha256": sha256_file(data_path), "name": dataset["name"]},
+                           normalization=normalization)
