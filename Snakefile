@@ -1,6 +1,7 @@
 # compresslib: data -> teachers -> distilled students per activation and seed -> quantized students
 # (QD, DQ, post-training); LIT students of sectioned teachers; ESNAC searches and their fully trained
 # architectures; translation teachers and students (word- and sequence-level KD, QD) -> result tables.
+# Every job is planned by compresslib.experiments (one module per family); rules/<family>.smk wires its rules.
 # `snakemake -n` previews the DAG; see README.md for local, demo and cluster use.
 from snakemake.utils import min_version
 
@@ -24,5 +25,5 @@ include: "rules/aggregate.smk"
 rule all:
     default_target: True
     input:
-        aggregate_tables(),
-        aggregate_plots(),
+        TABLES,
+        PLOTS,

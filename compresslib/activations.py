@@ -6,7 +6,7 @@ PyTorch 1.0. The formulas below follow that code; where it had a bug, the intend
 implemented, the original stays reachable by a constructor option where it changes numbers, and the
 change is listed in docs/deviations.md ("Activations").
 
-Families and their tags (``parse_activation``):
+Families and their tags (``compresslib.activation_tags``):
 
 ========  =========================================================  =============================
 tag       function                                                   parameters per layer
@@ -25,43 +25,15 @@ channels_last. A bare ``lma``/``aplu`` means K = 8, the paper's default.
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = [
-    "ACTIVATION_FAMILIES",
-    "ACTIVATION_TYPES",
-    "APLU",
-    "DEFAULT_NUM_BINS",
-    "LMA",
-    "PReLU",
-    "SEGMENT_RANGE",
-    "Swish",
-    "create_activation",
-    "parse_activation",
-]
+from compresslib.activation_tags import DEFAULT_NUM_BINS, check_num_bins, parse_activation
 
-ACTIVATION_FAMILIES: tuple[str, ...] = ("relu", "prelu", "swish", "aplu", "lma")
-SEGMENT_RANGE: dict[str, tuple[int, int]] = {  # allowed segment counts K per segmented family, inclusive
-    "aplu": (3, 32),  # K - 2 hinges, so at least one
-    "lma": (2, 32),  # half the bins start with slope 0, half with slope 1
-}
-DEFAULT_NUM_BINS = 8  # the paper's K for both LMA and APLU
-
-_ALLOWED = "relu, prelu, swish, " + ", ".join(
-    f"{family}<K> (K in {SEGMENT_RANGE[family][0]}..{SEGMENT_RANGE[family][1]})" for family in ("lma", "aplu")
-)
-_TAG = re.compile(r"(?P<family>[a-z]+?)(?P<num_bins>0|[1-9][0-9]*)?")
-
-
-def _check_num_bins(family: str, num_bins: int) -> None:
-    lo, hi = SEGMENT_RANGE[family]
-    if not lo <= num_bins <= hi:
-        raise ValueError(f"{family} needs a segment count K in {lo}..{hi}, got {num_bins}")
+__all__ = ["ACTIVATION_TYPES", "APLU", "LMA", "PReLU", "Swish", "create_activation"]
 
 
 def _channel_shape(x: torch.Tensor, num_features: int, name: str) -> tuple[int, ...]:
@@ -134,7 +106,7 @@ class APLU(nn.Module):
 
     def __init__(self, num_features: int, num_bins: int = DEFAULT_NUM_BINS, per_channel: bool = True) -> None:
         super().__init__()
-        _check_num_bins("aplu", num_bins)
+        check_num_bins("aplu", num_bins)
         self.num_features = num_features
         self.num_bins = num_bins
         self.per_channel = per_channel
@@ -244,7 +216,7 @@ class LMA(nn.Module):
         update_stats_in_eval: bool = False,  # True: the original's bug, eval batches move the running statistics
     ) -> None:
         super().__init__()
-        _check_num_bins("lma", num_bins)
+        check_num_bins("lma", num_bins)
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"LMA momentum must be in [0, 1], got {momentum}")
         self.num_bins = num_bins
@@ -302,27 +274,6 @@ class LMA(nn.Module):
 # Name -> layer
 
 ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, PReLU, Swish, APLU, LMA)
-
-
-def parse_activation(tag: str) -> tuple[str, int | None]:
-    """Split an activation tag into (family, K): ``"relu"`` -> ("relu", None), ``"lma8"`` -> ("lma", 8).
-
-    Case-insensitive; a bare ``"lma"`` or ``"aplu"`` gets K = 8. Raises ValueError naming the tag and what is allowed.
-    """
-    if not isinstance(tag, str):
-        raise TypeError(f"activation tag must be a string, got {type(tag).__name__}: {tag!r}")
-    match = _TAG.fullmatch(tag.lower())
-    family = match["family"] if match else None
-    if family not in ACTIVATION_FAMILIES or (family not in SEGMENT_RANGE and match["num_bins"] is not None):
-        raise ValueError(f"unknown activation {tag!r}; allowed: {_ALLOWED}")
-    if family not in SEGMENT_RANGE:
-        return family, None
-    num_bins = DEFAULT_NUM_BINS if match["num_bins"] is None else int(match["num_bins"])
-    try:
-        _check_num_bins(family, num_bins)
-    except ValueError as error:
-        raise ValueError(f"activation {tag!r}: {error}") from None
-    return family, num_bins
 
 
 def _accepts_num_features(factory: Callable[..., nn.Module]) -> str | None:

@@ -21,11 +21,12 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 __all__ = ["GPU_LOCK_DIR_ENV", "CPU_EVAL_BATCH", "Placement", "place", "lease_slot", "default_lock_dir",
-           "evaluation_batch_size", "device_precision"]
+           "evaluation_batch_size", "Precision", "device_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,25 @@ def evaluation_batch_size(requested: int, device: torch.device) -> int:
     return requested if device.type == "cuda" else min(requested, CPU_EVAL_BATCH)
 
 
-def device_precision(device: torch.device) -> tuple[torch.autocast, torch.memory_format]:
-    """How image models run on ``device`` by default (the training loop's ``precision=auto``,
-    ``channels_last=None``): bf16 autocast and channels_last on CUDA; fp32 in the default layout on the CPU."""
-    cuda = device.type == "cuda"
-    return (torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda),
-            torch.channels_last if cuda else torch.contiguous_format)
+class Precision(NamedTuple):
+    """How a job's models run: the autocast context, and the memory layout of their inputs."""
+
+    autocast: torch.autocast
+    memory_format: torch.memory_format
+    bf16: bool
+
+    def describe(self) -> str:
+        return f"{'bf16 autocast' if self.bf16 else 'fp32'}, channels_last {self.memory_format == torch.channels_last}"
+
+
+def device_precision(device: torch.device, precision: str = "auto", channels_last: bool | None = None,
+                     images: bool = True) -> Precision:
+    """How a job's models run on ``device``.
+
+    ``precision`` (a spec's: auto, fp32, bf16): ``auto`` is bf16 autocast on CUDA and fp32 on the CPU.
+    ``channels_last`` None: on for images on CUDA, else the default layout (character ids and tokens have none).
+    """
+    bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+    layout = device.type == "cuda" and images if channels_last is None else channels_last
+    return Precision(torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16),
+                     torch.channels_last if layout else torch.contiguous_format, bf16)

@@ -3,6 +3,8 @@
 A crashed or killed job must never leave a file that looks finished, so each writer
 writes to a temporary name in the destination directory, flushes it to disk and
 renames it into place with ``os.replace`` (atomic on POSIX within one filesystem).
+The workflow's start-up writes and reads JSON with this module, so torch is imported only by the functions that
+read or write torch files.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-__all__ = ["atomic_path", "atomic_open", "write_json", "save_torch", "load_torch", "load_versioned", "sha256_file"]
+__all__ = ["atomic_path", "atomic_open", "write_json", "read_json_object", "save_torch", "load_torch", "load_versioned",
+           "sha256_file"]
 
 
 @contextlib.contextmanager
@@ -60,8 +64,25 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         handle.write("\n")
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``; a missing file, bad JSON or another JSON value is an error naming ``what`` and
+    the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: {what} is not valid JSON ({error})") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: {what} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
 def save_torch(path: str | os.PathLike, obj: Any) -> None:
     """``torch.save`` atomically. ``obj`` must be plain state (tensors, dicts, lists, numbers, strings)."""
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -71,6 +92,8 @@ def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
     ``mmap``: tensors are mapped from the file (private, copy-on-write) instead of read into memory.
     """
+    import torch
+
     return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
 
 

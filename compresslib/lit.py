@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compresslib.catalog import get_dataset_info, is_model
 from compresslib.losses import kd_loss
 from compresslib.models.sections import SectionedNet
+from compresslib.specs.training import LIT_COMBINES
 
-__all__ = ["COMBINES", "LitYamlJob", "from_lit_yaml", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen", "phase_one_loss",
-           "phase_one_parameter_sets", "train_phase_one_epoch", "section_mse"]
-
-COMBINES = ("sections", "halved")
+__all__ = ["LitYamlJob", "from_lit_yaml", "PhaseOneLoss", "check_pair", "copy_and_freeze_ends", "keep_ends_frozen",
+           "phase_one_loss", "phase_one_parameter_sets", "train_phase_one_epoch", "section_mse"]
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,8 @@ def phase_one_loss(teacher: SectionedNet, student: SectionedNet, inputs: torch.T
                    beta: float, combine: str, temperature: float, weight: float, kl_reduction: str = "batchmean",
                    soft_loss: str = "kl") -> PhaseOneLoss:
     """LIT's phase-1 objective for one batch (see the module docstring); the teacher runs without gradients."""
-    if combine not in COMBINES:
-        raise ValueError(f"combine must be one of {', '.join(COMBINES)}, got {combine!r}")
+    if combine not in LIT_COMBINES:
+        raise ValueError(f"combine must be one of {', '.join(LIT_COMBINES)}, got {combine!r}")
     if not 0 <= beta <= 1:
         raise ValueError(f"beta must lie in [0, 1], got {beta}")
     with torch.no_grad():
@@ -215,9 +215,6 @@ def from_lit_yaml(config: Mapping) -> LitYamlJob:
     milestones and ``sections`` combination, phase 2 one SGD with MultiStepLR(γ 0.1), plain momentum (no
     Nesterov), the best test-accuracy epoch kept. Architecture names ``vdcnnN-maxpool`` are our ``vdcnnN``.
     """
-    from compresslib.data.datasets import get_dataset_info
-    from compresslib.models import is_model
-
     _check_keys(config, LIT_YAML_KEYS, "")
     for group, keys in LIT_YAML_KEYS.items():
         _check_keys(config[group], keys, f"{group}.")
@@ -232,7 +229,7 @@ def from_lit_yaml(config: Mapping) -> LitYamlJob:
                         for key in ("training_architecture", "base_architecture"))
     lit_phase, full_model = sequence["lit"], sequence["full_model"]
     values = {
-        "dataset": models["dataset"], "model": student, "activation": "relu",
+        "kind": "lit", "dataset": models["dataset"], "model": student, "activation": "relu",
         "epochs": full_model["epochs"], "lr": full_model["lr"], "milestones": list(full_model["milestones"]),
         "schedule": "multistep", "gamma": 0.1,
         "batch_size": hyper["batch_size"], "momentum": hyper["momentum"], "nesterov": False,

@@ -1,4 +1,7 @@
-"""Distillation losses: one parameterised function for every Hinton-KD flavour in the originals.
+"""Distillation losses, each with its formula: Hinton KD for classifiers (every flavour of the originals, one
+parameterised function), its token-level form for translation, and ESNAC's regression onto the teacher's logits.
+
+Classifiers (``kd_loss``; teachers, students, QD, DQ and LIT's phase 2):
 
 Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network" (2015):
 
@@ -17,8 +20,17 @@ LIT's ``AlphaDistillationLoss`` (seeds.md §4.2) writes the soft term as the cro
 teacher's entropy, which has no gradient for the student but changes the reported loss. Its α weighs the
 hard term, so LIT's α is ``1 - weight`` here.
 
-Defaults are LMA's: T = 2, w = 0.7, batchmean, KL. Losses are computed in float32 whatever the autocast
-dtype of the logits.
+Defaults are LMA's: T = 2, w = 0.7, batchmean, KL.
+
+Translation (``nmt_loss``; QD's and LMA's ``NMTLossCompute``, word-level KD): the same two terms per target token,
+``((1 - w) Σ NLL + w T² Σ KL(p_teacher || p_student)) / n``, both sums over the ``n`` target positions that are not
+padding (eos included). QD divided the sums by the batch's sentence count and LMA did not mask padding in the KL;
+both are recorded deviations (docs/deviations.md).
+
+ESNAC's candidates (``logit_mse``, its "KD"): the mean squared error between student and teacher logits,
+``mean((z_s - z_t)²)`` over batch x classes.
+
+Losses are computed in float32 whatever the autocast dtype of the logits.
 """
 
 from __future__ import annotations
@@ -26,10 +38,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["KL_REDUCTIONS", "SOFT_LOSSES", "kd_loss"]
+from compresslib.models.seq2seq import PAD_ID
+from compresslib.specs.training import KL_REDUCTIONS, SOFT_LOSSES
 
-KL_REDUCTIONS = ("batchmean", "mean")
-SOFT_LOSSES = ("kl", "cross_entropy")
+__all__ = ["kd_loss", "nmt_loss", "logit_mse"]
 
 
 def kd_loss(
@@ -59,3 +71,30 @@ def kd_loss(
     if soft_loss == "cross_entropy":  # + the teacher's entropy: same gradient, LIT's loss values
         soft = soft - (log_p_teacher.exp() * log_p_teacher).sum() / divisor
     return weight * temperature**2 * soft + (1.0 - weight) * hard
+
+
+def nmt_loss(logits: torch.Tensor, tgt_out: torch.Tensor, teacher_logits: torch.Tensor | None = None, *,
+             pad_id: int = PAD_ID, temperature: float = 1.0, weight: float = 0.7) -> torch.Tensor:
+    """Token-level NLL, or word-level KD with ``teacher_logits``, per target token (float32).
+
+    ``((1 - w) Σ NLL + w T² Σ KL(softmax(z_t / T) || softmax(z_s / T))) / n`` with both sums over the ``n`` target
+    positions that are not ``pad_id`` (eos included). ``logits`` and ``teacher_logits`` are (B, T, V).
+    """
+    vocab = logits.shape[-1]
+    student = logits.float().reshape(-1, vocab)
+    targets = tgt_out.reshape(-1)
+    real = targets.ne(pad_id)
+    tokens = real.sum().clamp_min(1)
+    nll = F.cross_entropy(student, targets, ignore_index=pad_id, reduction="sum")
+    if teacher_logits is None:
+        return nll / tokens
+    log_student = F.log_softmax(student / temperature, dim=-1)
+    log_teacher = F.log_softmax(teacher_logits.float().reshape(-1, vocab) / temperature, dim=-1)
+    kl = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(-1)
+    kl = torch.where(real, kl, 0.0).sum()
+    return ((1.0 - weight) * nll + weight * temperature ** 2 * kl) / tokens
+
+
+def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """ESNAC's candidate loss: ``mean((z_s - z_t)²)`` over every logit (float32)."""
+    return F.mse_loss(student_logits.float(), teacher_logits.float())

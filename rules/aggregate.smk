@@ -6,16 +6,11 @@ localrules:
 rule aggregate:
     input:
         script=script("aggregate.py"),
-        teachers=teacher_records(),
-        students=distill_records(),
-        undistilled=undistilled_records(),
-        quantized=quantize_records(),
-        lit=lit_records(),
-        esnac=esnac_record_lists(),
-        translation=translation_records(),
+        records=AGGREGATED["records"],
+        record_lists=AGGREGATED["record_lists"],
     output:
-        tables=aggregate_tables(),
-        plots=aggregate_plots(),
+        tables=TABLES,
+        plots=PLOTS,
     log:
         "logs/aggregate/aggregate.log",
     benchmark:
@@ -23,10 +18,9 @@ rule aggregate:
     params:
         tables=lambda wildcards, output: os.path.dirname(output.tables[0]),
         plots=lambda wildcards, output: os.path.dirname(output.plots[0]),
-        experiments=experiments_argument,
+        experiments=shlex.quote(json.dumps(AGGREGATE_EXPERIMENTS)),
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
-        " --experiments {params.experiments} {input.teachers} {input.students} {input.undistilled}"
-        " {input.quantized} {input.lit} {input.translation} --record-lists {input.esnac} > {log} 2>&1"
+        " --experiments {params.experiments} {input.records} --record-lists {input.record_lists} > {log} 2>&1"

@@ -1,4 +1,7 @@
 # Downloads run on the submitting host (compute nodes are often offline); preparing is seconds of CPU.
+from compresslib.experiments.datasets import DownloadArchive, PrepareDataset
+
+
 localrules:
     download_archive,
     prepare_dataset,
@@ -8,33 +11,33 @@ rule download_archive:
     input:
         script=script("download.py"),
     output:
-        "resources/{dataset}/archive.tar.gz",
+        **DownloadArchive.patterns(),
     log:
-        "logs/download_archive/{dataset}.log",
+        DownloadArchive.log_pattern(),
     benchmark:
-        "benchmarks/download_archive/{dataset}.tsv"
+        DownloadArchive.benchmark_pattern()
     params:
-        mirror=mirror_argument,
+        arguments=job_arguments(DownloadArchive),
     resources:
         downloads=1,
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --dataset {wildcards.dataset} --out {output} {params.mirror} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output.archive} {params.arguments} > {log} 2>&1"
 
 
 rule prepare_dataset:
     input:
-        unpack(dataset_inputs),
+        unpack(job_inputs(PrepareDataset, "prepare_dataset.py")),
     output:
-        "resources/{dataset}/dataset.pt",
+        **PrepareDataset.patterns(),
     log:
-        "logs/prepare_dataset/{dataset}.log",
+        PrepareDataset.log_pattern(),
     benchmark:
-        "benchmarks/prepare_dataset/{dataset}.tsv"
+        PrepareDataset.benchmark_pattern()
     params:
-        source=dataset_source,
+        arguments=job_arguments(PrepareDataset),
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --dataset {wildcards.dataset} --out {output} {params.source} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output.dataset} {params.arguments} > {log} 2>&1"

@@ -1,18 +1,19 @@
-# The teacher's logits come from the teacher model (online) or its views file (cached: rules/teachers.smk).
+# Distilled students read their teacher's logits from the teacher model (online) or its views file (cached).
+from compresslib.experiments.distill import DistillStudent, TrainUndistilled
 
 
 rule distill_student:
     input:
-        unpack(distill_inputs),
+        unpack(job_inputs(DistillStudent, "train.py")),
     output:
-        **run_outputs(DISTILL_DIR),
+        **DistillStudent.patterns(),
     log:
-        "logs/distill_student/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.log",
+        DistillStudent.log_pattern(),
     benchmark:
-        "benchmarks/distill_student/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.tsv"
+        DistillStudent.benchmark_pattern()
     params:
-        run_dir=DISTILL_DIR,
-        arguments=distill_arguments,
+        run_dir=DistillStudent.FOLDER,
+        arguments=job_arguments(DistillStudent),
     threads: 1
     resources:
         gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
@@ -25,17 +26,16 @@ rule distill_student:
 
 rule train_undistilled:
     input:
-        script=script("train.py"),
-        data="resources/{dataset}/dataset.pt",
+        unpack(job_inputs(TrainUndistilled, "train.py")),
     output:
-        **run_outputs(UNDISTILLED_DIR),
+        **TrainUndistilled.patterns(),
     log:
-        "logs/train_undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.log",
+        TrainUndistilled.log_pattern(),
     benchmark:
-        "benchmarks/train_undistilled/{dataset}/{teacher}/{student}/{activation}{bins}/seed{seed}.tsv"
+        TrainUndistilled.benchmark_pattern()
     params:
-        run_dir=UNDISTILLED_DIR,
-        spec=undistilled_overrides,
+        run_dir=TrainUndistilled.FOLDER,
+        arguments=job_arguments(TrainUndistilled),
     threads: 1
     resources:
         gpu=1,
@@ -43,4 +43,4 @@ rule train_undistilled:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.spec} > {log} 2>&1"
+        " {params.arguments} > {log} 2>&1"

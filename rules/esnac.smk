@@ -1,25 +1,26 @@
 # ESNAC: one search per (dataset, teacher, strategy, seed); the checkpoint fans out full training of the
 # architectures it kept (top/arch-<rank>.pt); records.json lists the search's and their records for aggregation.
+from compresslib.experiments.esnac import EsnacCollect, EsnacFullTrain, EsnacSearch
+
+
 localrules:
     esnac_collect,
 
 
 checkpoint esnac_search:
     input:
-        script=script("esnac_search.py"),
-        data="resources/{dataset}/dataset.pt",
-        teacher=teacher_model,
+        unpack(job_inputs(EsnacSearch, "esnac_search.py")),
     output:
-        record=f"{ESNAC_DIR}/record.json",
-        table=f"{ESNAC_DIR}/search.csv",
-        top=directory(ESNAC_TOP_DIR),
+        record=EsnacSearch.patterns()["record"],
+        table=EsnacSearch.patterns()["table"],
+        top=directory(EsnacSearch.patterns()["top"]),
     log:
-        "logs/esnac_search/{dataset}/{teacher}/{strategy}/seed{seed}.log",
+        EsnacSearch.log_pattern(),
     benchmark:
-        "benchmarks/esnac_search/{dataset}/{teacher}/{strategy}/seed{seed}.tsv"
+        EsnacSearch.benchmark_pattern()
     params:
-        run_dir=ESNAC_DIR,
-        spec=esnac_search_overrides,
+        run_dir=EsnacSearch.FOLDER,
+        arguments=job_arguments(EsnacSearch),
     threads: 1
     resources:
         gpu=1,
@@ -27,23 +28,21 @@ checkpoint esnac_search:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
-        " --threads {threads} {params.spec} > {log} 2>&1"
+        " --threads {threads} {params.arguments} > {log} 2>&1"
 
 
 rule esnac_full_train:
     input:
-        script=script("esnac_train.py"),
-        data="resources/{dataset}/dataset.pt",
-        arch=f"{ESNAC_TOP_DIR}/arch-{{rank}}.pt",
+        unpack(job_inputs(EsnacFullTrain, "esnac_train.py")),
     output:
-        **run_outputs(ESNAC_FINAL_DIR),
+        **EsnacFullTrain.patterns(),
     log:
-        "logs/esnac_full_train/{dataset}/{teacher}/{strategy}/seed{seed}/final-{rank}.log",
+        EsnacFullTrain.log_pattern(),
     benchmark:
-        "benchmarks/esnac_full_train/{dataset}/{teacher}/{strategy}/seed{seed}/final-{rank}.tsv"
+        EsnacFullTrain.benchmark_pattern()
     params:
-        run_dir=ESNAC_FINAL_DIR,
-        spec=esnac_full_train_overrides,
+        run_dir=EsnacFullTrain.FOLDER,
+        arguments=job_arguments(EsnacFullTrain),
     threads: 1
     resources:
         gpu=1,
@@ -51,16 +50,18 @@ rule esnac_full_train:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --arch {input.arch} --run-dir {params.run_dir}"
-        " --threads {threads} {params.spec} > {log} 2>&1"
+        " --threads {threads} {params.arguments} > {log} 2>&1"
 
 
 rule esnac_collect:
     input:
-        search=f"{ESNAC_DIR}/record.json",
-        finals=esnac_final_records,
+        search=EsnacSearch.patterns()["record"],
+        finals=lambda wildcards: checkpoint_records(checkpoints.esnac_search, "top", EsnacFullTrain, wildcards),
     output:
-        f"{ESNAC_DIR}/records.json",
+        **EsnacCollect.patterns(),
     log:
-        "logs/esnac_collect/{dataset}/{teacher}/{strategy}/seed{seed}.log",
+        EsnacCollect.log_pattern(),
     run:
-        write_json(output[0], {"records": [input.search, *input.finals]})
+        from compresslib.io import write_json
+
+        write_json(output.records, {"records": [input.search, *input.finals]})

@@ -1,17 +1,19 @@
+# LIT: blockwise phase 1, then full-model KD; its scratch and KD baselines are rules/distill.smk's jobs.
+from compresslib.experiments.lit import LitTrain
+
+
 rule lit_train:
     input:
-        script=script("lit.py"),
-        data="resources/{dataset}/dataset.pt",
-        teacher=teacher_model,
+        unpack(job_inputs(LitTrain, "lit.py")),
     output:
-        **run_outputs(LIT_DIR),
+        **LitTrain.patterns(),
     log:
-        "logs/lit_train/{dataset}/{teacher}-to-{student}/seed{seed}.log",
+        LitTrain.log_pattern(),
     benchmark:
-        "benchmarks/lit_train/{dataset}/{teacher}-to-{student}/seed{seed}.tsv"
+        LitTrain.benchmark_pattern()
     params:
-        run_dir=LIT_DIR,
-        spec=lit_overrides,
+        run_dir=LitTrain.FOLDER,
+        arguments=job_arguments(LitTrain),
     threads: 1
     resources:
         gpu=1,
@@ -19,4 +21,4 @@ rule lit_train:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
-        " --threads {threads} {params.spec} > {log} 2>&1"
+        " --threads {threads} {params.arguments} > {log} 2>&1"

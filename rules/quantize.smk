@@ -1,23 +1,23 @@
 # Quantized students: QD and DQ train (train.py), PM only rounds a distilled student (no training).
 # Every run also writes model.packed, the packed file whose size the tables report. QD reads its teacher's logits
 # as distill_student does: from the teacher model, or from its views file when the teacher's outputs are cached.
+from compresslib.experiments.quantize import PostTrainingQuantize, QuantizeTrain
 
 
 rule quantize_train:
     input:
-        unpack(quantize_train_inputs),
+        unpack(job_inputs(QuantizeTrain, "train.py")),
     output:
-        **run_outputs(QUANTIZE_DIR),
-        packed=os.path.join(QUANTIZE_DIR, PACKED_MODEL),
+        **QuantizeTrain.patterns(),
     wildcard_constraints:
-        method="qd|dq",
+        method=QuantizeTrain.METHODS,
     log:
-        "logs/quantize_train/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}.log",
+        QuantizeTrain.log_pattern(),
     benchmark:
-        "benchmarks/quantize_train/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}.tsv"
+        QuantizeTrain.benchmark_pattern()
     params:
-        run_dir=QUANTIZE_DIR,
-        arguments=quantize_train_arguments,
+        run_dir=QuantizeTrain.FOLDER,
+        arguments=job_arguments(QuantizeTrain),
     threads: 1
     resources:
         gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
@@ -30,22 +30,18 @@ rule quantize_train:
 
 rule quantize_post_training:
     input:
-        script=script("post_training_quantize.py"),
-        data="resources/{dataset}/dataset.pt",
-        model=distilled_model,
+        unpack(job_inputs(PostTrainingQuantize, "post_training_quantize.py")),
     output:
-        model=os.path.join(QUANTIZE_DIR, "model.pt"),
-        record=os.path.join(QUANTIZE_DIR, "record.json"),
-        packed=os.path.join(QUANTIZE_DIR, PACKED_MODEL),
+        **PostTrainingQuantize.patterns(),
     wildcard_constraints:
-        method="pm",
+        method=PostTrainingQuantize.METHODS,
     log:
-        "logs/quantize_post_training/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}.log",
+        PostTrainingQuantize.log_pattern(),
     benchmark:
-        "benchmarks/quantize_post_training/{dataset}/{teacher}/{student}/{method}-b{bits}-k{bucket}/{activation}{bins}/seed{seed}.tsv"
+        PostTrainingQuantize.benchmark_pattern()
     params:
-        run_dir=QUANTIZE_DIR,
-        arguments=post_training_arguments,
+        run_dir=PostTrainingQuantize.FOLDER,
+        arguments=job_arguments(PostTrainingQuantize),
     threads: 1
     conda:
         SOFTWARE_ENV

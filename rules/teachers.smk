@@ -1,16 +1,20 @@
+# Teachers, and the table of a teacher's logits for every augmented view of every training image, which its students
+# read instead of running it where compresslib.experiments.teachers.teacher_outputs caches them.
+from compresslib.experiments.teachers import TeacherViews, TrainTeacher
+
+
 rule train_teacher:
     input:
-        script=script("train.py"),
-        data="resources/{dataset}/dataset.pt",
+        unpack(job_inputs(TrainTeacher, "train.py")),
     output:
-        **run_outputs(TEACHER_DIR),
+        **TrainTeacher.patterns(),
     log:
-        "logs/train_teacher/{dataset}/{teacher}/seed{seed}.log",
+        TrainTeacher.log_pattern(),
     benchmark:
-        "benchmarks/train_teacher/{dataset}/{teacher}/seed{seed}.tsv"
+        TrainTeacher.benchmark_pattern()
     params:
-        run_dir=TEACHER_DIR,
-        spec=teacher_overrides,
+        run_dir=TrainTeacher.FOLDER,
+        arguments=job_arguments(TrainTeacher),
     threads: 1
     resources:
         gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
@@ -18,27 +22,23 @@ rule train_teacher:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.spec} > {log} 2>&1"
+        " {params.arguments} > {log} 2>&1"
 
 
-# A teacher's logits for every augmented view of every training image, for the students that read them from this
-# table instead of running the teacher (teacher_outputs: compresslib.config.teacher_outputs decides per teacher).
 rule teacher_views:
     input:
-        script=script("teacher_views.py"),
-        data="resources/{dataset}/dataset.pt",
-        teacher=os.path.join(TEACHER_DIR, "model.pt"),
+        unpack(job_inputs(TeacherViews, "teacher_views.py")),
     output:
-        os.path.join(TEACHER_DIR, TEACHER_VIEWS),
+        **TeacherViews.patterns(),
     log:
-        "logs/teacher_views/{dataset}/{teacher}/seed{seed}.log",
+        TeacherViews.log_pattern(),
     benchmark:
-        "benchmarks/teacher_views/{dataset}/{teacher}/seed{seed}.tsv"
+        TeacherViews.benchmark_pattern()
     threads: 1
     resources:
         gpu=1,
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --teacher {input.teacher} --data {input.data} --out {output} --threads {threads}"
-        " > {log} 2>&1"
+        "python {input.script} --teacher {input.teacher} --data {input.data} --out {output.views}"
+        " --threads {threads} > {log} 2>&1"

@@ -1,6 +1,10 @@
 # Translation: corpora downloaded and tokenised (SentencePiece) on the submitting host, then teachers, the
 # teachers' beam translations of the training split (sequence-level KD targets) and students per method,
 # FFN activation and seed, each scored with sacrebleu on the test split and the corpus's extra test sets.
+from compresslib.experiments.corpora import DownloadTranslationFile, PrepareCorpus
+from compresslib.experiments.translation import TrainTranslationStudent, TrainTranslationTeacher, TranslateTrainingSplit
+
+
 localrules:
     download_translation_file,
     prepare_corpus,
@@ -10,53 +14,51 @@ rule download_translation_file:
     input:
         script=script("download.py"),
     output:
-        file=TRANSLATION_DOWNLOAD,
-        record=f"{TRANSLATION_DOWNLOAD}.json",
+        **DownloadTranslationFile.patterns(),
     log:
-        "logs/download_translation_file/{source}/{filename}.log",
+        DownloadTranslationFile.log_pattern(),
     benchmark:
-        "benchmarks/download_translation_file/{source}/{filename}.tsv"
+        DownloadTranslationFile.benchmark_pattern()
     params:
-        mirror=mirror_argument,
+        arguments=job_arguments(DownloadTranslationFile),
     resources:
         downloads=1,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --source {wildcards.source} --file {wildcards.filename} --out {output.file}"
-        " --record {output.record} {params.mirror} > {log} 2>&1"
+        " --record {output.record} {params.arguments} > {log} 2>&1"
 
 
 rule prepare_corpus:
     input:
-        unpack(corpus_inputs),
+        unpack(job_inputs(PrepareCorpus, "prepare_corpus.py")),
     output:
-        CORPUS_FILE,
+        **PrepareCorpus.patterns(),
     log:
-        "logs/prepare_corpus/{corpus}.log",
+        PrepareCorpus.log_pattern(),
     benchmark:
-        "benchmarks/prepare_corpus/{corpus}.tsv"
+        PrepareCorpus.benchmark_pattern()
     params:
-        arguments=corpus_arguments,
+        arguments=job_arguments(PrepareCorpus),
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --corpus {wildcards.corpus} --out {output} {params.arguments} > {log} 2>&1"
+        "python {input.script} --corpus {wildcards.corpus} --out {output.corpus} {params.arguments} > {log} 2>&1"
 
 
 rule train_translation_teacher:
     input:
-        script=script("train_translation.py"),
-        corpus=CORPUS_FILE,
+        unpack(job_inputs(TrainTranslationTeacher, "train_translation.py")),
     output:
-        **run_outputs(NMT_TEACHER_DIR),
+        **TrainTranslationTeacher.patterns(),
     log:
-        "logs/train_translation_teacher/{corpus}/{nmt_teacher}/seed{seed}.log",
+        TrainTranslationTeacher.log_pattern(),
     benchmark:
-        "benchmarks/train_translation_teacher/{corpus}/{nmt_teacher}/seed{seed}.tsv"
+        TrainTranslationTeacher.benchmark_pattern()
     params:
-        run_dir=NMT_TEACHER_DIR,
-        spec=nmt_teacher_overrides,
+        run_dir=TrainTranslationTeacher.FOLDER,
+        arguments=job_arguments(TrainTranslationTeacher),
     threads: 1
     resources:
         gpu=1,
@@ -64,23 +66,20 @@ rule train_translation_teacher:
         SOFTWARE_ENV
     shell:
         "python {input.script} --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
-        " {params.spec} > {log} 2>&1"
+        " {params.arguments} > {log} 2>&1"
 
 
 rule translate_training_split:
     input:
-        script=script("translate.py"),
-        corpus=CORPUS_FILE,
-        model=f"{NMT_TEACHER_DIR}/model.pt",
+        unpack(job_inputs(TranslateTrainingSplit, "translate.py")),
     output:
-        ids=f"{SEQ_KD_DIR}/targets.pt",
-        text=f"{SEQ_KD_DIR}/train.txt",
+        **TranslateTrainingSplit.patterns(),
     log:
-        "logs/translate_training_split/{corpus}/{nmt_teacher}/seed{seed}.log",
+        TranslateTrainingSplit.log_pattern(),
     benchmark:
-        "benchmarks/translate_training_split/{corpus}/{nmt_teacher}/seed{seed}.tsv"
+        TranslateTrainingSplit.benchmark_pattern()
     params:
-        arguments=seq_kd_arguments,
+        arguments=job_arguments(TranslateTrainingSplit),
     threads: 1
     resources:
         gpu=1,
@@ -93,16 +92,16 @@ rule translate_training_split:
 
 rule train_translation_student:
     input:
-        unpack(nmt_student_inputs),
+        unpack(job_inputs(TrainTranslationStudent, "train_translation.py")),
     output:
-        **run_outputs(NMT_STUDENT_DIR),
+        **TrainTranslationStudent.patterns(),
     log:
-        "logs/train_translation_student/{corpus}/{nmt_teacher}/{nmt_student}/{nmt_method}/{ffn}/seed{seed}.log",
+        TrainTranslationStudent.log_pattern(),
     benchmark:
-        "benchmarks/train_translation_student/{corpus}/{nmt_teacher}/{nmt_student}/{nmt_method}/{ffn}/seed{seed}.tsv"
+        TrainTranslationStudent.benchmark_pattern()
     params:
-        run_dir=NMT_STUDENT_DIR,
-        arguments=nmt_student_arguments,
+        run_dir=TrainTranslationStudent.FOLDER,
+        arguments=job_arguments(TrainTranslationStudent),
     threads: 1
     resources:
         gpu=1,

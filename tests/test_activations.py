@@ -1,4 +1,5 @@
-"""Unit tests for compresslib.activations: tag parsing, gradients, statistics, state_dict, per-channel semantics."""
+"""Unit tests for compresslib.activations and compresslib.activation_tags: tag parsing, gradients, statistics,
+state_dict, per-channel semantics."""
 
 from __future__ import annotations
 
@@ -11,17 +12,8 @@ import torch
 from torch import nn
 from torch.autograd import gradcheck
 
-from compresslib.activations import (
-    ACTIVATION_FAMILIES,
-    ACTIVATION_TYPES,
-    APLU,
-    LMA,
-    SEGMENT_RANGE,
-    PReLU,
-    Swish,
-    create_activation,
-    parse_activation,
-)
+from compresslib.activation_tags import ACTIVATION_FAMILIES, SEGMENT_RANGE, parse_activation
+from compresslib.activations import ACTIVATION_TYPES, APLU, LMA, PReLU, Swish, create_activation
 
 TAGS = ("relu", "prelu", "swish", "aplu8", "lma8")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]

@@ -10,10 +10,13 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from compresslib.config import (ConfigError, QuantizeJob, check_config, distill_jobs, lit_baseline_jobs, lit_jobs,
-                                lit_spec_values, load_config, load_schema, quantize_jobs, reference_distill_jobs, schema_errors,
-                                teacher_jobs, undistilled_jobs)
-from compresslib.training.spec import build_spec
+from compresslib.config import load_schema, schema_errors
+from compresslib.experiments import ConfigError, Job, Study, check_config, distill, load_config
+from compresslib.experiments.distill import DistillStudent, TrainUndistilled
+from compresslib.experiments.lit import LitTrain
+from compresslib.experiments.quantize import PostTrainingQuantize, QuantizeTrain
+from compresslib.experiments.teachers import TrainTeacher
+from compresslib.specs.training import build_spec
 from conftest import REPO, run_snakemake
 
 SCHEMA_PATH = REPO / "rules/schemas/config.schema.yaml"
@@ -26,6 +29,16 @@ def _with_defaults(config: dict) -> dict:
     """What the workflow does first: schema validation that fills the defaults."""
     validate(config, str(SCHEMA_PATH))
     return config
+
+
+def _paper() -> Study:
+    """The paper's config.yaml, checked and planned."""
+    return check_config(_with_defaults(yaml.safe_load((REPO / "config.yaml").read_text())))
+
+
+def _values(study: Study, job: Job) -> dict:
+    """The spec values of the study's planned job equal to ``job`` (planned with its experiment's settings)."""
+    return study.job(type(job), job.wildcards()).spec_values(study)
 
 
 def _demo(**changes) -> dict:
@@ -90,37 +103,40 @@ def test_cross_reference_errors(change: dict, expected: str):
 
 
 def test_matrix_expansion_deduplicates_shared_runs():
-    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
-    check_config(config)
-    jobs = distill_jobs(config)
+    study = _paper()
+    asked = set(distill.jobs(study))  # the distill experiments' runs, among the DAG's distilled students
+    jobs = [job for job in study.of_type(DistillStudent) if job in asked]
     assert len(jobs) == len(set(jobs)) == 3 * 5 * 5 + 3 * 10 * 5 - 3 * 2 * 5 + 2 * 5 * 5  # lma8/aplu8 shared
-    assert {job.tag for job in jobs if job.teacher == "wrn16-10"} == {"relu", "prelu", "swish", "aplu8", "lma8"}
+    assert {job.activation for job in jobs if job.teacher == "wrn16-10"} == {
+        "relu", "prelu", "swish", "aplu8", "lma8"}
     esnac_teachers = [f"esnac-{net}-{data}{full}" for data in ("c10", "c100")
                       for net in ("vgg19", "resnet18", "resnet34", "shufflenet") for full in ("", "-full")]
-    assert [job.teacher for job in teacher_jobs(config)] == ["conv-teacher", "wrn16-10", "resnet110", "vdcnn17",
-                                                             "vdcnn29", *esnac_teachers]
+    assert [job.teacher for job in study.of_type(TrainTeacher)] == [
+        "conv-teacher", "wrn16-10", "resnet110", "vdcnn17", "vdcnn29", *esnac_teachers]
 
 
 def test_quantize_matrix_and_settings_of_each_method():
-    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
-    jobs = quantize_jobs(config)
-    methods = Counter(job.method for job in jobs)
+    study = _paper()
+    methods = Counter(job.method for job in study.of_type(QuantizeTrain, PostTrainingQuantize))
     # QD: CIFAR-10 3 students x 3 seeds x 2 bits, CIFAR-100 2 students, joint 3 students x 2 activations x 5 seeds x 2
     # bits; DQ: CIFAR-10 3 x 3 at 4 bits and at 2 bits, CIFAR-100 2; PM: bucket 256 and none, CIFAR-100 2
     assert methods == {"qd": 18 + 2 + 60, "dq": 9 + 9 + 2, "pm": 18 + 18 + 2}
-    qd = jobs[QuantizeJob("cifar10", "conv-teacher", "conv-s1", "qd", 8, "256", "lma", "8", 5)]
+    qd = _values(study, QuantizeTrain("cifar10", "conv-teacher", "conv-s1", "qd", 8, 256, "lma8", 5))
     assert qd["lr"] == 0.001 and qd["batch_size"] == 64 and qd["kd"]["kl_reduction"] == "batchmean"  # main_joint
     assert qd["quant"] == {"method": "qd", "bits": 8, "bucket_size": 256, "quantize_first_last": False,
                            "skip_by": "layers"}
-    dq = jobs[QuantizeJob("cifar10", "conv-teacher", "qd-s2", "dq", 2, "256", "relu", "", 3)]
+    dq = _values(study, QuantizeTrain("cifar10", "conv-teacher", "qd-s2", "dq", 2, 256, "relu", 3))
     assert dq["epochs"] == 20 and dq["lr"] == 1e-6 and dq["model_kwargs"] == {"dropout": []}
     assert dq["quant"]["points_init"] == "quantiles" and dq["quant"]["auto_bits"] is True
     build_spec(dq)  # every qd/dq setting is a valid TrainSpec
     build_spec(qd)
-    pm = jobs[QuantizeJob("cifar10", "conv-teacher", "qd-s0", "pm", 2, "none", "relu", "", 1)]
-    assert pm == {"bits": 2, "bucket_size": None, "quantize_first_last": False, "skip_by": "layers"}
+    pm = _values(study, PostTrainingQuantize("cifar10", "conv-teacher", "qd-s0", "pm", 2, None, "relu", 1))
+    assert pm == {"quant": {"method": "pm", "bits": 2, "bucket_size": None, "quantize_first_last": False,
+                            "skip_by": "layers"}}
     # dq and pm start from distilled students; the references add the undistilled ones
-    assert len(reference_distill_jobs(config)) == 9 + 2 + 30 and len(undistilled_jobs(config)) == 9
+    references = set(study.jobs_of("quantize"))
+    assert len({job for job in references if isinstance(job, DistillStudent)}) == 9 + 2 + 30
+    assert len({job for job in references if isinstance(job, TrainUndistilled)}) == 9
 
 
 def test_two_experiments_may_not_give_one_run_different_settings():
@@ -131,6 +147,28 @@ def test_two_experiments_may_not_give_one_run_different_settings():
         check_config(_with_defaults(config))
     config["quantize"]["again"]["dq"] = copy.deepcopy(config["quantize"]["demo-quant"]["dq"])
     check_config(_with_defaults(config))  # the same run asked for twice with the same settings is one run
+
+
+def test_a_path_outside_every_experiment_runs_only_when_the_config_entries_define_it():
+    study = check_config(_with_defaults(_demo()))
+    teacher = TrainTeacher("synthetic", "demo-teacher", 7)  # another seed of a teacher
+    assert teacher not in study.jobs and study.job(TrainTeacher, teacher.wildcards()) == teacher
+    assert teacher.spec_values(study)["seed"] == 7
+    # any student of any teacher, activation and seed: the student's recipe on the teacher's inputs
+    student = DistillStudent("synthetic", "demo-teacher", "demo-s1", "aplu4", 9)
+    assert student not in study.jobs
+    values = study.job(DistillStudent, student.wildcards()).spec_values(study)
+    assert (values["kind"], values["activation"], values["seed"], values["labels"]["student"]) == (
+        "distill", "aplu4", 9, "demo-s1")
+    assert study.job(TrainUndistilled, student.wildcards()).spec_values(study)["kind"] == "undistilled"
+    with pytest.raises(ConfigError, match=r"^results/teachers/synthetic_text/demo-teacher/seed1: teacher "
+                                          r"demo-teacher trains on synthetic, not synthetic_text$"):
+        study.job(TrainTeacher, {"dataset": "synthetic_text", "teacher": "demo-teacher", "seed": "1"})
+    # a run whose settings come from an experiment exists only where an experiment asks for it
+    stray = QuantizeTrain("synthetic", "demo-teacher", "demo-s0", "qd", 3, 256, "relu", 1)
+    with pytest.raises(ConfigError, match=r"^results/quantize/synthetic/demo-teacher/demo-s0/qd-b3-k256/relu/seed1 "
+                                          r"is not a run of any quantize experiment in the config$"):
+        study.job(QuantizeTrain, stray.wildcards())
 
 
 def _write(tmp_path: Path, config: dict) -> Path:
@@ -163,27 +201,26 @@ def test_snakemake_reports_a_missing_teacher(tmp_path: Path):
 
 
 def test_lit_runs_take_the_students_recipe_and_the_experiments_phases():
-    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
-    check_config(config)
-    assert [(job.teacher, job.student, job.seed) for job in lit_jobs(config)] == [
+    study = _paper()
+    assert [(job.teacher, job.student, job.seed) for job in study.of_type(LitTrain)] == [
         ("resnet110", "lit-resnet20", 1), ("resnet110", "lit-resnet20", 2), ("resnet110", "lit-resnet20", 3),
         ("vdcnn17", "lit-vdcnn9", 1), ("vdcnn29", "lit-vdcnn17", 1)]
-    cifar = build_spec(lit_spec_values(config, "resnet110", "lit-resnet20", 2))
+    cifar = build_spec(_values(study, LitTrain("cifar10", "resnet110", "lit-resnet20", 2)))
     assert (cifar.lit.epochs, cifar.lit.lr, cifar.lit.milestones, cifar.lit.beta) == (175, 0.1, [100], 0.75)
     assert (cifar.lit.combine, cifar.lit.optimizer) == ("halved", "shared")
     assert (cifar.epochs, cifar.lr, cifar.milestones, cifar.schedule) == (125, 0.01, [55], "multistep")
     assert (cifar.batch_size, cifar.weight_decay, cifar.nesterov, cifar.seed) == (32, 0.0001, False, 2)
     assert cifar.mean == [0.485, 0.456, 0.406] and cifar.kd.weight == 0.05 and cifar.kd.soft_loss == "cross_entropy"
     assert cifar.labels == {"dataset": "cifar10", "teacher": "resnet110", "student": "lit-resnet20"}
-    vdcnn = build_spec(lit_spec_values(config, "vdcnn17", "lit-vdcnn9", 1))
+    vdcnn = build_spec(_values(study, LitTrain("amazon_review_full", "vdcnn17", "lit-vdcnn9", 1)))
     assert (vdcnn.lit.optimizer, vdcnn.lit.gamma, vdcnn.augment, vdcnn.model) == ("per_section", 0.5, False, "vdcnn9")
     # the baselines: the same student from scratch and with plain KD, at LIT's 300 / 25 epochs
-    for baseline in ("scratch", "kd"):
-        jobs = lit_baseline_jobs(config, baseline)
-        assert [(job.teacher, job.student, job.tag, job.seed) for job in jobs][-2:] == [
+    for baseline in (TrainUndistilled, DistillStudent):  # scratch, kd
+        jobs = [job for job in study.jobs_of("lit") if isinstance(job, baseline)]
+        assert [(job.teacher, job.student, job.activation, job.seed) for job in jobs][-2:] == [
             ("vdcnn17", "lit-vdcnn9", "relu", 1), ("vdcnn29", "lit-vdcnn17", "relu", 1)]
         assert len(jobs) == 5
-    assert config["students"]["lit-resnet20"]["train"]["epochs"] == 175 + 125
+    assert study.config["students"]["lit-resnet20"]["train"]["epochs"] == 175 + 125
 
 
 @pytest.mark.parametrize(("change", "expected"), [
@@ -212,29 +249,30 @@ def test_a_text_recipe_with_augmentation_is_refused_before_any_job():
 
 
 def test_esnac_searches_take_their_teachers_held_out_split_and_the_experiments_settings():
-    from compresslib.config import esnac_full_train_values, esnac_jobs, esnac_search_values
-    from compresslib.esnac.search import SearchSpec
-    from compresslib.training.spec import build_settings
+    from compresslib.specs.esnac import SearchSpec
+    from compresslib.experiments.esnac import EsnacFullTrain, EsnacSearch
+    from compresslib.experiments.teachers import teacher_job
+    from compresslib.settings import build_settings
+    from compresslib.specs.training import ESNAC_MODEL
 
-    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
-    check_config(config)
-    jobs = list(esnac_jobs(config))
+    study = _paper()
+    jobs = study.of_type(EsnacSearch)
     assert len(jobs) == 4 * 2 * 2 and {job.strategy for job in jobs} == {"esnac", "random"}
     job = next(j for j in jobs if j.teacher == "esnac-resnet34-c100" and j.strategy == "random")
-    search = build_settings(SearchSpec, esnac_search_values(config, job))
+    search = build_settings(SearchSpec, job.spec_values(study))
     assert (search.dataset, search.seed, search.steps, search.candidates_per_step, search.acquisition_samples) == (
         "cifar100", 127, 20, 8, 1000)
     assert (search.holdout_size, search.holdout_split, search.top_k, search.epochs, search.loss) == (
         5000, "last", 4, 10, "logit_mse")
     assert search.labels == {"dataset": "cifar100", "teacher": "esnac-resnet34-c100", "strategy": "random"}
-    full = build_spec(esnac_full_train_values(config, job, rank=2))
+    final = _values(study, EsnacFullTrain(job.dataset, job.teacher, job.strategy, job.seed, rank=2))
+    full = build_spec(final | {"model": ESNAC_MODEL})  # the architecture file gives the model
     assert (full.epochs, full.lr, full.milestones, full.nesterov, full.weight_decay, full.validation) == (
         300, 0.01, [100, 200], False, 0.0005, "test")
     assert full.labels == {"dataset": "cifar100", "teacher": "esnac-resnet34-c100", "strategy": "random",
                            "search_seed": 127, "rank": 2}
     # the searched teacher trains on the first 45,000 images; its reference twin on all 50,000
-    from compresslib.config import teacher_spec_values
-    searched, reference = (build_spec(teacher_spec_values(config, name))
+    searched, reference = (build_spec(teacher_job(study.config, name).spec_values(study))
                            for name in ("esnac-resnet34-c100", "esnac-resnet34-c100-full"))
     assert (searched.validation, searched.holdout_split, searched.holdout_size) == ("holdout", "last", 5000)
     assert reference.validation == "test" and searched.mean == reference.mean == [0.4914, 0.4822, 0.4465]
@@ -243,7 +281,7 @@ def test_esnac_searches_take_their_teachers_held_out_split_and_the_experiments_s
 def test_esnac_search_schema_defaults_equal_searchspec_defaults():
     import dataclasses
 
-    from compresslib.esnac.search import KernelSpec, SearchSpec
+    from compresslib.specs.esnac import KernelSpec, SearchSpec
 
     experiment = SCHEMA["properties"]["esnac"]["additionalProperties"]["properties"]
     search = {key: spec["default"] for key, spec in experiment["search"]["properties"].items() if key != "kernel"}
@@ -288,35 +326,36 @@ def _assert_refused(config: dict, expected: str) -> None:
 # ---- translation ------------------------------------------------------------------------------------------------
 
 def test_translation_matrix_mirrors_lma_and_qd():
-    from compresslib.config import TranslationJob, translation_corpora, translation_jobs, translation_teacher_values
-    from compresslib.training.spec import build_settings
-    from compresslib.translation.train import TranslationSpec
+    from compresslib.experiments.corpora import PrepareCorpus
+    from compresslib.experiments.translation import TrainTranslationStudent, teacher_job
+    from compresslib.settings import build_settings
+    from compresslib.specs.translation import TranslationSpec
 
-    config = _with_defaults(yaml.safe_load((REPO / "config.yaml").read_text()))
-    check_config(config)
-    assert translation_corpora(config) == ["onmt_integration", "wmt13_europarl"]
-    jobs = translation_jobs(config)
+    study = _paper()
+    assert [job.corpus for job in study.of_type(PrepareCorpus)] == ["onmt_integration", "wmt13_europarl"]
+    jobs = study.of_type(TrainTranslationStudent)
     by_teacher = Counter(job.teacher for job in jobs)
     # LMA: 3 (integration) and 2 (WMT13) students x 5 activations x 5 seeds; QD integration: 3 students x (alone,
     # word KD, sequence KD, QD at 2/4/8 bits); QD WMT13: the 1 x 550 student (word KD, 2-bit QD) and the smaller one
     assert by_teacher == {"transformer-integ": 75, "transformer-wmt": 50, "lstm-integ": 18, "lstm-wmt": 3}
     assert {job.activation for job in jobs if job.teacher.startswith("lstm")} == {"none"}
-    lma = build_settings(TranslationSpec, jobs[TranslationJob("onmt_integration", "transformer-integ",
-                                                              "transformer-s2", "word-kd", "lma8", 4)])
+    lma = build_settings(TranslationSpec, _values(study, TrainTranslationStudent(
+        "onmt_integration", "transformer-integ", "transformer-s2", "word-kd", None, None, "lma8", 4)))
     assert lma.model_kwargs == {"layers": 3, "d_model": 64, "activation": "lma8"} and lma.seed == 4
     assert (lma.optimizer, lma.lr, lma.warmup, lma.batch_tokens, lma.eval_batch_tokens, lma.epochs) == (
         "noam", 1.0, 8000, 3192, 1024, 15)
     assert (lma.kd.temperature, lma.kd.weight, lma.quant) == (1.0, 0.7, None)
     assert lma.labels == {"corpus": "onmt_integration", "teacher": "transformer-integ", "student": "transformer-s2",
                           "method": "word-kd", "activation": "lma8"}
-    qd = build_settings(TranslationSpec, jobs[TranslationJob("wmt13_europarl", "lstm-wmt", "lstm-wmt-s550",
-                                                             "qd-b2-k256", "none", 1)])
+    qd = build_settings(TranslationSpec, _values(study, TrainTranslationStudent(
+        "wmt13_europarl", "lstm-wmt", "lstm-wmt-s550", "qd", 2, 256, "none", 1)))
     assert (qd.quant.bits, qd.quant.bucket_size, qd.quant.quantize_first_last, qd.kd.weight) == (2, 256, False, 0.7)
     assert (qd.optimizer, qd.lr, qd.epochs, qd.start_decay_epoch, qd.model_kwargs) == (
         "sgd", 1.0, 5, 8, {"layers": 1, "hidden": 550})
-    seq = jobs[TranslationJob("onmt_integration", "lstm-integ", "lstm-s256", "seq-kd", "none", 1)]
+    seq = _values(study, TrainTranslationStudent("onmt_integration", "lstm-integ", "lstm-s256", "seq-kd", None, None,
+                                                 "none", 1))
     assert "kd" not in seq and "quant" not in seq and seq["labels"]["method"] == "seq-kd"
-    teacher = build_settings(TranslationSpec, translation_teacher_values(config, "transformer-wmt"))
+    teacher = build_settings(TranslationSpec, teacher_job(study.config, "transformer-wmt").spec_values(study))
     assert (teacher.corpus, teacher.model_kwargs, teacher.kd) == ("wmt13_europarl", {"layers": 6, "d_model": 512},
                                                                   None)
     assert teacher.labels == {"corpus": "wmt13_europarl", "teacher": "transformer-wmt"}
@@ -325,8 +364,8 @@ def test_translation_matrix_mirrors_lma_and_qd():
 def test_translation_schema_defaults_equal_translationspec_defaults():
     import inspect
 
-    from compresslib.translation.corpus import make_synthetic_translation
-    from compresslib.translation.train import NmtKDSpec, TranslationSpec
+    from compresslib.data.synthetic_translation import make_synthetic_translation
+    from compresslib.specs.translation import NmtKDSpec, TranslationSpec
 
     defs = SCHEMA["$defs"]
     train = {key: spec["default"] for key, spec in defs["translation_train"]["properties"].items()}
@@ -376,7 +415,7 @@ def test_translation_experiment_errors(change, expected):
 
 
 def test_load_config_fills_the_defaults_snakemake_fills():
-    ours = load_config(DEMO_PATH, SCHEMA_PATH)
+    ours = load_config(DEMO_PATH, SCHEMA_PATH).config
     theirs = yaml.safe_load(DEMO_PATH.read_text())
     validate(theirs, str(SCHEMA_PATH))
     assert ours == theirs

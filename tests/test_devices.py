@@ -120,7 +120,7 @@ def test_a_job_given_a_gpu_without_cuda_runs_on_the_cpu_and_says_so(monkeypatch:
                                                                     tiny_dataset: Path, tmp_path: Path):
     """What a GPU job scheduled on a node without CUDA (the CI's fake GRES) does: CPU, stated in its record."""
     from compresslib.training.loop import train
-    from compresslib.training.spec import build_spec
+    from compresslib.specs.training import build_spec
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

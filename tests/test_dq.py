@@ -15,24 +15,30 @@ from compresslib.models import create_model, load_model
 from compresslib.quantization.differentiable import (LearnedPoints, LearnedPointsQuantizer, allocate_points,
                                                      gradient_norms, initial_points)
 from compresslib.quantization.pack import load_packed, pack_model
-from compresslib.quantization.post_training import post_training_quantize
 from compresslib.quantization.shadow import quantized_parameter_names
 from compresslib.quantization.uniform import fake_quantize
+from compresslib.settings import SpecError, build_settings
 from compresslib.training.loop import train
-from compresslib.training.spec import SpecError, build_spec
+from compresslib.training.post_training import post_training_quantize
+from compresslib.specs.training import PostTrainingSpec, build_spec
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 TINY = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 2, "batch_size": 32, "lr": 0.05,
         "schedule": "constant", "eval_batch_size": 128, "threads": 1}
-DQ = TINY | {"lr": 1e-3, "kd": {}, "quant": {"method": "dq", "bits": 2, "bucket_size": 64}}
+DQ = TINY | {"kind": "quantize", "lr": 1e-3, "kd": {}, "quant": {"method": "dq", "bits": 2, "bucket_size": 64}}
+
+
+def pm_spec(bucket_size: int | None) -> PostTrainingSpec:
+    """Post-training quantization at 2 bits."""
+    return build_settings(PostTrainingSpec, {"quant": {"method": "pm", "bits": 2, "bucket_size": bucket_size}})
 
 
 @pytest.fixture(scope="module")
 def student_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A trained full-precision student (hard labels), the starting point of DQ and PM."""
     run_dir = tmp_path_factory.mktemp("student")
-    train(build_spec(TINY | {"labels": {"dataset": "synthetic", "teacher": "t", "student": "s"}}), tiny_dataset,
-          run_dir)
+    labels = {"dataset": "synthetic", "teacher": "t", "student": "s"}
+    train(build_spec(TINY | {"kind": "undistilled", "labels": labels}), tiny_dataset, run_dir)
     return run_dir
 
 
@@ -158,7 +164,7 @@ def test_dq_needs_an_init_model_of_the_same_architecture(student_run: Path, tiny
 @pytest.mark.parametrize("bucket_size", [64, None], ids=["bucket64", "no-bucket"])
 def test_post_training_quantization_writes_a_packed_record(student_run: Path, tiny_dataset: Path, tmp_path: Path,
                                                            bucket_size: int | None):
-    record = post_training_quantize(student_run / "model.pt", tiny_dataset, tmp_path, bits=2, bucket_size=bucket_size)
+    record = post_training_quantize(pm_spec(bucket_size), student_run / "model.pt", tiny_dataset, tmp_path)
     quantization = record["quantization"]
     assert record["kind"] == "quantize" and quantization["method"] == "pm" and quantization["bucket_size"] == bucket_size
     assert record["labels"] == {"dataset": "synthetic", "teacher": "t", "student": "s"}
@@ -180,7 +186,7 @@ def test_post_training_quantization_writes_a_packed_record(student_run: Path, ti
         assert quantization["buckets"] == len(model.state_dict()) - len(quantization["full_precision_tensors"]) - sum(
             1 for key in model.state_dict() if key not in dict(model.named_parameters()))
     with pytest.raises(ValueError, match="already quantized"):
-        post_training_quantize(tmp_path / "model.pt", tiny_dataset, tmp_path / "again", bits=2, bucket_size=64)
+        post_training_quantize(pm_spec(64), tmp_path / "model.pt", tiny_dataset, tmp_path / "again")
 
 
 def test_points_survive_the_packed_file_for_wide_codes(tmp_path: Path):

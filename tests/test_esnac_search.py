@@ -19,11 +19,12 @@ import torch
 from compresslib.data.datasets import load_dataset, prepare_dataset
 from compresslib.data.loader import holdout_split
 from compresslib.esnac import search as search_module
-from compresslib.esnac.search import SEARCH_COLUMNS, STATE_NAME, KernelSpec, SearchSpec, reward, search
+from compresslib.esnac.search import SEARCH_COLUMNS, STATE_NAME, reward, search
 from compresslib.esnac.space import Action, compress, extract_graph, parameter_count
+from compresslib.specs.esnac import KernelSpec, SearchSpec
 from compresslib.io import load_torch
 from compresslib.models import count_parameters, create_model, load_model, save_model
-from compresslib.training.checkpoint import CheckpointMismatch
+from compresslib.runs.checkpoint import CheckpointMismatch
 from conftest import REPO
 
 NORMALIZATION = {"mean": [0.5] * 3, "std": [0.25] * 3}
@@ -238,7 +239,8 @@ SEARCH_SCRIPT = """
 import json, sys
 import torch
 torch.set_num_threads(1)
-from compresslib.esnac.search import KernelSpec, SearchSpec, search
+from compresslib.esnac.search import search
+from compresslib.specs.esnac import KernelSpec, SearchSpec
 values = json.loads(sys.argv[1])
 search(SearchSpec(**{**values, "kernel": KernelSpec(**values["kernel"])}), *sys.argv[2:5])
 """

@@ -16,8 +16,9 @@ from compresslib.lit import (check_pair, copy_and_freeze_ends, from_lit_yaml, ke
                              phase_one_parameter_sets, section_mse, train_phase_one_epoch)
 from compresslib.losses import kd_loss
 from compresslib.models import create_model, load_model, model_file_info, save_model
+from compresslib.settings import SpecError
 from compresslib.training.loop import train
-from compresslib.training.spec import SpecError, build_spec
+from compresslib.specs.training import build_spec
 from conftest import REPO
 
 IMAGES = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -143,13 +144,13 @@ def test_a_phase_one_epoch_trains_only_the_sections_and_per_section_optimisers_e
 
 
 def test_lit_settings_are_checked():
-    assert build_spec({"kd": {}, "lit": {"beta": 0.75}}).lit.beta == 0.75
+    assert build_spec({"kind": "lit", "kd": {}, "lit": {"beta": 0.75}}).lit.beta == 0.75
     with pytest.raises(SpecError, match="LIT needs kd settings"):
-        build_spec({"lit": {}})
+        build_spec({"kind": "lit", "lit": {}})
     with pytest.raises(SpecError, match="lit.optimizer"):
-        build_spec({"kd": {}, "lit": {"optimizer": "adam"}})
+        build_spec({"kind": "lit", "kd": {}, "lit": {"optimizer": "adam"}})
     with pytest.raises(SpecError, match="lit.beta"):
-        build_spec({"kd": {}, "lit": {"beta": 1.5}})
+        build_spec({"kind": "lit", "kd": {}, "lit": {"beta": 1.5}})
 
 
 README_CONFIG = """
@@ -221,8 +222,8 @@ def test_phase_two_trains_the_copied_ends_unless_asked_to_keep_them_frozen(tiny_
     teacher = create_model("resnet14", num_classes=10)
     save_model(tmp_path / "teacher.pt", teacher, "resnet14", {"num_classes": 10},
                extra={"dataset": "synthetic", "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}})
-    spec = build_spec({"dataset": "synthetic", "model": "resnet8", "epochs": 1, "batch_size": 64, "threads": 1,
-                       "eval_batch_size": 256, "kd": KD,
+    spec = build_spec({"kind": "lit", "dataset": "synthetic", "model": "resnet8", "epochs": 1, "batch_size": 64,
+                       "threads": 1, "eval_batch_size": 256, "kd": KD,
                        "lit": {"epochs": 1, "lr": 0.05, "beta": 0.75, "freeze_ends_in_full_model": freeze}})
     record = train(spec, tiny_dataset, tmp_path / "run", teacher_path=tmp_path / "teacher.pt")
     student = load_model(tmp_path / "run/model.pt")[0]

@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from compresslib import plan_cost
-from compresslib.config import load_config
+from compresslib.experiments import load_config
+from compresslib.plan_cost.measure import Context
 from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -30,27 +31,27 @@ def test_the_paper_plan_has_every_job_of_the_dag_with_its_units(tmp_path: Path):
                       "quantize_post_training": 38, "lit_train": 5, "esnac_search": 16, "esnac_full_train": 64,
                       "train_translation_teacher": 4, "translate_training_split": 1,
                       "train_translation_student": 146}
-    jobs = {job.name: job for job in the_plan.jobs}
-    student = jobs["cifar10/conv-teacher/conv-s0/lma8/seed3"]
+    jobs = {(job.rule, job.name): job for job in the_plan.jobs}  # a job's name is its log's path under its rule
+    student = jobs["distill_student", "cifar10/conv-teacher/conv-s0/lma8/seed3"]
     assert sorted(student.units.values()) == [200 * 10_000, 200 * 50_000]  # 200 epochs of 50K train, 10K test
     (group, _), = {key for key in student.units if key[1] == "train"}
     assert json.loads(group.teacher) == {"model": "qd_conv_teacher", "model_kwargs": {}, "activation": "relu"}
     assert group.values()["teacher_outputs"] == "cached"  # its KD logits come from the teacher's table
-    assert list(jobs["cifar10/conv-teacher"].units.values()) == [162 * 50_000] and all(
-        unit == "view" for _, unit in jobs["cifar10/conv-teacher"].units)
+    views = jobs["teacher_views", "cifar10/conv-teacher/seed1"]
+    assert list(views.units.values()) == [162 * 50_000] and all(unit == "view" for _, unit in views.units)
     # ESNAC's searched teachers hold out the last 5,000 images: 45K train, 10K test + 5K held out per epoch
-    teacher = jobs["cifar100/esnac-vgg19-c100"]
+    teacher = jobs["train_teacher", "cifar100/esnac-vgg19-c100/seed1"]
     assert sorted(teacher.units.values()) == [400 * 15_000, 400 * 45_000]
-    lit = jobs["cifar10/resnet110-to-lit-resnet20/seed2"]
+    lit = jobs["lit_train", "cifar10/resnet110-to-lit-resnet20/seed2"]
     assert {unit: count for (_, unit), count in lit.units.items()} == {
         "train": 125 * 50_000, "eval": 125 * 10_000, "lit_train": 175 * 50_000, "lit_eval": 175 * 10_000}
-    search = jobs["cifar10/esnac-resnet34-c10/esnac/seed127"]
+    search = jobs["esnac_search", "cifar10/esnac-resnet34-c10/esnac/seed127"]
     assert {unit: count for (_, unit), count in search.units.items()} == {"candidate": 160 * 10 * 50_000,
                                                                           "proposal": 160}
-    assert "proposal" not in {unit for _, unit in jobs["cifar10/esnac-resnet34-c10/random/seed127"].units}
-    assert jobs["cifar10/conv-teacher/qd-s2/pm-b4-knone/relu/seed1"].units and all(
-        unit == "eval" and count == 2 * 10_000 for (_, unit), count in
-        jobs["cifar10/conv-teacher/qd-s2/pm-b4-knone/relu/seed1"].units.items())
+    random_search = jobs["esnac_search", "cifar10/esnac-resnet34-c10/random/seed127"]
+    assert "proposal" not in {unit for _, unit in random_search.units}
+    pm = jobs["quantize_post_training", "cifar10/conv-teacher/qd-s2/pm-b4-knone/relu/seed1"]
+    assert pm.units and all(unit == "eval" and count == 2 * 10_000 for (_, unit), count in pm.units.items())
     # no corpus is prepared under tmp_path: translation jobs are listed, not estimated, and say why
     translation = [job for job in the_plan.jobs if "translation" in job.rule]
     assert translation and all(job.missing and "corpus.pt is not prepared" in job.missing for job in translation)
@@ -103,7 +104,7 @@ def test_a_small_config_is_measured_and_estimated_end_to_end(tmp_path: Path, cap
 
 
 def test_translation_jobs_are_measured_on_the_prepared_corpus(tmp_path: Path):
-    from compresslib.translation.sources import build_corpus
+    from compresslib.data.corpus import build_corpus
 
     config = yaml.safe_load(DEMO.read_text())
     for section in ("distill", "quantize", "lit", "esnac"):
@@ -113,14 +114,14 @@ def test_translation_jobs_are_measured_on_the_prepared_corpus(tmp_path: Path):
     config["translation"]["experiments"]["demo-lma-nmt"].update(activations=["relu"], seeds=[1])
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     loaded = load_config(tmp_path / "c.yaml", plan_cost.SCHEMA)
-    corpus = loaded["translation"]["corpora"]["synthetic_translation"]
+    corpus = loaded.config["translation"]["corpora"]["synthetic_translation"]
     build_corpus("synthetic_translation", tmp_path / "resources/synthetic_translation/corpus.pt",
                  vocab_size=corpus["vocab_size"], max_length=corpus["max_length"], synthetic=corpus["synthetic"])
     the_plan = plan_cost.plan(loaded, directory=tmp_path)
     assert not any(job.missing for job in the_plan.jobs)
     seq = next(job for job in the_plan.jobs if job.rule == "translate_training_split")
     assert list(seq.units.values()) == [300]  # the teacher translates every training pair once
-    context = plan_cost._Context(loaded, tmp_path, "cpu", 16, 1)
+    context = Context(loaded.config, tmp_path, "cpu", 16, 1)
     kd_group = next(group for group in the_plan.groups if group.teacher != "null")
     rates = plan_cost.measure(kd_group, context)
     assert set(rates) == {"train_token", "eval_token", "translate"} and all(rate > 0 for rate in rates.values())

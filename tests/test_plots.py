@@ -3,18 +3,12 @@
 import matplotlib.image
 import pytest
 
-from compresslib.plots import (
-    _curves_by_epoch,
-    _point_label,
-    _search_progress,
-    plot_accuracy_vs_size,
-    plot_curves,
-    plot_lit_run,
-    plot_paths,
-    plot_search_progress,
-    write_plots,
-)
-from compresslib.results import quantize_summary
+from compresslib import plots
+from compresslib.experiments import plot_paths, write_plots
+from compresslib.experiments.esnac import plot_search_progress
+from compresslib.experiments.lit import plot_run
+from compresslib.experiments.quantize import plot_accuracy_vs_size, quantize_summary
+from compresslib.plots import _point_label, curves_by_epoch, plot_curves
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DISTILL = {
@@ -190,7 +184,7 @@ def test_accuracy_vs_size_points_and_labels(tmp_path):
 
 def test_plot_curves_averages_over_the_runs_that_reached_each_epoch(tmp_path):
     records = [make_record(seed=1, test_acc=(0.5, 0.6, 0.7)), make_record(seed=2, test_acc=(0.7, 0.8))]
-    per_epoch = _curves_by_epoch(records, "test_acc")
+    per_epoch = curves_by_epoch(records, "test_acc")
     assert per_epoch.mean(axis=1).tolist() == pytest.approx([0.6, 0.7, 0.7])
     assert per_epoch.count(axis=1).tolist() == [2, 2, 1]
     plot_curves({"relu": records, "lma8": []}, tmp_path / "curves.png", "mixed lengths")
@@ -206,9 +200,9 @@ def test_plot_curves_rejects_a_curve_with_missing_values(tmp_path):
 
 
 def test_plot_lit_run_draws_a_run_and_a_missing_one(tmp_path):
-    plot_lit_run(make_lit(), tmp_path / "run.png", "a run", teacher_test_acc=0.9)
-    plot_lit_run(make_lit(), tmp_path / "no-teacher.png", "a run")
-    plot_lit_run(None, tmp_path / "missing.png", "no run")
+    plot_run(make_lit(), tmp_path / "run.png", "a run", teacher_test_acc=0.9)
+    plot_run(make_lit(), tmp_path / "no-teacher.png", "a run")
+    plot_run(None, tmp_path / "missing.png", "no run")
     for name in ("run.png", "no-teacher.png", "missing.png"):
         assert_png(tmp_path / name)
     images = {(tmp_path / name).read_bytes() for name in ("run.png", "no-teacher.png", "missing.png")}
@@ -219,17 +213,26 @@ def test_plot_lit_run_rejects_a_record_with_the_wrong_number_of_section_curves(t
     record = make_lit(sections=4)
     record["lit"]["section_mse"].pop()
     with pytest.raises(ValueError, match="lit/.*seed1: LIT record has 4 sections but 3 section_mse curves"):
-        plot_lit_run(record, tmp_path / "bad.png", "bad")
+        plot_run(record, tmp_path / "bad.png", "bad")
     assert not list(tmp_path.iterdir())
 
 
-def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path):
+def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path, monkeypatch):
+    figures, save = [], plots.save
+
+    def keep(figure, out_path):
+        figures.append(figure)
+        save(figure, out_path)
+
+    monkeypatch.setattr(plots, "save", keep)  # the drawn figure: its esnac line and band are the per-candidate values
     searches = [make_search(seed=1), make_search(seed=2, rewards=(0.6, 0.3, 0.8))]  # the second stopped early
-    per_candidate = _search_progress(searches)
-    assert per_candidate.index.tolist() == [1, 2, 3, 4]  # x: candidates evaluated, from 1
-    assert per_candidate.mean(axis=1).tolist() == pytest.approx([0.4, 0.55, 0.65, 0.7])
-    assert per_candidate.min(axis=1).tolist() == pytest.approx([0.2, 0.5, 0.5, 0.7])
     plot_search_progress({"esnac": searches, "random": [make_search(strategy="random")]}, tmp_path / "two.png", "two")
+    axes = figures[0].axes[0]
+    mean = axes.lines[0]
+    assert list(mean.get_xdata()) == [1, 2, 3, 4]  # x: candidates evaluated, from 1
+    assert list(mean.get_ydata()) == pytest.approx([0.4, 0.55, 0.65, 0.7])
+    band = axes.collections[0].get_paths()[0].vertices
+    assert [band[band[:, 0] == x, 1].min() for x in (1, 2, 3, 4)] == pytest.approx([0.2, 0.5, 0.5, 0.7])
     plot_search_progress({"esnac": searches[:1], "random": []}, tmp_path / "one.png", "one")
     plot_search_progress({"esnac": [], "random": []}, tmp_path / "none.png", "none")
     for name in ("two.png", "one.png", "none.png"):

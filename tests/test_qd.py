@@ -15,15 +15,16 @@ from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader
 from compresslib.io import load_torch
 from compresslib.models import create_model, load_model
-from compresslib.quantization import fake_quantize
 from compresslib.quantization.shadow import (ShadowQuantizer, forward_order_layers, quantize_model_,
                                              quantized_parameter_names)
+from compresslib.quantization.uniform import fake_quantize
 from compresslib.training.loop import evaluate, train
-from compresslib.training.spec import build_spec
+from compresslib.specs.training import build_spec
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
-QD_RUN = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 2, "batch_size": 32, "lr": 0.05,
-          "schedule": "constant", "eval_batch_size": 128, "threads": 1, "quant": {"bits": 2, "bucket_size": 64}}
+QD_RUN = {"kind": "quantize", "dataset": "synthetic", "model": "demo_conv_student1", "epochs": 2, "batch_size": 32,
+          "lr": 0.05, "schedule": "constant", "eval_batch_size": 128, "threads": 1,
+          "quant": {"bits": 2, "bucket_size": 64}}
 
 
 class OutputFirst(nn.Module):
@@ -130,11 +131,11 @@ def test_post_training_quantization_rounds_a_trained_model_in_place(bucket_size)
 
 
 def test_quantization_settings_are_checked_by_one_rule_and_named_in_the_spec():
-    from compresslib.training.spec import SpecError
+    from compresslib.settings import SpecError
 
     with pytest.raises(SpecError, match=r"^quant\.bits must be an integer from 2 to 8, got 9$"):
-        build_spec({"quant": {"bits": 9}})
+        build_spec({"kind": "quantize", "quant": {"bits": 9}})
     with pytest.raises(SpecError, match=r"^quant\.bucket_size must be a positive integer or None"):
-        build_spec({"quant": {"bucket_size": 0}})
+        build_spec({"kind": "quantize", "quant": {"bucket_size": 0}})
     with pytest.raises(ValueError, match="bits must be an integer from 2 to 8"):
         ShadowQuantizer(nn.Linear(2, 2), ["weight"], bits=1, bucket_size=None)

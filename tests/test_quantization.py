@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compresslib.quantization import QuantizedTensor, fake_quantize, quantize
+from compresslib.quantization.uniform import QuantizedTensor, fake_quantize, quantize
 
 VALUES = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, allow_infinity=False, width=32)
 BITS = st.integers(min_value=2, max_value=8)

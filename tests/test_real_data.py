@@ -15,7 +15,7 @@ import pytest
 
 from compresslib.data.datasets import load_dataset
 from compresslib.training.loop import train
-from compresslib.training.spec import build_spec
+from compresslib.specs.training import build_spec
 from conftest import REPO, shared_data
 
 

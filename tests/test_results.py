@@ -6,26 +6,13 @@ import math
 import pandas as pd
 import pytest
 
-from compresslib.results import (
-    ESNAC_COLUMNS,
-    ESNAC_SEARCH_COLUMNS,
-    IDENTITY_COLUMNS,
-    SIZE_COLUMNS,
-    esnac_searches,
-    esnac_table,
-    experiment_table,
-    in_esnac_experiment,
-    lit_summary,
-    lit_table,
-    load_records,
-    quantize_summary,
-    quantize_table,
-    runs_table,
-    seed_table,
-    summarize,
-    table_paths,
-    write_tables,
-)
+from compresslib.experiments import load_records, table_paths, write_tables
+from compresslib.experiments.distill import experiment_table, seed_table
+from compresslib.experiments.esnac import ESNAC_COLUMNS, ESNAC_SEARCH_COLUMNS, esnac_searches, esnac_table
+from compresslib.experiments.esnac import in_experiment as in_esnac_experiment
+from compresslib.experiments.lit import lit_summary, lit_table
+from compresslib.experiments.quantize import quantize_summary, quantize_table
+from compresslib.results import IDENTITY_COLUMNS, SIZE_COLUMNS, runs_table, summarize
 
 # LMA's README table (reference/readmes/LMA-README.md), five seeds of best test accuracy. Its ReLU row
 # prints mean 89.92 / std 0.21, APLU-8's values; its own numbers give mean 88.742, sample std 0.2533.
@@ -59,16 +46,17 @@ def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, fi
         "kind": kind,
         "run_dir": run_dir,
         "labels": labels,
-        "activation": activation,
-        "activation_family": family,
-        "bins": bins,
         "seed": seed,
         "spec": {
+            "kind": kind,
             "lr": 0.01,
             "milestones": [100, 150],
             "kd": {"temperature": 2.0, "alpha": 0.9} if kind == "distill" else None,
         },
         "spec_hash": f"hash-{kind}-{student}-{activation}-{seed}",
+        "activation": activation,
+        "activation_family": family,
+        "bins": bins,
         "metrics": {
             "final_epoch": epochs,
             "final_test_acc": final,
@@ -92,7 +80,8 @@ def make_record(kind="distill", student="conv-s0", activation="lma8", seed=1, fi
         },
         "model": {"name": "qd_conv_student0", "params": 1000, "activation_params": 80, "bytes_fp32": 4000},
         "quantization": None,
-        "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_examples_per_s": 100.0},
+        "lit": None,
+        "timing": {"wall_s": 8.0, "train_s": 7.0, "epoch_s_mean": 2.3, "train_examples_per_s": 100.0, "sessions": []},
         "hardware": {"device": "cpu", "device_name": "cpu", "cuda_visible_devices": None, "threads": 2},
         "provenance": {"git_revision": "abc123", "packages": {"torch": "2.14.1"}, "command": ["python", "train.py"]},
     }

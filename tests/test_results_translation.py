@@ -13,24 +13,20 @@ import pandas as pd
 import pytest
 from test_results import make_quantized, make_record, quantize_experiment
 
-from compresslib.plots import plot_bleu_vs_size, plot_paths, write_plots
-from compresslib.results import (
-    load_records,
-    runs_table,
-    table_paths,
-    translation_summary,
-    translation_table,
-    write_tables,
-)
-from compresslib.training.spec import build_settings
-from compresslib.translation.corpus import make_synthetic_translation, prepare_corpus
-from compresslib.translation.train import TranslationSpec, train_translation
+from compresslib.data.corpus import prepare_corpus
+from compresslib.data.synthetic_translation import make_synthetic_translation
+from compresslib.experiments import load_records, plot_paths, table_paths, write_plots, write_tables
+from compresslib.experiments.translation import plot_bleu_vs_size, translation_summary, translation_table
+from compresslib.results import runs_table
+from compresslib.settings import build_settings
+from compresslib.specs.translation import TranslationSpec
+from compresslib.translation.train import train_translation
 
 CORPUS, TEACHER = "wmt13", "transformer-big"
 SIGNATURE = "nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:2.6.0"
 T_975_1 = 12.706205  # scipy.stats.t.ppf(0.975, 1)
 T_975_2 = 4.302653  # scipy.stats.t.ppf(0.975, 2)
-# the run_kind train.run_kind derives for each method label of the workflow (None: a teacher)
+# the spec's kind (the record's run_kind) of each method label of the workflow (None: a teacher)
 RUN_KINDS = {None: "teacher", "undistilled": "undistilled", "word-kd": "distill", "seq-kd": "seq_distill",
              "qd": "quantize"}
 EXPERIMENT = {
@@ -67,9 +63,10 @@ def make_translation(method=None, student="tf-small", activation="relu", seed=1,
         for split, (score, perplexity) in splits.items()
     }
     translations["test"] |= {"sentences_per_s": sentences_per_s, "translate_s": 100 / sentences_per_s}
-    spec = {"corpus": corpus, "model": "transformer_nmt", "model_kwargs": {"layers": 2, "d_model": 32}, "seed": seed,
-            "epochs": 2, "kd": {"temperature": 1.0, "weight": 0.7} if method in ("word-kd", "qd") else None,
-            "quant": None, "labels": labels}
+    spec = {"kind": RUN_KINDS[method], "corpus": corpus, "model": "transformer_nmt",
+            "model_kwargs": {"layers": 2, "d_model": 32}, "seed": seed, "epochs": 2,
+            "kd": {"temperature": 1.0, "weight": 0.7} if method in ("word-kd", "qd") else None, "quant": None,
+            "labels": labels}
     quantization = None
     if method == "qd":
         spec["quant"] = {"method": "qd", "bits": bits, "bucket_size": bucket, "stochastic": False,
@@ -84,12 +81,12 @@ def make_translation(method=None, student="tf-small", activation="relu", seed=1,
     return {
         "format": 1,
         "kind": "translation",
-        "run_kind": RUN_KINDS[method],
         "run_dir": run_dir,
         "labels": labels,
         "seed": seed,
         "spec": spec,
         "spec_hash": f"hash-{run_dir}",
+        "run_kind": RUN_KINDS[method],
         "metrics": {
             "final_epoch": 2, "final_train_loss": 1.5, "final_val_ppl": ppl, "validation_split": "valid",
             "final_bleu": bleu, "bleu_signature": SIGNATURE, "final_test_ppl": ppl, "bleu_lowercase": True,
@@ -102,13 +99,13 @@ def make_translation(method=None, student="tf-small", activation="relu", seed=1,
         "model": {"name": "transformer_nmt", "params": params, "activation_params": 0, "bytes_fp32": 4 * params},
         "optimizer": {"name": "noam", "max_grad_norm": 0.0, "steps": 40},
         "quantization": quantization,
+        "memory": {"device_type": "cpu" if peak is None else "cuda", "param_bytes": 4 * params,
+                   "process_peak_rss_bytes": 10**9, "inference_peak_bytes": peak, "train_peak_bytes": None,
+                   "note": "inference_peak_bytes: CUDA max_memory_allocated while translating the split"},
         "timing": {"wall_s": 30.0, "train_s": 20.0, "epoch_s_mean": 12.0, "train_tokens_per_s": 5000.0,
                    "inference_split": "test", "inference_s": 100 / sentences_per_s,
                    "sentences_per_s": sentences_per_s, "resumed_from_epoch": 0,
                    "sessions": [{"started_at": "2026-01-01T00:00:00+00:00", "start_epoch": 0, "device": "cpu"}]},
-        "memory": {"device_type": "cpu" if peak is None else "cuda", "param_bytes": 4 * params,
-                   "process_peak_rss_bytes": 10**9, "inference_peak_bytes": peak, "train_peak_bytes": None,
-                   "note": "inference_peak_bytes: CUDA max_memory_allocated while translating the split"},
         "hardware": {"device": "cpu", "threads": 1},
         "provenance": {"git_revision": "abc123", "packages": {"sacrebleu": "2.6.0"}},
     }
@@ -379,7 +376,7 @@ def real_records(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     prepare_corpus(SYNTHETIC, pairs, root / "corpus.pt", vocab_size=80, max_length=30,
                    provenance={"source": "make_synthetic_translation(300, 8, seed=1, vocabulary=30)"})
     train_translation(build_settings(TranslationSpec, TINY, []), root / "corpus.pt", root / "teacher")
-    student = build_settings(TranslationSpec, TINY | {"labels": QD_LABELS, "kd": {}},
+    student = build_settings(TranslationSpec, TINY | {"kind": "quantize", "labels": QD_LABELS, "kd": {}},
                              ["quant.bits=4", "quant.bucket_size=16"])
     train_translation(student, root / "corpus.pt", root / "student", teacher_path=root / "teacher" / "model.pt")
     return [root / "teacher" / "record.json", root / "student" / "record.json"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compresslib.training.schedules import PlateauHalving, build_schedule
+from compresslib.schedules import PlateauHalving, build_schedule
 
 
 def _rates(schedule, epochs: int, accuracy: float = 0.5) -> list[float]:

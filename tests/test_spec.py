@@ -7,14 +7,15 @@ import dataclasses
 import pytest
 import yaml
 
-from compresslib.training.spec import KDSpec, SpecError, TrainSpec, build_spec, format_overrides, spec_hash
+from compresslib.settings import SpecError, format_overrides, spec_hash
+from compresslib.specs.training import KDSpec, TrainSpec, build_spec
 from conftest import REPO
 
 
 def test_overrides_are_typed_and_nested():
-    spec = build_spec({"model": "qd_conv_student0"}, ["lr=0.1", "epochs=3", "kd.temperature=4",
-                                                     'model_kwargs={"dropout": []}', "activation=lma8",
-                                                     "milestones=[1, 2]", "mean=null"])
+    spec = build_spec({"kind": "distill", "model": "qd_conv_student0"},
+                      ["lr=0.1", "epochs=3", "kd.temperature=4", 'model_kwargs={"dropout": []}', "activation=lma8",
+                       "milestones=[1, 2]", "mean=null"])
     assert spec.lr == 0.1 and spec.epochs == 3 and spec.activation == "lma8"
     assert spec.kd == KDSpec(temperature=4.0) and spec.model_kwargs == {"dropout": []}
     assert spec.milestones == [1, 2] and spec.mean is None
@@ -22,7 +23,7 @@ def test_overrides_are_typed_and_nested():
 
 
 @pytest.mark.parametrize(("override", "message"), [
-    ("learning_rate=0.1", "unknown setting 'learning_rate'; allowed: dataset, model"),
+    ("learning_rate=0.1", "unknown setting 'learning_rate'; allowed: kind, dataset, model"),
     ("kd.temp=3", "unknown setting 'kd.temp'; allowed: kd.temperature"),
     ("epochs=2.5", "epochs: got 2.5, expected int"),
     ("epochs=-1", "epochs: got -1, expected an integer >= 1"),
@@ -43,9 +44,10 @@ def test_bad_values_name_the_key(override: str, message: str):
 
 
 def test_format_overrides_round_trips():
-    values = {"model": "wide_resnet10_4", "model_kwargs": {"dropout": 0.3}, "lr": 0.1, "milestones": [5],
-              "kd": {"temperature": 3.0, "weight": 0.5, "kl_reduction": "mean"}, "labels": {"student": "s"}}
-    overrides = format_overrides(values)
+    values = {"kind": "distill", "model": "wide_resnet10_4", "model_kwargs": {"dropout": 0.3}, "lr": 0.1,
+              "milestones": [5], "kd": {"temperature": 3.0, "weight": 0.5, "kl_reduction": "mean"},
+              "labels": {"student": "s"}}
+    overrides = format_overrides(values, TrainSpec)
     assert "kd.temperature=3.0" in overrides and 'model_kwargs={"dropout": 0.3}' in overrides
     assert build_spec({}, overrides) == build_spec(values)
 

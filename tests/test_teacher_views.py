@@ -12,16 +12,18 @@ import torch
 import yaml
 from snakemake.utils import validate
 
-from compresslib.config import teacher_kd_epochs, teacher_outputs
 from compresslib.data.datasets import load_dataset, prepare_dataset
 from compresslib.data.loader import DeviceLoader
+from compresslib.experiments import Study, check_config
+from compresslib.experiments.teachers import teacher_outputs
 from compresslib.io import sha256_file
 from compresslib.models import load_model
 from compresslib.models.convnet import ConvNet
+from compresslib.runs.checkpoint import CheckpointMismatch, save_checkpoint
+from compresslib.settings import SpecError
 from compresslib.training import loop
-from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
 from compresslib.training.loop import train
-from compresslib.training.spec import SpecError, build_spec
+from compresslib.specs.training import build_spec
 from compresslib.training.teacher_views import (TeacherViews, compute_teacher_views, save_teacher_views, view_count,
                                                 view_index)
 from conftest import REPO, killed_and_resumed, train_script_command
@@ -29,7 +31,7 @@ from conftest import REPO, killed_and_resumed, train_script_command
 NORMALIZATION = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # the synthetic dataset's
 # A ResNet-8 student of a ConvNet teacher: the student's forward pass is not the teacher's, so a test can make the
 # teacher's raise
-STUDENT = {"dataset": "synthetic", "model": "resnet8", "epochs": 3, "batch_size": 16, "lr": 0.05,
+STUDENT = {"kind": "distill", "dataset": "synthetic", "model": "resnet8", "epochs": 3, "batch_size": 16, "lr": 0.05,
            "schedule": "multistep", "milestones": [2], "eval_batch_size": 256, "threads": 1, "kd": {"weight": 0.7}}
 # bf16 keeps 8 significant bits: rounding moves a value by at most 2^-8 of its magnitude. The float32 forward passes
 # of a batch and of the table's batches may differ in summation order by far less than ATOL.
@@ -50,8 +52,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def teacher(data: Path, tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> Path:
     run_dir = tmp_path_factory.mktemp("views-teacher")
-    train(build_spec(STUDENT | {"model": "demo_conv_student1", "kd": None, "epochs": 10, "milestones": [8]}), data,
-          run_dir)
+    train(build_spec(STUDENT | {"kind": "teacher", "model": "demo_conv_student1", "kd": None, "epochs": 10,
+                                "milestones": [8]}), data, run_dir)
     return run_dir / "model.pt"
 
 
@@ -189,7 +191,8 @@ def test_views_made_for_another_run_are_refused_before_training(teacher: Path, d
 
 def test_cached_mode_needs_views_and_views_need_cached_mode(views: Path, teacher: Path, data: Path, tmp_path: Path):
     run_dir = tmp_path / "run"
-    build_spec(STUDENT | {"teacher_outputs": "cached", "quant": {"method": "qd", "bits": 2}})  # QD may use a table
+    build_spec(STUDENT | {"kind": "quantize", "teacher_outputs": "cached",
+                          "quant": {"method": "qd", "bits": 2}})  # QD may use a table
     with pytest.raises(ValueError, match="teacher_outputs=cached reads the teacher's logits from its views file"):
         train(build_spec(STUDENT | {"teacher_outputs": "cached"}), data, run_dir, teacher_path=teacher)
     with pytest.raises(ValueError, match=f"teacher-views file {views} was given, but teacher_outputs is 'online'"):
@@ -198,15 +201,15 @@ def test_cached_mode_needs_views_and_views_need_cached_mode(views: Path, teacher
     # a run keeps its mode across a resume: it is part of the run's identity
     cached = build_spec(STUDENT | {"teacher_outputs": "cached"})
     run_dir.mkdir()
-    torch.save({"format": CHECKPOINT_FORMAT, "identity": cached.identity(), "next_epoch": 1}, run_dir / "checkpoint.pt")
+    save_checkpoint(run_dir / "checkpoint.pt", {"identity": cached.identity(), "sessions": [], "next_epoch": 1})
     with pytest.raises(CheckpointMismatch, match="teacher_outputs: 'cached' in the checkpoint, 'online' requested"):
         train(build_spec(STUDENT), data, run_dir, teacher_path=teacher)
 
 
 @pytest.mark.parametrize(("values", "message"), [
-    ({"lit": {"epochs": 1}, "model": "resnet8"}, "online for LIT"),
-    ({"quant": {"method": "dq", "bits": 2}}, "online for quant.method=dq"),
-    ({"kd": None}, "online for a run without kd settings"),
+    ({"kind": "lit", "lit": {"epochs": 1}, "model": "resnet8"}, "online for LIT"),
+    ({"kind": "quantize", "quant": {"method": "dq", "bits": 2}}, "online for quant.method=dq"),
+    ({"kind": "undistilled", "kd": None}, "online for a run without kd settings"),
     ({"dataset": "synthetic_text", "augment": False}, "online for the text dataset synthetic_text"),
 ], ids=["lit", "dq", "no-kd", "text"])
 def test_cached_mode_is_refused_where_a_table_cannot_serve(values: dict, message: str):
@@ -224,29 +227,37 @@ def _config(path: str, mode: str | None = None) -> dict:
     return config
 
 
+def _kd_epochs(study: Study) -> dict[str, int]:
+    """Per teacher, the epochs of the planned jobs that run it on every training batch (their teacher_passes)."""
+    epochs = dict.fromkeys(study.config["teachers"], 0)
+    for job in study.jobs:
+        if (passes := job.teacher_passes(study)) is not None:
+            epochs[passes[0]] += passes[1]
+    return epochs
+
+
 def test_auto_caches_the_teachers_whose_students_train_more_epochs_than_an_image_has_views():
-    config = _config("config.yaml")
-    epochs = teacher_kd_epochs(config)
+    study = check_config(_config("config.yaml"))
+    epochs = _kd_epochs(study)
     # conv-teacher: 204 distilled students (LMA 75 + the bins ablation's 120 new tags + QD's 9 relu students) x 200
     # epochs, QD 18 + LMA joint 60 runs x 200; wrn16-10: 50 students + 2 QD runs x 200; resnet110: LIT's KD baseline,
     # 3 seeds x 300; the VDCNNs: LIT's KD baseline x 25 (text); ESNAC's teachers distil nobody
     assert {name: count for name, count in epochs.items() if count} == {
         "conv-teacher": 204 * 200 + 78 * 200, "wrn16-10": 52 * 200, "resnet110": 900, "vdcnn17": 25, "vdcnn29": 25}
-    modes = teacher_outputs(config)
+    modes = teacher_outputs(study)
     assert {name for name, mode in modes.items() if mode == "cached"} == {"conv-teacher", "wrn16-10", "resnet110"}
-    assert len(modes) == len(config["teachers"])
+    assert len(modes) == len(study.config["teachers"])
 
-    demo = _config("profiles/demo/config.yaml")
+    demo = check_config(_config("profiles/demo/config.yaml"))
     # 2 students x 5 activations x 2 seeds + 8 QD runs, 4 epochs each: 112 < 162 views, so the demo stays online
-    assert teacher_kd_epochs(demo) == {"demo-teacher": (20 + 8) * 4, "demo-text-teacher": 2 * 4,
-                                       "demo-esnac-teacher": 0}
+    assert _kd_epochs(demo) == {"demo-teacher": (20 + 8) * 4, "demo-text-teacher": 2 * 4, "demo-esnac-teacher": 0}
     assert set(teacher_outputs(demo).values()) == {"online"}
 
 
 def test_forced_modes_cache_every_image_teacher_with_students_or_none():
-    assert teacher_outputs(_config("profiles/demo/config.yaml", "cached")) == {
+    assert teacher_outputs(check_config(_config("profiles/demo/config.yaml", "cached"))) == {
         "demo-teacher": "cached", "demo-text-teacher": "online", "demo-esnac-teacher": "online"}
-    assert set(teacher_outputs(_config("config.yaml", "online")).values()) == {"online"}
+    assert set(teacher_outputs(check_config(_config("config.yaml", "online"))).values()) == {"online"}
 
 
 @pytest.mark.parametrize(("epochs", "mode"), [(5, "online"), (6, "cached")])
@@ -254,5 +265,6 @@ def test_auto_caches_once_the_students_epochs_exceed_the_views(epochs: int, mode
     config = _config("profiles/demo/config.yaml")
     for student in ("demo-s0", "demo-s1"):  # the demo teacher's 28 runs: 140 or 168 epochs against 162 views
         config["students"][student]["train"]["epochs"] = epochs
-    assert teacher_kd_epochs(config)["demo-teacher"] == 28 * epochs
-    assert teacher_outputs(config)["demo-teacher"] == mode
+    study = check_config(config)
+    assert _kd_epochs(study)["demo-teacher"] == 28 * epochs
+    assert teacher_outputs(study)["demo-teacher"] == mode

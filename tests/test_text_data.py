@@ -16,11 +16,11 @@ import pytest
 import torch
 import yaml
 
-from compresslib.data.datasets import get_dataset_info, load_dataset, prepare_dataset, save_dataset
+from compresslib.catalog import DOCUMENT_LENGTH, get_dataset_info
+from compresslib.data.datasets import load_dataset, prepare_dataset, save_dataset
 from compresslib.data.download import ARCHIVES, Archive, ChecksumError, DownloadError, fetch_archive
 from compresslib.data.synthetic_text import MIN_LENGTH, make_synthetic_text
-from compresslib.data.text import (ALPHABET, DOCUMENT_LENGTH, PAD, UNKNOWN, VOCAB_SIZE, encode_texts,
-                                   read_zhang_csv)
+from compresslib.data.text import ALPHABET, PAD, UNKNOWN, VOCAB_SIZE, encode_texts, read_zhang_csv
 from compresslib.data.zhang import ZHANG_RELEASES, read_zhang_release
 from conftest import REPO, shared_data
 from test_download import _closed_port, _tar_gz, server  # noqa: F401 (server is a fixture serving ``served``)

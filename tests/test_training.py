@@ -12,9 +12,11 @@ import torch
 
 from compresslib.data.datasets import prepare_dataset
 from compresslib.io import load_torch
-from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
-from compresslib.training.loop import HISTORY_COLUMNS, TrainingDiverged, train
-from compresslib.training.spec import SpecError, build_spec
+from compresslib.runs.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
+from compresslib.runs.lifecycle import TrainingDiverged
+from compresslib.settings import SpecError
+from compresslib.training.loop import HISTORY_COLUMNS, train
+from compresslib.specs.training import build_spec
 from conftest import killed_and_resumed, train_script_command
 
 TINY = {"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 3, "batch_size": 32, "lr": 0.05,
@@ -48,7 +50,8 @@ def test_teacher_outputs_and_record(teacher_run: Path, tiny_dataset: Path):
 
 
 def test_student_distils_from_teacher(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):
-    spec = build_spec(TINY | {"activation": "lma4", "kd": {"kl_reduction": "mean"}, "selection": "best"})
+    spec = build_spec(TINY | {"kind": "distill", "activation": "lma4", "kd": {"kl_reduction": "mean"},
+                              "selection": "best"})
     record = train(spec, tiny_dataset, tmp_path, teacher_path=teacher_run / "model.pt")
     assert record["kind"] == "distill" and record["bins"] == 4 and record["activation_family"] == "lma"
     assert record["provenance"]["teacher_model"]["path"].endswith("model.pt")
@@ -67,10 +70,10 @@ def _train_command(data: Path, run_dir: Path, *extra: str) -> list[str]:
     return train_script_command(data, run_dir, TINY | {"epochs": 4}, *extra)
 
 
-DQ_OF_TEACHER = ("--teacher", "{teacher}", "--init", "{teacher}", 'model="demo_conv_student0"', 'quant.method="dq"',
-                 "quant.bits=2", "quant.bucket_size=64", "kd.weight=0.7", "lr=0.001")
+DQ_OF_TEACHER = ("--teacher", "{teacher}", "--init", "{teacher}", 'kind="quantize"', 'model="demo_conv_student0"',
+                 'quant.method="dq"', "quant.bits=2", "quant.bucket_size=64", "kd.weight=0.7", "lr=0.001")
 # LIT from a ResNet-14 to a ResNet-8, 4 epochs in all: killed at the phase boundary or inside phase 2 ...
-LIT_OF_RESNET = ("--teacher", "{lit_teacher}", 'model="resnet8"', "kd.temperature=6", "kd.weight=0.05",
+LIT_OF_RESNET = ("--teacher", "{lit_teacher}", 'kind="lit"', 'model="resnet8"', "kd.temperature=6", "kd.weight=0.05",
                  'kd.soft_loss="cross_entropy"', "lit.epochs=2", "lit.lr=0.05", "lit.milestones=[1]", "lit.beta=0.75",
                  'lit.combine="halved"', 'lit.optimizer="shared"', "epochs=2")
 # ... or inside phase 1 or at the boundary, with one optimiser per section
@@ -84,8 +87,8 @@ def lit_teacher_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
     return run_dir
 
 
-@pytest.mark.parametrize("extra", [(), ("quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER, LIT_OF_RESNET,
-                                   LIT_LONG_PHASE_ONE],
+@pytest.mark.parametrize("extra", [(), ('kind="quantize"', "quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER,
+                                   LIT_OF_RESNET, LIT_LONG_PHASE_ONE],
                          ids=["fp32", "quantized", "differentiable-quantization", "lit-boundary-or-phase-2",
                               "lit-phase-1-or-boundary"])
 def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...],
@@ -108,7 +111,7 @@ def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path:
     # an unfinished run written with another learning rate
     checkpoint = tmp_path / "checkpoint.pt"
     spec = build_spec(TINY | {"epochs": 4, "lr": 0.5})
-    torch.save({"format": CHECKPOINT_FORMAT, "identity": spec.identity(), "next_epoch": 1}, checkpoint)
+    torch.save({"format": CHECKPOINT_FORMAT, "identity": spec.identity(), "sessions": [], "next_epoch": 1}, checkpoint)
     written = checkpoint.read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"lr: 0.5 in the checkpoint, 0.05 requested.*delete the checkpoint"):
         train(build_spec(TINY | {"epochs": 4}), tiny_dataset, tmp_path)
@@ -122,7 +125,7 @@ def test_input_errors(teacher_run: Path, tiny_dataset: Path, tmp_path: Path):
     with pytest.raises(ValueError, match="holds dataset 'synthetic', but the spec asks for 'cifar10'"):
         train(build_spec(TINY | {"dataset": "cifar10"}), tiny_dataset, run_dir)
     with pytest.raises(ValueError, match="must see the same inputs"):
-        train(build_spec(TINY | {"kd": {}, "mean": [0.4, 0.4, 0.4]}), tiny_dataset, run_dir,
+        train(build_spec(TINY | {"kind": "distill", "kd": {}, "mean": [0.4, 0.4, 0.4]}), tiny_dataset, run_dir,
               teacher_path=teacher_run / "model.pt")
     with pytest.raises(ValueError, match="holdout_size must be in"):
         train(build_spec(TINY | {"validation": "holdout", "holdout_size": 512}), tiny_dataset, run_dir)

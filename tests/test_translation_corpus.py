@@ -9,22 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from compresslib.catalog import CORPORA
+from compresslib.data.corpus import Tokenizer, load_corpus, prepare_corpus, split_sentences, tokenizers, \
+    train_sentencepiece
+from compresslib.data.corpus_sources import read_corpus_pairs, read_europarl_archive, read_parallel_text, read_sgm, \
+    split_europarl
+from compresslib.data.synthetic_translation import make_synthetic_translation
 from compresslib.io import load_torch, save_torch
-from compresslib.translation.corpus import (
-    CORPORA,
-    Tokenizer,
-    load_corpus,
-    make_synthetic_translation,
-    prepare_corpus,
-    read_corpus_pairs,
-    read_europarl_archive,
-    read_parallel_text,
-    read_sgm,
-    split_europarl,
-    split_sentences,
-    tokenizers,
-    train_sentencepiece,
-)
 from conftest import shared_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")

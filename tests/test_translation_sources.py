@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-import compresslib.translation.sources as sources  # test_set_* stay behind the module name: pytest collects test_*
+import compresslib.data.corpus as corpus_module  # build_corpus looks up its readers here
+import compresslib.data.corpus_sources as sources  # test_set_* stay behind the module name: pytest collects test_*
+from compresslib.data.corpus import load_corpus, tokenizers
+from compresslib.data.corpus_sources import corpus_downloads, downloads, read_test_set, source_archive
 from compresslib.data.download import Archive, ChecksumError, DownloadError
-from compresslib.translation.corpus import load_corpus, make_synthetic_translation, tokenizers
-from compresslib.translation.sources import corpus_downloads, downloads, read_test_set, source_archive
+from compresslib.data.synthetic_translation import make_synthetic_translation
 from conftest import REPO, http_server, shared_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -279,9 +281,9 @@ def _forbidden(*args: object, **kwargs: object) -> None:
 def test_prepare_corpus_refuses_bad_input_before_reading(tmp_path: Path, small_files: dict[str, str],
                                                          monkeypatch: pytest.MonkeyPatch, case: str, error: type,
                                                          message: str) -> None:
-    monkeypatch.setattr(sources, "read_test_set", _forbidden)
-    monkeypatch.setattr(sources, "read_corpus_pairs", _forbidden)
-    monkeypatch.setattr(sources, "prepare_corpus", _forbidden)
+    monkeypatch.setattr(corpus_module, "read_test_set", _forbidden)
+    monkeypatch.setattr(corpus_module, "read_corpus_pairs", _forbidden)
+    monkeypatch.setattr(corpus_module, "prepare_corpus", _forbidden)
     synthetic = json.dumps({"train_size": 10, "test_size": 2, "seed": 0})
     record = tmp_path / "record.json"
     record.write_text(json.dumps({"source": "x", "filename": "f", "md5": "0", "sha256": "0" * 64, "bytes": 3}))

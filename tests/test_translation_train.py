@@ -17,26 +17,23 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from compresslib.data.corpus import load_corpus, prepare_corpus, split_sentences, tokenizers
+from compresslib.data.synthetic_translation import make_synthetic_translation
 from compresslib.io import load_torch, sha256_file
+from compresslib.losses import nmt_loss
 from compresslib.models import load_model
-from compresslib.training.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
-from compresslib.training.spec import SpecError, build_settings
+from compresslib.models.lstm_nmt import LstmNMT
+from compresslib.models.transformer_nmt import TransformerNMT
+from compresslib.runs.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
+from compresslib.runs.lifecycle import TrainingDiverged
+from compresslib.schedules import NoamSchedule, OnmtDecay
+from compresslib.settings import SpecError
 from compresslib.translation import train as train_module
 from compresslib.translation.batching import collate, sentence_widths, token_batches
-from compresslib.translation.corpus import load_corpus, make_synthetic_translation, prepare_corpus, split_sentences, \
-    tokenizers
 from compresslib.translation.evaluate import bleu
-from compresslib.translation.models import LstmNMT, TransformerNMT
-from compresslib.translation.train import (
-    NoamSchedule,
-    OnmtDecay,
-    TrainingDiverged,
-    TranslationSpec,
-    load_targets,
-    nmt_loss,
-    nmt_quantized_names,
-    train_translation,
-)
+from compresslib.specs.translation import TranslationSpec, build_translation_spec
+from compresslib.translation.targets import load_targets
+from compresslib.translation.train import nmt_quantized_names, train_translation
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -50,15 +47,15 @@ TEACHER = {
     "epochs": 10, "batch_tokens": 200, "eval_batch_tokens": 400, "warmup": 200, "lr": 2.0, "max_decode_ratio": 2.0,
     "device": "cpu", "threads": 1,
 }
-LSTM_STUDENT = TEACHER | {"model": "lstm_nmt", "model_kwargs": {"layers": 1, "hidden": 32, "embedding": 16,
-                                                                  "dropout": 0.0},
+LSTM_STUDENT = TEACHER | {"kind": "undistilled", "model": "lstm_nmt",
+                          "model_kwargs": {"layers": 1, "hidden": 32, "embedding": 16, "dropout": 0.0},
                           "epochs": 2, "warmup": 100, "lr": 1.0, "labels": {"student": "lstm32"}}
 SMALL_TRANSFORMER = TEACHER | {"model_kwargs": {"layers": 1, "d_model": 16, "heads": 2, "ffn": 32, "dropout": 0.1},
                                "epochs": 2}
 
 
 def spec_of(values: dict, *overrides: str) -> TranslationSpec:
-    return build_settings(TranslationSpec, values, overrides)
+    return build_translation_spec(values, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +212,8 @@ def test_a_tiny_transformer_learns_the_synthetic_task(teacher_run: tuple[Path, d
 def test_an_lstm_student_distils_word_level_from_the_transformer(teacher_run: tuple[Path, dict], corpus_path: Path,
                                                                  tmp_path: Path):
     teacher = teacher_run[0] / "model.pt"
-    record = train_translation(spec_of(LSTM_STUDENT, "kd.weight=0.7"), corpus_path, tmp_path, teacher_path=teacher)
+    spec = spec_of(LSTM_STUDENT, 'kind="distill"', "kd.weight=0.7")
+    record = train_translation(spec, corpus_path, tmp_path, teacher_path=teacher)
     assert record["run_kind"] == "distill" and record["spec"]["kd"] == {"temperature": 1.0, "weight": 0.7}
     assert record["provenance"]["teacher_model"]["sha256"] == sha256_file(teacher)
     assert record["metrics"]["epochs_run"] == 2 and math.isfinite(record["metrics"]["final_test_ppl"])
@@ -255,8 +253,8 @@ def test_sequence_level_kd_trains_on_the_teachers_translations(teacher_run: tupl
         return original_collate(src_list, tgt_list, *args)
 
     monkeypatch.setattr(train_module, "collate", spy)
-    record = train_translation(spec_of(LSTM_STUDENT, "epochs=1"), corpus_path, tmp_path / "run",
-                               targets_path=ids_path)
+    record = train_translation(spec_of(LSTM_STUDENT, 'kind="seq_distill"', "epochs=1"), corpus_path,
+                               tmp_path / "run", targets_path=ids_path)
     assert record["run_kind"] == "seq_distill"
     assert record["provenance"]["targets"]["model_sha256"] == sha256_file(teacher)
     expected: dict = {}
@@ -267,13 +265,14 @@ def test_sequence_level_kd_trains_on_the_teachers_translations(teacher_run: tupl
     other = tmp_path / "other.pt"
     torch.save({**payload, "corpus_sha256": "0" * 64}, other)
     with pytest.raises(ValueError, match="different corpus file"):
-        train_translation(spec_of(LSTM_STUDENT), corpus_path, tmp_path / "bad", targets_path=other)
+        train_translation(spec_of(LSTM_STUDENT, 'kind="seq_distill"'), corpus_path, tmp_path / "bad",
+                          targets_path=other)
 
 
 @pytest.mark.parametrize("bits, skip_by", [(2, "layers"), (4, "registration")])
 def test_a_quantized_student_trains_at_its_quantized_point(teacher_run: tuple[Path, dict], corpus_path: Path,
                                                            tmp_path: Path, bits: int, skip_by: str):
-    spec = spec_of(SMALL_TRANSFORMER | {"kd": {}}, f"quant.bits={bits}", "quant.bucket_size=64",
+    spec = spec_of(SMALL_TRANSFORMER | {"kind": "quantize", "kd": {}}, f"quant.bits={bits}", "quant.bucket_size=64",
                    f'quant.skip_by="{skip_by}"')
     record = train_translation(spec, corpus_path, tmp_path, teacher_path=teacher_run[0] / "model.pt")
     assert record["run_kind"] == "quantize" and "shadow_val_ppl" in pd.read_csv(tmp_path / "history.csv")
@@ -342,7 +341,8 @@ def test_a_killed_run_resumes_to_identical_results_and_other_settings_are_refuse
     refused.mkdir()
     identity = {**spec_of(RESUME, "warmup=50").identity(), "corpus_sha256": sha256_file(corpus_path),
                 "teacher_sha256": None, "targets_sha256": None}
-    torch.save({"format": CHECKPOINT_FORMAT, "identity": identity, "next_epoch": 1}, refused / "checkpoint.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "identity": identity, "sessions": [], "next_epoch": 1},
+               refused / "checkpoint.pt")
     with pytest.raises(CheckpointMismatch, match=r"warmup: 50 in the checkpoint, 200 requested"):
         train_translation(spec_of(RESUME), corpus_path, refused)
     assert sorted(p.name for p in refused.iterdir()) == ["checkpoint.pt"]
@@ -357,7 +357,7 @@ def test_divergence_stops_the_run_before_any_output(corpus_path: Path, tmp_path:
 
 def test_spec_refusals():
     with pytest.raises(SpecError, match="quant.method"):
-        spec_of(TEACHER, 'quant.method="dq"')
+        spec_of(TEACHER, 'kind="quantize"', 'quant.method="dq"')
     with pytest.raises(SpecError, match="model_kwargs.src_vocab"):
         spec_of(TEACHER | {"model_kwargs": {"src_vocab": 5}})
     with pytest.raises(SpecError, match="optimizer"):

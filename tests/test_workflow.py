@@ -9,6 +9,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 import torch
 import yaml
 
+from compresslib import experiments
 from compresslib.models import load_model
 from compresslib.quantization.pack import load_packed
 from conftest import REPO, SNAKEMAKE, run_snakemake
@@ -69,6 +71,62 @@ def test_paper_dag_job_counts():
                       "aggregate": 1, "all": 1}
 
 
+def scheduled_jobs(*args: str) -> Counter:
+    """(rule, its outputs) of every job a dry run would execute (`all`, which has no outputs, aside)."""
+    jobs, rule = Counter(), None
+    for line in run_snakemake("--dry-run", *args).stdout.splitlines():
+        header = JOB_HEADER.match(line.strip())
+        if header:
+            rule = header["rule"]
+        elif rule and line.strip().startswith("output:"):
+            jobs[(rule, frozenset(line.strip().removeprefix("output:").strip().split(", ")))] += 1
+            rule = None
+    return jobs
+
+
+def jobs_compresslib_plans(config: Path) -> Counter:
+    """(rule, its outputs) of every job compresslib plans for a config, the aggregation's included and the jobs that
+    join the DAG only after a checkpoint (ESNAC's full trainings) aside."""
+    study = experiments.load_config(config, REPO / "rules/schemas/config.schema.yaml")
+    jobs = Counter((job.rule, frozenset(job.outputs().values())) for job in study.jobs if not job.AFTER_CHECKPOINT)
+    aggregated = [*experiments.table_paths("results/tables"),
+                  *experiments.plot_paths(experiments.aggregation_experiments(study.config), "results/plots")]
+    jobs[("aggregate", frozenset(map(str, aggregated)))] += 1
+    return jobs
+
+
+@pytest.mark.parametrize("profile", [None, "profiles/demo"])
+def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str | None, tmp_path: Path):
+    """One expansion of the DAG: the rules run the jobs compresslib.experiments plans, job by job."""
+    config = REPO / ("profiles/demo/config.yaml" if profile else "config.yaml")
+    args = ("--workflow-profile", profile) if profile else ("--configfile", str(config))
+    scheduled = scheduled_jobs(*args, "--directory", str(tmp_path))
+    assert scheduled == jobs_compresslib_plans(config)
+    assert sum(scheduled.values()) == (638 if profile is None else 76)  # every job but `all`
+
+
+HEAVY_LIBRARIES = ("torch", "pandas", "scipy", "matplotlib")
+
+
+def _heavy_imports(*code: str) -> set[str]:
+    """Which of the heavy libraries a fresh interpreter has imported once ``code`` has run (also when it exits)."""
+    report = f"print('HEAVY', *sorted(set({HEAVY_LIBRARIES!r}) & set(sys.modules)), file=sys.stderr)"
+    process = subprocess.run([sys.executable, "-c", "\n".join(
+        ["import atexit, sys", f"atexit.register(lambda: {report})", *code])], cwd=REPO, capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr[-2000:]
+    return set(process.stderr.splitlines()[-1].split()[1:])
+
+
+def test_the_experiments_and_a_dry_run_import_no_heavy_library(tmp_path: Path):
+    assert _heavy_imports("import compresslib.experiments") == set()
+    snakemake = ["from snakemake.cli import main", "sys.argv = ['snakemake', *{}]", "main()"]
+    startup = _heavy_imports(*snakemake[:1], snakemake[1].format("['--help']"), snakemake[2])
+    arguments = ["-n", "-q", "--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path)]
+    dry_run = _heavy_imports(*snakemake[:1], snakemake[1].format(arguments), snakemake[2])
+    # snakemake-executor-plugin-slurm imports pandas when Snakemake starts, whatever the command: nothing more loads
+    assert startup <= {"pandas"} and dry_run == startup
+
+
 def test_lint_is_clean():
     process = run_snakemake("--lint")
     assert "Congratulations, your workflow is in a good condition!" in process.stdout + process.stderr
@@ -78,22 +136,25 @@ def test_wildcards_route_each_path_to_one_rule():
     jobs = planned_jobs("results/distill/cifar10/conv-teacher/conv-s2/aplu12/seed4/record.json")
     student = [w for rule, w in jobs if rule == "distill_student"]
     assert student == [{"dataset": "cifar10", "teacher": "conv-teacher", "student": "conv-s2",
-                        "activation": "aplu", "bins": "12", "seed": "4"}]
+                        "activation": "aplu12", "seed": "4"}]
     assert [w for rule, w in jobs if rule == "train_teacher"] == [{"dataset": "cifar10", "teacher": "conv-teacher",
                                                                     "seed": "1"}]
     relu = planned_jobs("results/distill/cifar100/wrn16-10/wrn10-2/relu/seed1/record.json")
     assert ("distill_student", {"dataset": "cifar100", "teacher": "wrn16-10", "student": "wrn10-2",
-                                "activation": "relu", "bins": "", "seed": "1"}) in relu
+                                "activation": "relu", "seed": "1"}) in relu
     dq = planned_jobs("results/quantize/cifar10/conv-teacher/qd-s1/dq-b2-k256/relu/seed2/record.json")
     assert Counter(rule for rule, _ in dq)["quantize_train"] == 1
     # DQ learns the points of the distilled student of the same run
     assert [w for rule, w in dq if rule == "distill_student"] == [{
-        "dataset": "cifar10", "teacher": "conv-teacher", "student": "qd-s1", "activation": "relu", "bins": "",
-        "seed": "2"}]
+        "dataset": "cifar10", "teacher": "conv-teacher", "student": "qd-s1", "activation": "relu", "seed": "2"}]
     pm = planned_jobs("results/quantize/cifar10/conv-teacher/qd-s0/pm-b4-knone/relu/seed3/record.json")
     assert ("quantize_post_training", {"dataset": "cifar10", "teacher": "conv-teacher", "student": "qd-s0",
-                                       "method": "pm", "bits": "4", "bucket": "none", "activation": "relu", "bins": "",
+                                       "method": "pm", "bits": "4", "bucket": "none", "activation": "relu",
                                        "seed": "3"}) in pm
+    # a student run no experiment asks for is defined by the config's entries alone, so it runs when asked for
+    extra = planned_jobs("results/distill/cifar10/conv-teacher/conv-s2/relu/seed9/record.json")
+    assert ("distill_student", {"dataset": "cifar10", "teacher": "conv-teacher", "student": "conv-s2",
+                                "activation": "relu", "seed": "9"}) in extra
     # a path no quantize experiment asks for is refused with its name
     stray = run_snakemake("--dry-run", "results/quantize/cifar10/conv-teacher/qd-s0/qd-b3-k256/relu/seed1/record.json",
                           check=False)

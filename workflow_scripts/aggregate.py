@@ -5,7 +5,8 @@
                         "esnac": {...}, "translation": {...}}' \
         results/**/record.json
 
---experiments holds config.yaml's experiments by kind; any kind may be absent. A distill experiment has
+--experiments holds config.yaml's experiments by family (compresslib.experiments.aggregation_experiments); any family
+may be absent. A distill experiment has
 "teacher", "students", "activations" and "seeds"; a quantize experiment has those plus "methods" (of qd,
 dq, pm), "bits", "buckets" (null: one bucket per tensor) and "references" (of "distilled", "undistilled":
 the full-precision students shown beside the quantized ones). A LIT experiment has "dataset", "teacher",
@@ -31,8 +32,7 @@ import logging
 from pathlib import Path
 
 from compresslib.cli import run_main
-from compresslib.plots import write_plots
-from compresslib.results import load_records, write_tables
+from compresslib.experiments import load_records, write_plots, write_tables
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,7 @@
         --out resources/onmt_integration/downloads/de-train-clean.200K.txt [--mirror ...] [--record PATH]
 
 --dataset fetches a dataset archive (compresslib.data.download.ARCHIVES); --source/--file fetch one file of a
-translation corpus or test set (compresslib.translation.sources.downloads(): the corpora publish no md5, so
+translation corpus or test set (compresslib.data.corpus_sources.downloads(): the corpora publish no md5, so
 their size and digests are recorded; a test set's md5 is checked). A mirror is a URL base or a local directory
 holding the file under its official name. --record writes the fetch's provenance (source, filename, md5, sha256,
 bytes, md5_verified, seconds) as JSON, which prepare_corpus.py --download-records keeps.
@@ -22,7 +22,7 @@ from pathlib import Path
 from compresslib.cli import run_main
 from compresslib.data.download import ARCHIVES, fetch_archive
 from compresslib.io import write_json
-from compresslib.translation.sources import source_archive
+from compresslib.data.corpus_sources import source_archive
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -7,7 +7,7 @@ Snakemake calls it from rules/esnac.smk; by hand:
         --teacher results/teachers/cifar100/esnac-resnet18-c100/seed1/model.pt \
         --run-dir results/esnac/my-search dataset=cifar100 strategy=esnac seed=127 steps=20
 
-Settings are ``key=value`` overrides of compresslib.esnac.search.SearchSpec (``kernel.max_steps=50``,
+Settings are ``key=value`` overrides of compresslib.specs.esnac.SearchSpec (``kernel.max_steps=50``,
 ``holdout_split=last``). The search's held-out split must be the one the teacher did not train on. A rerun
 resumes from the run directory's search state without re-evaluating finished candidates.
 """
@@ -20,8 +20,9 @@ import logging
 import sys
 
 from compresslib.cli import run_main
-from compresslib.esnac.search import SearchSpec, search
-from compresslib.training.spec import build_settings
+from compresslib.esnac.search import search
+from compresslib.specs.esnac import SearchSpec
+from compresslib.settings import build_settings
 
 
 def main(argv: list[str] | None = None) -> None:

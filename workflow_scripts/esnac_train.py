@@ -20,8 +20,8 @@ import sys
 
 from compresslib.cli import run_main
 from compresslib.models import model_file_info
-from compresslib.training.loop import ESNAC_MODEL, train
-from compresslib.training.spec import build_spec
+from compresslib.training.loop import train
+from compresslib.specs.training import ESNAC_MODEL, build_spec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     if arch["name"] != ESNAC_MODEL:
         parser.error(f"{args.arch} is a {arch['name']}, not an architecture ESNAC's search wrote ({ESNAC_MODEL})")
     kwargs = {key: value for key, value in arch["kwargs"].items() if key not in ("num_classes", "activation")}
-    values = {"model": ESNAC_MODEL, "model_kwargs": kwargs, "dataset": arch["dataset"], "threads": args.threads,
-              "mean": arch["normalization"]["mean"], "std": arch["normalization"]["std"]}
+    values = {"kind": "esnac", "model": ESNAC_MODEL, "model_kwargs": kwargs, "dataset": arch["dataset"],
+              "threads": args.threads, "mean": arch["normalization"]["mean"], "std": arch["normalization"]["std"]}
     spec = build_spec(values, args.settings)
     logging.getLogger("compresslib").info("spec (architecture omitted): %s", json.dumps(
         spec.to_dict() | {"model_kwargs": f"<{len(kwargs['layers'])} layers>"}, sort_keys=True))

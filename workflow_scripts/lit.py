@@ -28,7 +28,7 @@ from compresslib.cli import run_main
 from compresslib.lit import from_lit_yaml
 from compresslib.models import model_file_info
 from compresslib.training.loop import train
-from compresslib.training.spec import build_spec
+from compresslib.specs.training import build_spec
 
 log = logging.getLogger("compresslib")
 

@@ -2,12 +2,15 @@
 
 Snakemake calls it from rules/quantize.smk (method pm); the same command runs by hand:
 
-    python workflow_scripts/post_training_quantize.py --model results/distill/cifar10/conv-teacher/conv-s0/relu/seed1/model.pt \
-        --data resources/cifar10/dataset.pt --run-dir results/quantize/cifar10/conv-teacher/conv-s0/pm-b2-k256/relu/seed1 \
-        --bits 2 --bucket-size 256
+    python workflow_scripts/post_training_quantize.py \
+        --model results/distill/cifar10/conv-teacher/conv-s0/relu/seed1/model.pt --data resources/cifar10/dataset.pt \
+        --run-dir results/quantize/cifar10/conv-teacher/conv-s0/pm-b2-k256/relu/seed1 \
+        quant.method=pm quant.bits=2 quant.bucket_size=256
 
-It writes model.pt (quantized weights), model.packed (the packed file whose size the tables report) and
-record.json into the run directory.
+Settings are ``key=value`` overrides of compresslib.specs.training.PostTrainingSpec (``quant.bucket_size=null``: one
+bucket per tensor; ``quant.quantize_first_last=true``; ``quant.skip_by=registration``: the original's rule for the
+first and last layer; ``device=cpu``). It writes model.pt (quantized weights), model.packed (the packed file whose
+size the tables report) and record.json into the run directory.
 """
 
 from __future__ import annotations
@@ -16,12 +19,9 @@ import argparse
 import sys
 
 from compresslib.cli import run_main
-from compresslib.quantization.post_training import post_training_quantize
-from compresslib.quantization.shadow import SKIP_BY
-
-
-def bucket_size(text: str) -> int | None:
-    return None if text == "none" else int(text)
+from compresslib.settings import build_settings
+from compresslib.training.post_training import post_training_quantize
+from compresslib.specs.training import PostTrainingSpec
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,17 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, help="trained full-precision model.pt")
     parser.add_argument("--data", required=True, help="prepared dataset the model was trained on")
     parser.add_argument("--run-dir", required=True, help="directory for model.pt, model.packed, record.json")
-    parser.add_argument("--bits", required=True, type=int, help="bits per quantized weight (2..8)")
-    parser.add_argument("--bucket-size", required=True, type=bucket_size,
-                        help="elements per min-max bucket, or 'none' for one bucket per tensor")
-    parser.add_argument("--quantize-first-last", action="store_true", help="also quantize the first and last layer")
-    parser.add_argument("--skip-by", choices=SKIP_BY, default="layers",
-                        help="what 'first and last layer' means (registration: the original's parameter order)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:<i>")
-    args = parser.parse_args(argv)
-    post_training_quantize(args.model, args.data, args.run_dir, args.bits, args.bucket_size,
-                           quantize_first_last=args.quantize_first_last, skip_by=args.skip_by, device=args.device,
-                           command=[sys.executable, *sys.argv])
+    parser.add_argument("settings", nargs="*", metavar="key=value", help="PostTrainingSpec settings")
+    args = parser.parse_intermixed_args(argv)
+    spec = build_settings(PostTrainingSpec, {}, args.settings)
+    post_training_quantize(spec, args.model, args.data, args.run_dir, command=[sys.executable, *sys.argv])
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@
         [--test-sets '{"newstest2013": {"archive": "resources/newstest2013/downloads/test.tgz"}}'] \
         [--download-records resources/onmt_integration/downloads/de-train-clean.200K.txt.json ...]
 
---files maps the corpus's roles (compresslib.translation.sources.corpus_downloads) to its raw files; --synthetic
+--files maps the corpus's roles (compresslib.data.corpus_sources.corpus_downloads) to its raw files; --synthetic
 holds make_synthetic_translation's options (synthetic_translation only). Each --test-sets entry, read from its
 archive or from {"src": path, "ref": path} (.sgm or plain text), becomes a split named after the test set, which
 training translates and scores. --download-records are download.py --record files of the inputs, kept in the
 corpus provenance. Text is lower-cased before tokenisation unless --cased. Everything is checked before any text
-is read (compresslib.translation.sources.build_corpus); the output is written atomically.
+is read (compresslib.data.corpus_sources.build_corpus); the output is written atomically.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 
 from compresslib.cli import run_main
-from compresslib.translation.corpus import CORPORA
-from compresslib.translation.sources import build_corpus
+from compresslib.catalog import CORPORA
+from compresslib.data.corpus import build_corpus
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 
 from compresslib.cli import run_main
-from compresslib.data.datasets import DATASETS, prepare_dataset
+from compresslib.catalog import DATASETS
+from compresslib.data.datasets import prepare_dataset
 
 
 def main(argv: list[str] | None = None) -> None:

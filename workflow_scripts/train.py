@@ -6,7 +6,7 @@ same command runs by hand:
     python workflow_scripts/train.py --data resources/cifar10/dataset.pt \
         --run-dir results/teachers/cifar10/conv-teacher/seed1 model=qd_conv_teacher epochs=200 lr=0.01
 
-Settings are ``key=value`` overrides of compresslib.training.spec.TrainSpec (``kd.temperature=4``,
+Settings are ``key=value`` overrides of compresslib.specs.training.TrainSpec (``kd.temperature=4``,
 ``model_kwargs={"dropout": 0.3}``, ``quant.bits=2``). A rerun resumes from the run directory's checkpoint.
 Differentiable quantization learns the points of a trained student: ``--init`` and ``--teacher`` both
 name that student's model.pt and ``quant.method=dq``. With ``teacher_outputs=cached`` a student reads its
@@ -23,7 +23,7 @@ import sys
 
 from compresslib.cli import run_main
 from compresslib.training.loop import train
-from compresslib.training.spec import build_spec
+from compresslib.specs.training import build_spec
 
 
 def main(argv: list[str] | None = None) -> None:

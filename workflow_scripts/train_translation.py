@@ -4,9 +4,10 @@
         --run-dir results/translation/onmt_integration/transformer-teacher/seed1 \
         corpus=onmt_integration model=transformer_nmt 'model_kwargs={"layers": 6, "d_model": 512}' epochs=15
 
-Settings are ``key=value`` overrides of compresslib.translation.train.TranslationSpec (``optimizer=sgd``,
-``kd.weight=0.7``, ``quant.bits=2``). ``--teacher`` (with ``kd`` settings) distils word-level from a trained model;
-``--targets`` (written by workflow_scripts/translate.py) trains on the teacher's translations (sequence-level KD).
+Settings are ``key=value`` overrides of compresslib.specs.translation.TranslationSpec (``kind=distill``,
+``optimizer=sgd``, ``kd.weight=0.7``, ``quant.bits=2``). ``--teacher`` (with ``kd`` settings) distils word-level from
+a trained model; ``--targets`` (written by workflow_scripts/translate.py) trains on the teacher's translations
+(sequence-level KD, ``kind=seq_distill``).
 A rerun resumes from the run directory's checkpoint.
 """
 
@@ -18,8 +19,8 @@ import logging
 import sys
 
 from compresslib.cli import run_main
-from compresslib.training.spec import build_settings
-from compresslib.translation.train import TranslationSpec, train_translation
+from compresslib.specs.translation import build_translation_spec
+from compresslib.translation.train import train_translation
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="TranslationSpec settings")
     args = parser.parse_intermixed_args(argv)  # options may follow key=value settings
-    spec = build_settings(TranslationSpec, {"threads": args.threads}, args.settings)
+    spec = build_translation_spec({"threads": args.threads}, args.settings)
     logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
     train_translation(spec, args.corpus, args.run_dir, teacher_path=args.teacher, targets_path=args.targets,
                       command=[sys.executable, *sys.argv])

@@ -31,7 +31,7 @@ from compresslib.data.loader import DeviceLoader
 from compresslib.data.synthetic import make_synthetic
 from compresslib.devices import Placement
 from compresslib.training.loop import evaluate
-from compresslib.training.schedules import StepSchedule
+from compresslib.schedules import StepSchedule
 from compresslib.training.teacher_views import TeacherViews
 
 __all__ = ["SIZE_DEFAULTS", "AccuracySettings", "run_accuracy", "format_accuracy"]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from compresslib.data.datasets import DatasetInfo, get_dataset_info
+from compresslib.catalog import DatasetInfo, get_dataset_info
 from compresslib.losses import kd_loss
 from compresslib.models import create_model
-from compresslib.training.spec import KDSpec, TrainSpec
+from compresslib.specs.training import KDSpec, TrainSpec
 
 __all__ = ["Pair", "PAIRS", "LOSS", "PATHS", "PATH_LABELS"]
 

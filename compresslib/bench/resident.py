@@ -26,7 +26,7 @@ from compresslib.bench.pairs import LOSS, Pair
 from compresslib.data.loader import DeviceLoader, EpochPlan
 from compresslib.devices import device_precision, evaluation_batch_size
 from compresslib.training.loop import train_epoch
-from compresslib.training.spec import TrainSpec
+from compresslib.specs.training import TrainSpec
 from compresslib.training.teacher_views import TeacherViews, compute_teacher_views
 
 __all__ = ["resident_loader", "build_views", "ResidentTraining", "with_compile_fallback"]
@@ -45,7 +45,7 @@ def resident_loader(images: torch.Tensor, labels: torch.Tensor, pair: Pair, *, t
     return DeviceLoader(images, labels, batch_size=batch_size,
                         augment=train, shuffle=train, drop_last=train, seed=seed, mean=pair.info.mean,
                         std=pair.info.std, device=device,
-                        channels_last=device_precision(device)[1] == torch.channels_last)
+                        channels_last=device_precision(device).memory_format == torch.channels_last)
 
 
 def build_views(teacher: nn.Module, loader: DeviceLoader, pair: Pair) -> TeacherViews:
@@ -80,7 +80,7 @@ class ResidentTraining:
             raise ValueError("KD logits come from the online teacher or from its views table, not both")
         if len(loader) == 0:
             raise ValueError(f"{loader.num_examples} images make no full batch of {loader.batch_size}")
-        self.autocast, memory_format = device_precision(loader.device)
+        self.autocast, memory_format, _ = device_precision(loader.device)
         self.model = model.to(loader.device, memory_format=memory_format)
         self.teacher = teacher
         if teacher is not None:

@@ -188,7 +188,7 @@ def _evaluation(measurement: Measurement, pair: Pair, images: torch.Tensor, labe
         loader = reference_loader(images, labels, pair, train=False, workers=settings.workers, device=device)
         return lambda: reference_evaluate(model, loader, device)
     loader = resident_loader(images, labels, pair, train=False, device=device)
-    autocast, memory_format = device_precision(device)
+    autocast, memory_format, _ = device_precision(device)
     model = model.to(memory_format=memory_format)
     if compiled:
         model = torch.compile(model)

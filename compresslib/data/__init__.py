@@ -1,1 +1,2 @@
-"""Datasets: downloads and checksums, the on-disk tensor format, splits and device-resident loaders."""
+"""Data of every kind, prepared once into files that jobs read: downloads and checksums, image and text datasets
+(``dataset.pt``), translation corpora (``corpus.pt``), splits and device-resident loaders."""

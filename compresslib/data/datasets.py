@@ -1,4 +1,4 @@
-"""Dataset registry and the prepared on-disk format every training job reads.
+"""The prepared on-disk format every image and text training job reads, and preparing it.
 
 A prepared dataset is one ``dataset.pt`` file (airbench's idea): uint8 inputs and int64 labels for
 the train and test splits, the class names and a provenance dict (where the bytes came from, their
@@ -7,6 +7,7 @@ documents encoded as character indices ``(N, L)`` (``compresslib.data.text``). T
 straight onto their device; nothing decodes examples per sample. The file is memory-mapped on load,
 so a 3 GB text split is read from the page cache, not copied into a second buffer.
 
+The datasets themselves (classes, shapes, split sizes, normalisation) are listed in ``compresslib.catalog``.
 Normalisation statistics are per recipe: QD and LMA normalise CIFAR-10 with mean = std = 0.5
 (reference/seeds.md §1.7), CIFAR-100 with its own channel statistics. Text has none: character ids
 go to an embedding.
@@ -16,60 +17,25 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
 from compresslib.data.synthetic import make_synthetic
 from compresslib.data.synthetic_text import make_synthetic_text
-from compresslib.data.text import DOCUMENT_LENGTH, VOCAB_SIZE
+from compresslib.catalog import get_dataset_info
+from compresslib.data.text import VOCAB_SIZE
 from compresslib.io import load_versioned, save_torch
 
-__all__ = ["DatasetInfo", "DATASETS", "GENERATORS", "get_dataset_info", "save_dataset", "load_dataset",
-           "prepare_dataset"]
+__all__ = ["GENERATORS", "save_dataset", "load_dataset", "prepare_dataset"]
 
 FORMAT_VERSION = 2  # 2: split keys train_inputs/test_inputs (images or encoded documents)
 SPLIT_KEYS = ("train_inputs", "train_labels", "test_inputs", "test_labels")
 
 
-@dataclass(frozen=True)
-class DatasetInfo:
-    name: str
-    num_classes: int
-    kind: Literal["image", "text"]
-    # one example's shape; None: any size on that axis, the same in both splits (a generator's option)
-    input_shape: tuple[int | None, ...]
-    mean: tuple[float, ...] | None = None  # recipe normalisation of images (QD/LMA), overridable per run
-    std: tuple[float, ...] | None = None
-    split_sizes: tuple[int, int] | None = None  # (train, test) examples; None: a generator's options decide
-
-    def __post_init__(self) -> None:
-        if (self.kind == "image") != (self.mean is not None and self.std is not None):
-            raise ValueError(f"dataset {self.name!r}: images need mean and std, text takes neither")
-
-
-_CIFAR_SHAPE = (3, 32, 32)
-DATASETS: dict[str, DatasetInfo] = {
-    "cifar10": DatasetInfo("cifar10", 10, "image", _CIFAR_SHAPE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-                           split_sizes=(50_000, 10_000)),
-    "cifar100": DatasetInfo("cifar100", 100, "image", _CIFAR_SHAPE, mean=(0.5071, 0.4867, 0.4408),
-                            std=(0.2675, 0.2565, 0.2761), split_sizes=(50_000, 10_000)),
-    "synthetic": DatasetInfo("synthetic", 10, "image", _CIFAR_SHAPE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5)),
-    "amazon_review_full": DatasetInfo("amazon_review_full", 5, "text", (DOCUMENT_LENGTH,),
-                                      split_sizes=(3_000_000, 650_000)),
-    "synthetic_text": DatasetInfo("synthetic_text", 5, "text", (None,)),
-}
-
-# Datasets built by a generator from the options in config ``data.<name>`` (no download).
+# The generators of compresslib.catalog.GENERATED_DATASETS (options from config ``data.<name>``).
 GENERATORS = {"synthetic": make_synthetic, "synthetic_text": make_synthetic_text}
-
-
-def get_dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASETS)}")
-    return DATASETS[name]
 
 
 def save_dataset(path: str | Path, name: str, arrays: dict[str, Any], provenance: dict) -> None:

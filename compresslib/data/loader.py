@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["EpochPlan", "DeviceLoader", "HOLDOUT_SPLITS", "holdout_split", "epoch_seed"]
+from compresslib.catalog import HOLDOUT_SPLITS
+
+__all__ = ["EpochPlan", "DeviceLoader", "holdout_split", "epoch_seed"]
 
 
 def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
@@ -163,7 +165,6 @@ def _crop_flip(batch: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, flip: to
     ]
 
 
-HOLDOUT_SPLITS = ("random", "last")
 
 
 def holdout_split(num_examples: int, holdout_size: int, seed: int, split: str = "random"

@@ -19,12 +19,13 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["ALPHABET", "VOCAB_SIZE", "DOCUMENT_LENGTH", "PAD", "UNKNOWN", "encode_texts", "read_zhang_csv"]
+from compresslib.catalog import DOCUMENT_LENGTH
+
+__all__ = ["ALPHABET", "VOCAB_SIZE", "PAD", "UNKNOWN", "encode_texts", "read_zhang_csv"]
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-,;.!?:'\"/|_#$%\u02c6&*~`+=<>()[]{} "
 PAD, UNKNOWN = 0, 1
 VOCAB_SIZE = len(ALPHABET) + 2  # 69
-DOCUMENT_LENGTH = 1014
 
 # code point -> index for every code point up to the alphabet's largest; anything beyond is unknown
 _TABLE = np.full(max(map(ord, ALPHABET)) + 1, UNKNOWN, dtype=np.uint8)

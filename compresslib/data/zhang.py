@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from compresslib.data.download import ChecksumError, DownloadError
-from compresslib.data.text import DOCUMENT_LENGTH, encode_texts, read_zhang_csv
+from compresslib.catalog import DOCUMENT_LENGTH
+from compresslib.data.text import encode_texts, read_zhang_csv
 
 __all__ = ["ZhangRelease", "ZHANG_RELEASES", "SPLITS", "read_zhang_release"]
 

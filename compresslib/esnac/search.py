@@ -15,12 +15,12 @@ computed once), and its accuracy is its best held-out accuracy over those epochs
 see the same batches, as ESNAC trains them jointly. The reward is ``c(2-c)a`` with ``c = 1 - params/params_teacher``
 and ``a = acc/acc_teacher`` (the teacher's accuracy on the held-out split).
 
-The state (every evaluated candidate, a step's proposals before they are evaluated, which candidates are the
-best ``top_k``, whose weights wait in ``candidates/``) is saved after every candidate, so a killed search
-resumes without re-evaluating any finished candidate; candidate training and proposals are pure functions of the seed, so on CPU a resumed
-search ends exactly as an uninterrupted one. Outputs: ``search.csv`` (one row per candidate), ``top/arch-<r>.pt``
-(the rank-r candidate as an ``esnac_net`` model file with its trained weights) and ``top/arch-<r>.json``, and
-``record.json`` (written last).
+The state (every evaluated candidate, a step's proposals before they are evaluated, which candidates are the best
+``top_k``, whose weights wait in ``candidates/``) is saved after every candidate, so a killed search resumes without
+re-evaluating any finished candidate; candidate training and proposals are pure functions of the seed, so on CPU a
+resumed search ends exactly as an uninterrupted one. Outputs: ``search.csv`` (one row per candidate),
+``top/arch-<r>.pt`` (the rank-r candidate as an ``esnac_net`` model file with its trained weights) and
+``top/arch-<r>.json``, and ``record.json`` (written last).
 """
 
 from __future__ import annotations
@@ -30,9 +30,8 @@ import dataclasses
 import logging
 import math
 import random
-import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,99 +39,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compresslib import provenance
-from compresslib.data.datasets import get_dataset_info, load_dataset
-from compresslib.data.loader import HOLDOUT_SPLITS, DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import Placement, evaluation_batch_size, place
+from compresslib.catalog import get_dataset_info
+from compresslib.data.datasets import load_dataset
+from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
+from compresslib.devices import device_precision, evaluation_batch_size
 from compresslib.esnac.kernel import fit_kernel, propose
 from compresslib.esnac.space import Action, LayerGraph, build_student, compress, encode, extract_graph, \
     parameter_count, random_action
-from compresslib.io import atomic_open, load_torch, load_versioned, save_torch, sha256_file, write_json
+from compresslib.specs.esnac import SearchSpec
+from compresslib.io import atomic_open, load_torch, save_torch, write_json
+from compresslib.losses import logit_mse
 from compresslib.models import count_parameters, load_model, save_model
-from compresslib.training.checkpoint import check_resumable
-from compresslib.training.spec import require, spec_hash
+from compresslib.runs.lifecycle import Run
+from compresslib.settings import spec_hash
 
-__all__ = ["KernelSpec", "SearchSpec", "STRATEGIES", "STATE_NAME", "TOP_DIR", "SEARCH_COLUMNS", "search", "reward"]
+__all__ = ["STATE_NAME", "TOP_DIR", "SEARCH_COLUMNS", "search", "reward"]
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("esnac", "random")
-SEARCH_LOSSES = ("logit_mse", "cross_entropy")
 STATE_NAME = "search-state.pt"
 TOP_DIR = "top"  # arch-<rank>.pt and .json of the best candidates, written when the search ends
 CANDIDATES_DIR = "candidates"  # while the search runs: the weights of the best candidates so far, one file each
-STATE_FORMAT = 1
-RECORD_FORMAT = 1
 SEARCH_COLUMNS = ("index", "step", "slot", "params", "compression", "times", "val_acc", "reward", "best_reward",
                   "acquisition", "kernel_points", "kernel_fit_steps", "removed", "skips", "train_seconds")
-
-
-@dataclass
-class KernelSpec:
-    """The learned kernel (seeds.md §3.5: ke_* and co_alpha/co_beta)."""
-
-    hidden_size: int = 64  # per direction of the 4-layer bi-LSTM
-    num_layers: int = 4
-    lr: float = 1e-3  # Adam on the LSTM weights
-    weight_decay: float = 5e-4
-    alpha: float = 0.01  # RBF width: k = exp(-|e_a - e_b|^2 / (2 alpha))
-    beta: float = 0.05  # GP noise
-    max_steps: int = 100
-    ma_weight: float = 0.5  # stop once j > 5 and |ma - ll| < tolerance, ma <- w*ll + (1-w)*ma
-    tolerance: float = 1e-3
-
-
-@dataclass
-class SearchSpec:
-    """Every setting of one search; defaults are ESNAC's options.py."""
-
-    dataset: str = "cifar100"
-    strategy: str = "esnac"  # esnac (learned-kernel BO) or random (the same budget of random proposals)
-    seed: int = 127  # ESNAC's seed_everything(127)
-    steps: int = 20  # co_step_n
-    candidates_per_step: int = 8  # co_kernel_n: one kernel (esnac) per candidate
-    acquisition_samples: int = 1000  # ac_search_n: random actions scored by EI per kernel
-    history_keep: float = 0.5  # co_gamma: probability that a history record enters a kernel
-    top_k: int = 4  # co_best_n: candidates kept for full training
-    epochs: int = 10  # tr_se_epochs
-    batch_size: int = 128
-    lr: float = 1e-3  # Adam
-    weight_decay: float = 5e-4
-    loss: str = "logit_mse"  # "logit_mse" to the teacher's logits (ESNAC's 'KD') or "cross_entropy" on labels
-    holdout_size: int = 5000  # the search's held-out split of the training set
-    holdout_split: str = "last"  # ESNAC: the last 5,000 training images; "random" uses holdout_seed
-    holdout_seed: int = 0
-    eval_batch_size: int = 1000
-    kernel: KernelSpec = field(default_factory=KernelSpec)
-    # ---- runtime (not part of the search's identity) ----
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None
-    threads: int = 0
-    labels: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
-        require(self.loss in SEARCH_LOSSES, "loss", self.loss, f"one of {', '.join(SEARCH_LOSSES)}")
-        for key in ("steps", "candidates_per_step", "acquisition_samples", "top_k", "epochs", "batch_size",
-                    "holdout_size", "eval_batch_size"):
-            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        require(0 < self.history_keep <= 1, "history_keep", self.history_keep, "a number in (0, 1]")
-        require(self.lr > 0, "lr", self.lr, "a number > 0")
-        require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        require(self.holdout_split in HOLDOUT_SPLITS, "holdout_split", self.holdout_split,
-                f"one of {', '.join(HOLDOUT_SPLITS)}")
-        require(self.precision in ("auto", "fp32", "bf16"), "precision", self.precision, "one of auto, fp32, bf16")
-        require(self.kernel.max_steps >= 1, "kernel.max_steps", self.kernel.max_steps, "an integer >= 1")
-        for key in ("alpha", "beta", "lr", "tolerance"):
-            require(getattr(self.kernel, key) > 0, f"kernel.{key}", getattr(self.kernel, key), "a number > 0")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def identity(self) -> dict:
-        return {key: value for key, value in self.to_dict().items()
-                if key not in ("device", "precision", "channels_last", "threads", "labels")}
 
 
 def reward(params: int, teacher_params: int, acc: float, teacher_acc: float) -> tuple[float, float]:
@@ -144,11 +73,10 @@ def reward(params: int, teacher_params: int, acc: float, teacher_acc: float) -> 
 def search(spec: SearchSpec, data_path: str | Path, teacher_path: str | Path, run_dir: str | Path,
            command: list[str] | None = None) -> dict:
     """Run (or resume) one search; write search.csv, top/arch-<r>.{pt,json} and record.json into ``run_dir``."""
-    started_at, wall_start = provenance.now_iso(), time.perf_counter()
+    run = Run(run_dir, command, state_name=STATE_NAME)
     spec.validate()
-    with place(spec.device) as placement:
-        return _Search(spec, Path(data_path), Path(teacher_path), Path(run_dir), placement).run(
-            command, started_at, wall_start)
+    with run.placed(spec.device, spec.threads):
+        return _Search(spec, run, Path(data_path), Path(teacher_path)).search()
 
 
 @dataclass
@@ -158,17 +86,11 @@ class _Split:
 
 
 class _Search:
-    def __init__(self, spec: SearchSpec, data_path: Path, teacher_path: Path, run_dir: Path,
-                 placement: Placement) -> None:
-        self.spec, self.run_dir, self.placement = spec, run_dir, placement
-        self.data_path, self.teacher_path = data_path, teacher_path
-        device = self.device = placement.device
-        if device.type == "cpu" and spec.threads:
-            torch.set_num_threads(spec.threads)
-        use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
-        self.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
-        channels_last = device.type == "cuda" if spec.channels_last is None else spec.channels_last
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    def __init__(self, spec: SearchSpec, run: Run, data_path: Path, teacher_path: Path) -> None:
+        self.spec, self.run, self.run_dir = spec, run, run.run_dir
+        device = self.device = run.device
+        self.autocast, self.memory_format, _ = device_precision(device, spec.precision, spec.channels_last)
+        channels_last = self.memory_format == torch.channels_last
 
         teacher, meta = load_model(teacher_path)
         if meta.get("dataset") != spec.dataset:
@@ -178,6 +100,7 @@ class _Search:
         if kind != "image":
             raise ValueError(f"ESNAC searches image classifiers; {spec.dataset} is a {kind} dataset")
         self.teacher_meta = meta
+        self.teacher_file = run.input_file(teacher_path, name=meta["name"])
         self.graph: LayerGraph = extract_graph(teacher)  # on the CPU copy: the weights the students slice
         self.teacher_params = count_parameters(teacher)
         self.teacher_encoding = encode(compress(self.graph, self._identity_action()))
@@ -185,7 +108,7 @@ class _Search:
         dataset = load_dataset(data_path)
         if dataset["name"] != spec.dataset:
             raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, not {spec.dataset!r}")
-        self.data_provenance = dataset["provenance"]
+        self.data_file = run.input_file(data_path, **dataset["provenance"])
         inputs, labels = dataset["train_inputs"], dataset["train_labels"]
         keep, held_out = holdout_split(len(labels), spec.holdout_size, spec.holdout_seed, spec.holdout_split)
         norm = meta.get("normalization")
@@ -228,7 +151,7 @@ class _Search:
 
     # ---- the loop -----------------------------------------------------------------------------------------
 
-    def run(self, command: list[str] | None, started_at: str, wall_start: float) -> dict:
+    def search(self) -> dict:
         spec = self.spec
         state = self._load_state()
         for step in range(spec.steps):
@@ -250,7 +173,7 @@ class _Search:
                 log.info("step %d candidate %d: %d params (c %.4f), held-out acc %.4f, reward %.4f (best %.4f)",
                          step, slot, row["params"], row["compression"], row["val_acc"], row["reward"],
                          max(r["reward"] for r in state["evaluated"]))
-        return self._finish(state, command, started_at, wall_start)
+        return self._finish(state)
 
     def _propose(self, step: int, history: list[dict]) -> list[dict]:
         """The step's actions with what chose them (the kernel's EI, points and fitting steps for esnac)."""
@@ -291,7 +214,7 @@ class _Search:
             for inputs, index_batch in loader:
                 with self.autocast:
                     logits = student(inputs).float()
-                loss = (F.mse_loss(logits, self.teacher_logits[index_batch]) if spec.loss == "logit_mse"
+                loss = (logit_mse(logits, self.teacher_logits[index_batch]) if spec.loss == "logit_mse"
                         else F.cross_entropy(logits, self.train.labels[index_batch]))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -325,26 +248,20 @@ class _Search:
         setting that differs), the teacher and the data."""
         kernel = {f"kernel.{key}": value for key, value in self.spec.identity().pop("kernel").items()}
         settings = {key: value for key, value in self.spec.identity().items() if key != "kernel"}
-        return {**settings, **kernel, "teacher_sha256": sha256_file(self.teacher_path),
-                "data_sha256": sha256_file(self.data_path)}
+        return {**settings, **kernel, "teacher_sha256": self.teacher_file["sha256"],
+                "data_sha256": self.data_file["sha256"]}
 
     def _load_state(self) -> dict:
-        path = self.run_dir / STATE_NAME
-        identity = self._identity()
-        if not path.exists():
-            return {"identity": identity, "evaluated": [], "pending": None, "top": [], "sessions": [self._session(0)]}
-        state = load_versioned(path, STATE_FORMAT, "ESNAC search state", "delete it to start the search over")
-        check_resumable(state["identity"], identity, path)
-        state["sessions"].append(self._session(len(state["evaluated"])))
-        log.info("resuming: %d candidates evaluated", len(state["evaluated"]))
+        state = self.run.resume(self._identity())
+        if state is None:
+            state = {"evaluated": [], "pending": None, "top": []}
+        else:
+            log.info("resuming: %d candidates evaluated", len(state["evaluated"]))
+        self.run.begin_session(evaluated_before=len(state["evaluated"]))
         return state
 
-    def _session(self, evaluated: int) -> dict:
-        return {"started_at": provenance.now_iso(), "evaluated_before": evaluated,
-                **provenance.job_identity(), "device": str(self.device)}
-
     def _save_state(self, state: dict) -> None:
-        save_torch(self.run_dir / STATE_NAME, {"format": STATE_FORMAT, **state})
+        self.run.save_state(self._identity(), {key: state[key] for key in ("evaluated", "pending", "top")})
 
     def _keep_if_top(self, state: dict, row: dict, weights: dict) -> list[int]:
         """Keep the weights of the ``top_k`` best-rewarded candidates (ties: the earlier one), each in its own file
@@ -359,7 +276,7 @@ class _Search:
     def _weights_path(self, index: int) -> Path:
         return self.run_dir / CANDIDATES_DIR / f"{index}.pt"
 
-    def _finish(self, state: dict, command: list[str] | None, started_at: str, wall_start: float) -> dict:
+    def _finish(self, state: dict) -> dict:
         spec, run_dir = self.spec, self.run_dir
         rows = state["evaluated"]
         best = 0.0
@@ -391,9 +308,8 @@ class _Search:
                               "esnac": {k: v for k, v in summary.items() if k != "layers"}})
             write_json(top_dir / f"arch-{rank}.json", summary)
             top.append({"rank": rank, "file": f"{TOP_DIR}/arch-{rank}.pt", **facts})
-        record = {
-            "format": RECORD_FORMAT, "kind": "esnac_search", "run_dir": str(run_dir), "labels": dict(spec.labels),
-            "seed": spec.seed, "strategy": spec.strategy, "spec": spec.to_dict(), "spec_hash": spec_hash(spec),
+        sections = {
+            "strategy": spec.strategy,
             "teacher": {"name": self.teacher_meta["name"], "params": self.teacher_params,
                         "val_acc": self.teacher_val_acc, "layers": self.graph.size,
                         "groups": self.graph.group_widths, "removable": len(self.graph.removable),
@@ -401,19 +317,12 @@ class _Search:
             "candidates": len(rows), "best_reward": max(r["reward"] for r in rows), "top": top,
             "curve": {"index": [r["index"] for r in rows], "reward": [r["reward"] for r in rows],
                       "best_reward": [r["best_reward"] for r in rows]},
-            "timing": {"wall_s": time.perf_counter() - wall_start,
-                       "train_s": sum(r["train_seconds"] for r in rows), "sessions": state["sessions"]},
-            "hardware": provenance.hardware(self.placement, torch.get_num_threads()),
-            "provenance": provenance.run_provenance(
-                {"path": str(self.data_path), "sha256": sha256_file(self.data_path), **self.data_provenance},
-                command, started_at,
-                teacher_model={"path": str(self.teacher_path), "sha256": sha256_file(self.teacher_path),
-                               "name": self.teacher_meta["name"]}),
         }
-        write_json(run_dir / "record.json", record)  # last: its presence means "finished"
-        (run_dir / STATE_NAME).unlink()
-        shutil.rmtree(run_dir / CANDIDATES_DIR)
-        return record
+        record = self.run.record(kind="esnac_search", labels=spec.labels, seed=spec.seed, spec=spec.to_dict(),
+                                 spec_hash=spec_hash(spec), sections=sections,
+                                 timing=self.run.timing(train_s=sum(r["train_seconds"] for r in rows)),
+                                 data=self.data_file, teacher_model=self.teacher_file)
+        return self.run.finish(record, CANDIDATES_DIR)  # the weights of the top candidates are in top/ now
 
 
 def _ranked(rows: list[dict]) -> list[dict]:

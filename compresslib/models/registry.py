@@ -15,18 +15,24 @@ from typing import Any
 import torch
 from torch import nn
 
+from compresslib.activations import ACTIVATION_TYPES
+from compresslib.catalog import MODELS
 from compresslib.io import load_versioned, save_torch
 
 __all__ = ["register_model", "create_model", "list_models", "is_model", "save_model", "load_model", "model_file_info",
-           "count_parameters"]
+           "count_parameters", "model_facts"]
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 MODEL_FILE_FORMAT = 1
 
 
 def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register a constructor under its function name; a duplicate name is an error."""
+    """Register a constructor under its function name; a duplicate name, or one that ``compresslib.catalog.MODELS``
+    does not list under the constructor's module, is an error."""
     name = fn.__name__
+    if MODELS.get(name) != fn.__module__:
+        raise ValueError(f"model {name!r} ({fn.__module__}) is not listed in compresslib.catalog.MODELS under its "
+                         "module; add it there so that config checks know it")
     if name in _MODELS:
         raise ValueError(f"model {name!r} is already registered (by {_MODELS[name].__module__})")
     _MODELS[name] = fn
@@ -54,6 +60,14 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def model_facts(model: nn.Module, name: str) -> dict:
+    """A record's ``model`` section: registered name, parameters (of them, in activations) and 32-bit bytes."""
+    params = count_parameters(model)
+    activation_params = sum(p.numel() for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
+                            for p in m.parameters(recurse=False))
+    return {"name": name, "params": params, "activation_params": activation_params, "bytes_fp32": 4 * params}
 
 
 def save_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, extra: dict | None = None) -> None:

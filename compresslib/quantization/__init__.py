@@ -1,5 +1,3 @@
-"""Quantization: the bucketed uniform quantizer (QD) and what is built on it."""
-
-from compresslib.quantization.uniform import MAX_BITS, MIN_BITS, QuantizedTensor, fake_quantize, quantize
-
-__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "MIN_BITS", "MAX_BITS"]
+"""Quantization: the bucketed uniform quantizer (QD, ``uniform``), QD's shadow weights (``shadow``), DQ's learned
+points (``differentiable``), size accounting (``size``) and the packed file (``pack``); the settings of every
+quantized run are ``spec.QuantSpec`` (importable without torch)."""

@@ -23,12 +23,12 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compresslib.specs.quantization import POINT_INITS
 from compresslib.quantization.uniform import QuantizedTensor, bucket_range, bucket_rows, dequantize_points
 
-__all__ = ["POINT_INITS", "MAX_CODE_BITS", "LearnedPoints", "LearnedPointsQuantizer", "allocate_points",
+__all__ = ["MAX_CODE_BITS", "LearnedPoints", "LearnedPointsQuantizer", "allocate_points",
            "gradient_norms", "initial_points"]
 
-POINT_INITS = ("quantiles", "uniform")
 MAX_CODE_BITS = 16  # a packed code is at most 16 bits wide
 
 

@@ -25,7 +25,8 @@ from compresslib.models import count_parameters, create_model
 from compresslib.quantization.size import huffman_mean_bits, model_size_mb, size_reduction_factor
 from compresslib.quantization.uniform import QuantizedTensor
 
-__all__ = ["PACKED_FORMAT", "PACKED_NAME", "pack_model", "pack_and_measure", "load_packed", "pack_codes", "unpack_codes"]
+__all__ = ["PACKED_FORMAT", "PACKED_NAME", "pack_model", "pack_and_measure", "load_packed", "pack_codes",
+           "unpack_codes"]
 
 PACKED_NAME = "model.packed"  # next to model.pt in a quantized run's directory
 PACKED_FORMAT = 2
@@ -121,7 +122,8 @@ def load_packed(path: str | Path, device: str | torch.device = "cpu") -> tuple[n
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path}: unreadable header ({error})") from None
     if header.get("format") != PACKED_FORMAT:
-        raise ValueError(f"{path} is a packed model of format {header.get('format')}, this version reads {PACKED_FORMAT}")
+        raise ValueError(f"{path} is a packed model of format {header.get('format')}, this version reads "
+                         f"{PACKED_FORMAT}")
     payload = memoryview(data)[16 + header_length:]
     if sum(entry["length"] for entry in header["entries"]) != len(payload):
         raise ValueError(f"{path} is truncated or has trailing bytes: the header and the payload disagree")
@@ -140,7 +142,8 @@ def _read_entry(entry: dict, payload: memoryview, header: dict) -> torch.Tensor:
     buckets, bits, bucket_size, count = entry["buckets"], entry["bits"], entry["bucket_size"], entry["points"]
     floats = np.frombuffer(chunk[: 4 * (count + 2 * buckets)], dtype="<f4").astype(np.float32)
     points = torch.from_numpy(floats[:count].copy()) if count else None
-    minimum, maximum = torch.from_numpy(floats[count:count + buckets].copy()), torch.from_numpy(floats[count + buckets:].copy())
+    minimum = torch.from_numpy(floats[count:count + buckets].copy())
+    maximum = torch.from_numpy(floats[count + buckets:].copy())
     codes = torch.from_numpy(unpack_codes(bytes(chunk[4 * (count + 2 * buckets):]), bits, shape.numel()))
     width = shape.numel() if bucket_size is None else bucket_size
     codes = torch.cat([codes, codes.new_zeros(-shape.numel() % width)]).reshape(buckets, width)

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from compresslib.quantization.uniform import QuantizedTensor, check_settings, quantize
+from compresslib.specs.quantization import SKIP_BY, check_settings
+from compresslib.quantization.uniform import QuantizedTensor, quantize
 
-__all__ = ["SKIP_BY", "ShadowQuantizer", "quantized_parameter_names", "forward_order_layers", "quantize_model_"]
+__all__ = ["ShadowQuantizer", "quantized_parameter_names", "forward_order_layers", "quantize_model_"]
 
-SKIP_BY = ("layers", "registration")
 _LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
 
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "check_settings", "dequantize_points", "bucket_rows",
-           "bucket_range", "MIN_BITS", "MAX_BITS"]
+from compresslib.specs.quantization import check_settings
 
-MIN_BITS, MAX_BITS = 2, 8
+__all__ = ["QuantizedTensor", "quantize", "fake_quantize", "dequantize_points", "bucket_rows", "bucket_range"]
+
 _DEGENERATE_RANGE = 1e-10  # the original's threshold below which a bucket's range counts as zero
 _ON_LEVEL = 1e-4  # in steps: how close to a level a value must be to count as on it (stochastic rounding)
 
@@ -94,7 +94,8 @@ def quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = None, *,
     """
     check_settings(bits, bucket_size)
     if not tensor.is_floating_point() or tensor.numel() == 0:
-        raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} {tuple(tensor.shape)}")
+        raise ValueError(f"can only quantize a non-empty floating-point tensor, got {tensor.dtype} "
+                         f"{tuple(tensor.shape)}")
     if check_finite and not torch.isfinite(tensor).all():
         raise ValueError("cannot quantize a tensor holding NaN or infinite values")
     buckets = bucket_rows(tensor.detach().float(), bucket_size)
@@ -120,12 +121,3 @@ def fake_quantize(tensor: torch.Tensor, bits: int, bucket_size: int | None = Non
     quantized = quantize(tensor, bits, bucket_size, stochastic=stochastic, generator=generator,
                          check_finite=check_finite)
     return quantized.dequantize().to(tensor.dtype)
-
-
-def check_settings(bits: int, bucket_size: int | None) -> None:
-    """Raise ValueError unless ``bits`` is in [MIN_BITS, MAX_BITS] and ``bucket_size`` is None or positive."""
-    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
-        raise ValueError(f"bits must be an integer from {MIN_BITS} to {MAX_BITS}, got {bits!r}")
-    if bucket_size is not None and (isinstance(bucket_size, bool) or not isinstance(bucket_size, int)
-                                    or bucket_size < 1):
-        raise ValueError(f"bucket_size must be a positive integer or None (one bucket), got {bucket_size!r}")

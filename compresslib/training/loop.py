@@ -1,12 +1,12 @@
 """One training loop for teachers, distilled and quantized students, and LIT students.
 
 Read top to bottom: resolve the spec -> place the job (the GPU it was given, a leased free GPU, or the
-CPU; compresslib.devices) -> data on the device -> teacher (students: the model, or with
+CPU; the run lifecycle of compresslib.runs) -> data on the device -> teacher (students: the model, or with
 teacher_outputs=cached its views table) -> model (LIT: the teacher's stem
 and head, frozen), quantizer -> resume from the run directory's checkpoint -> epochs, phase by phase (one
 phase; LIT: blockwise phase 1, then full-model KD), each phase with its own optimisers and schedule
 (train, evaluate, schedule, history row, checkpoint) -> select the weights -> model.pt, history.csv,
-record.json (written last: its presence means "finished").
+record.json (written last: its presence means "finished"). The record's kind is the spec's ``kind``.
 
 Hot loop: forward, loss, backward, step. Loss and correct counts accumulate as device tensors and are
 read once per epoch (one host sync), as in airbench. Every epoch reseeds torch from (seed, epoch) and
@@ -17,10 +17,8 @@ checkpoint produces bit-identical numbers on CPU.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
-import io
 import itertools
 import logging
 import math
@@ -31,40 +29,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compresslib import provenance
-from compresslib.activations import ACTIVATION_TYPES, parse_activation
-from compresslib.data.datasets import get_dataset_info, load_dataset
+from compresslib.activation_tags import parse_activation
+from compresslib.catalog import get_dataset_info
+from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import Placement, evaluation_batch_size, place
-from compresslib.io import atomic_open, sha256_file, write_json
+from compresslib.devices import device_precision, evaluation_batch_size
 from compresslib.lit import check_pair, copy_and_freeze_ends, phase_one_parameter_sets, section_mse, \
     train_phase_one_epoch
 from compresslib.losses import kd_loss
-from compresslib.models import count_parameters, create_model, load_model, model_file_info, save_model
+from compresslib.models import create_model, load_model, model_facts, model_file_info, save_model
 from compresslib.quantization.differentiable import LearnedPointsQuantizer, allocate_points, gradient_norms
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
-from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
-from compresslib.training.schedules import Schedule, build_schedule
-from compresslib.training.spec import TrainSpec, spec_hash
+from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.schedules import Schedule, build_schedule
+from compresslib.settings import spec_hash
+from compresslib.specs.training import ESNAC_MODEL, TrainSpec
 from compresslib.training.teacher_views import TeacherViews
 
-__all__ = ["train", "train_epoch", "evaluate", "run_kind", "model_facts", "cpu_state", "write_history",
-           "OUTPUT_NAMES", "HISTORY_COLUMNS"]
+__all__ = ["train", "train_epoch", "evaluate", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAMES = ("model.pt", "history.csv", "record.json")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                    "train_seconds", "eval_seconds", "examples_per_s")
-RECORD_FORMAT = 1
-
-
-ESNAC_MODEL = "esnac_net"  # the compressed networks ESNAC's search writes (compresslib.models.graph_layers)
-
-
-class TrainingDiverged(FloatingPointError):
-    """The training loss became NaN or infinite."""
 
 
 def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_path: str | Path | None = None,
@@ -80,14 +69,13 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     itself is never loaded. A quantized run also writes ``model.packed``. The device is held (a leased GPU)
     for the whole run. Returns the record.
     """
-    started_at, wall_start = provenance.now_iso(), time.perf_counter()
+    run = Run(run_dir, command)
     spec.validate()
-    run_dir = Path(run_dir)  # created by the first checkpoint write, after every input check passed
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
     learns_points = spec.quant is not None and spec.quant.method == "dq"
-    takes_init = learns_points or spec.lit is not None or spec.model == ESNAC_MODEL
+    takes_init = learns_points or spec.kind in ("lit", "esnac")
     if (learns_points and init_path is None) or (init_path is not None and not takes_init):
         raise ValueError("differentiable quantization (quant.method=dq) learns the points of a trained model: it "
                          f"needs an init model; only it, LIT and ESNAC's full training ({ESNAC_MODEL}) take one "
@@ -99,32 +87,27 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError(f"teacher-views file {teacher_views_path} was given, but teacher_outputs is "
                          f"{spec.teacher_outputs!r} (the teacher runs on every batch); set teacher_outputs=cached")
 
-    with place(spec.device) as placement:
-        return _train_placed(spec, data_path, run_dir, teacher_path, init_path, teacher_views_path, command,
-                             placement, started_at, wall_start)
+    with run.placed(spec.device, spec.threads):
+        return _train_placed(spec, run, data_path, teacher_path, init_path, teacher_views_path)
 
 
-def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher_path: str | Path | None,
-                  init_path: str | Path | None, teacher_views_path: str | Path | None, command: list[str] | None,
-                  placement: Placement, started_at: str, wall_start: float) -> dict:
-    device = placement.device
-    if device.type == "cpu" and spec.threads:
-        torch.set_num_threads(spec.threads)
-    use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
+def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path: str | Path | None,
+                  init_path: str | Path | None, teacher_views_path: str | Path | None) -> dict:
+    device, run_dir = run.device, run.run_dir
     info = get_dataset_info(spec.dataset)
-    text = info.kind == "text"  # character ids in (N, L): no image memory layout
-    channels_last = device.type == "cuda" and not text if spec.channels_last is None else spec.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
-    log.info("device %s%s, %s, threads %d, channels_last %s", device,
-             f" (GPU {placement.gpu_uuid}, lease {placement.lease})" if placement.lease else "",
-             "bf16 autocast" if use_bf16 else "fp32", torch.get_num_threads(), channels_last)
+    # character ids in (N, L) have no image memory layout
+    precision = device_precision(device, spec.precision, spec.channels_last, images=info.kind == "image")
+    autocast, memory_format = precision.autocast, precision.memory_format
+    channels_last = memory_format == torch.channels_last
+    log.info("device %s%s, %s, threads %d", device,
+             f" (GPU {run.placement.gpu_uuid}, lease {run.placement.lease})" if run.placement.lease else "",
+             precision.describe(), torch.get_num_threads())
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = load_dataset(data_path)
     if dataset["name"] != spec.dataset:
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but the spec asks for {spec.dataset!r}")
-    data_file = {"path": str(data_path), "sha256": sha256_file(data_path), **dataset["provenance"]}
+    data_file = run.input_file(data_path, **dataset["provenance"])
     mean, std = spec.mean or info.mean, spec.std or info.std  # None for text: character ids, no normalisation
     mean, std = (list(mean) if mean is not None else None), (list(std) if std is not None else None)
     normalization = {"mean": mean, "std": std}
@@ -160,15 +143,14 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
             raise ValueError(f"teacher {teacher_path} was trained on {teacher_meta.get('dataset')!r} with "
                              f"normalisation {teacher_meta.get('normalization')}, the student uses "
                              f"{spec.dataset!r} with {normalization}; they must see the same inputs")
-        teacher_info = {"path": str(teacher_path), "sha256": sha256_file(teacher_path), "name": teacher_meta["name"],
-                        "spec_hash": teacher_meta.get("spec_hash")}
+        teacher_info = run.input_file(teacher_path, name=teacher_meta["name"], spec_hash=teacher_meta.get("spec_hash"))
     if teacher_views_path is not None:
         views = TeacherViews.load(teacher_views_path, device, teacher_sha256=teacher_info["sha256"],
                                   dataset_sha256=data_file["sha256"], normalization=normalization)
         if (train_loader.augment and not views.augment) or (views.augment and views.pad != train_loader.pad):
             raise ValueError(f"teacher-views file {teacher_views_path} holds {_seen(views.augment, views.pad)}, but "
                              f"this run trains on {_seen(train_loader.augment, train_loader.pad)}")
-        views_info = {"path": str(teacher_views_path), "sha256": sha256_file(teacher_views_path)}
+        views_info = run.input_file(teacher_views_path)
         train_examples = train_examples.to(device)
 
     # ---- model, quantizer, optimiser, schedule -----------------------------------------------------
@@ -177,15 +159,13 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     model = create_model(spec.model, **model_kwargs).to(device, memory_format=memory_format)
     init_info = None
     if init_path is not None:
-        init_info = _load_init(model, init_path, spec.model, model_kwargs)
+        init_info = _load_init(model, run.input_file(init_path), spec.model, model_kwargs)
     example = next(iter(eval_loaders["test"]))[0][:2]  # shapes and dtype of real inputs, for model checks
     frozen = []
     if spec.lit is not None:  # phase 1 starts from the teacher's stem and head (a checkpoint's weights follow)
         check_pair(teacher, model, example)
         frozen = copy_and_freeze_ends(teacher, model)
-    checkpoint = load_checkpoint(run_dir)
-    if checkpoint is not None:
-        check_resumable(checkpoint["identity"], spec.identity(), run_dir / CHECKPOINT_NAME)
+    checkpoint = run.resume(spec.identity())
     quantizer, trainable = None, list(model.parameters())
     if spec.quant is not None:
         names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
@@ -200,16 +180,14 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
     # ---- resume ------------------------------------------------------------------------------------
     history: list[dict] = []
     best_state = None  # weights of the best validation epoch, kept only when the run selects them
-    start_epoch, stopped_early, schedule_state, sessions = 0, False, None, []
+    start_epoch, stopped_early, schedule_state = 0, False, None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         history, best_state = checkpoint["history"], checkpoint["best_state"]
         start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
-        schedule_state, sessions = checkpoint["schedule"], checkpoint["sessions"]
+        schedule_state = checkpoint["schedule"]
         log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
-    # one entry per process that worked on this run: a run resubmitted after a time limit shows each job
-    sessions.append({"started_at": started_at, "start_epoch": start_epoch, **provenance.job_identity(),
-                     "device": str(device)})
+    run.begin_session(start_epoch=start_epoch)
 
     # ---- epochs ------------------------------------------------------------------------------------
     # KDSpec's fields are kd_loss's keywords; without a teacher kd_loss is plain cross-entropy.
@@ -275,10 +253,10 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
             best_state = cpu_state(model)
-        save_checkpoint(run_dir, {
-            "identity": spec.identity(), "next_epoch": epoch + 1, "stopped_early": stopped_early,
+        run.save_state(spec.identity(), {
+            "next_epoch": epoch + 1, "stopped_early": stopped_early,
             "model": cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
-            "schedule": schedule.state_dict(), "history": history, "best_state": best_state, "sessions": sessions,
+            "schedule": schedule.state_dict(), "history": history, "best_state": best_state,
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
         })
         log.info("epoch %d/%d%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
@@ -301,14 +279,10 @@ def _train_placed(spec: TrainSpec, data_path: str | Path, run_dir: Path, teacher
         quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, model_kwargs, codes,
                                          spec.quant.bits, spec.quant.bucket_size, model_extra)
     save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
-    write_history(run_dir / "history.csv", history)
-    record = _build_record(spec, run_dir, model, history, stopped_early, placement, teacher_info, data_file,
-                           sessions, command, started_at, time.perf_counter() - wall_start, quantization, init_info,
-                           views_info,
-                           _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None)
-    write_json(run_dir / "record.json", record)
-    (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
-    return record
+    write_history(run_dir / "history.csv", history, HISTORY_COLUMNS)
+    lit = _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None
+    return run.finish(_record(spec, run, model, history, stopped_early, data_file, quantization, lit,
+                              teacher_model=teacher_info, init_model=init_info, teacher_views=views_info))
 
 
 def train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
@@ -370,14 +344,6 @@ def _scores(model: nn.Module, loaders: dict[str, DeviceLoader], autocast: torch.
     return scores
 
 
-def model_facts(model: nn.Module, name: str) -> dict:
-    """A record's ``model`` section: registered name, parameters (of them, in activations) and 32-bit bytes."""
-    params = count_parameters(model)
-    activation_params = sum(p.numel() for m in model.modules() if isinstance(m, ACTIVATION_TYPES)
-                            for p in m.parameters(recurse=False))
-    return {"name": name, "params": params, "activation_params": activation_params, "bytes_fp32": 4 * params}
-
-
 @dataclasses.dataclass(frozen=True)
 class _Phase:
     name: str  # "train" (every run but LIT), or LIT's "lit" (phase 1) and "full_model" (phase 2)
@@ -409,29 +375,15 @@ def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: li
     return optimizers, schedule
 
 
-def run_kind(spec: TrainSpec) -> str:
-    """What a run is, for result tables: teacher, undistilled or distilled student, quantized student, LIT, or
-    the full training of an architecture ESNAC found."""
-    if spec.quant is not None:
-        return "quantize"
-    if spec.lit is not None:
-        return "lit"
-    if spec.model == ESNAC_MODEL:
-        return "esnac"
-    if spec.kd is not None:
-        return "distill"
-    return "undistilled" if "student" in spec.labels else "teacher"
-
-
-def _load_init(model: nn.Module, init_path: str | Path, name: str, kwargs: dict) -> dict:
-    """Load a trained model's weights into ``model`` (same architecture); return its provenance."""
-    trained, meta = load_model(init_path)
+def _load_init(model: nn.Module, init_file: dict, name: str, kwargs: dict) -> dict:
+    """Load a trained model's weights (``init_file``: its input facts) into ``model`` (same architecture); return
+    its provenance."""
+    trained, meta = load_model(init_file["path"])
     if meta["name"] != name or meta["kwargs"] != kwargs:
-        raise ValueError(f"init model {init_path} is {meta['name']!r} with {meta['kwargs']}, but this run builds "
-                         f"{name!r} with {kwargs}")
+        raise ValueError(f"init model {init_file['path']} is {meta['name']!r} with {meta['kwargs']}, but this run "
+                         f"builds {name!r} with {kwargs}")
     model.load_state_dict(trained.state_dict())
-    return {"path": str(init_path), "sha256": sha256_file(init_path), "name": meta["name"],
-            "spec_hash": meta.get("spec_hash")}
+    return {**init_file, "name": meta["name"], "spec_hash": meta.get("spec_hash")}
 
 
 def _point_counts(spec: TrainSpec, model: nn.Module, names: list[str], loader: DeviceLoader,
@@ -471,62 +423,32 @@ def _best_row(history: list[dict]) -> dict:
     return max(history, key=lambda row: row["val_acc"])
 
 
-def cpu_state(model: nn.Module) -> dict:
-    """A copy of the model's state on the CPU (for checkpoints and the best epoch's weights)."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
-
-
-def write_history(path: Path, history: list[dict], leading: tuple[str, ...] = HISTORY_COLUMNS) -> None:
-    """history.csv, atomically: the ``leading`` columns first, then any other keys of the rows in their order."""
-    buffer = io.StringIO()
-    columns = leading + tuple(key for key in history[0] if key not in leading)
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    with atomic_open(path, "w", encoding="utf-8") as handle:
-        handle.write(buffer.getvalue())
-
-
-def _build_record(spec: TrainSpec, run_dir: Path, model: nn.Module, history: list[dict], stopped_early: bool,
-                  placement: Placement, teacher_info: dict | None, data_file: dict, sessions: list[dict],
-                  command: list[str] | None, started_at: str, wall_seconds: float, quantization: dict | None,
-                  init_info: dict | None, views_info: dict | None, lit: dict | None) -> dict:
+def _record(spec: TrainSpec, run: Run, model: nn.Module, history: list[dict], stopped_early: bool, data_file: dict,
+            quantization: dict | None, lit: dict | None, **inputs: dict | None):
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
     selected = best_row if spec.selection == "best" else final
     train_seconds = sum(row["train_seconds"] for row in history)
-    return {
-        "format": RECORD_FORMAT,
-        "kind": run_kind(spec),
-        "run_dir": str(run_dir),
-        "labels": dict(spec.labels),
-        "activation": spec.activation, "activation_family": family, "bins": bins,
-        "seed": spec.seed,
-        "spec": spec.to_dict(),
-        "spec_hash": spec_hash(spec),
-        "metrics": {
-            "final_epoch": final["epoch"], "final_test_acc": final["test_acc"], "final_val_acc": final["val_acc"],
-            "final_train_loss": final["train_loss"],
-            "best_epoch": best_row["epoch"], "best_val_acc": best_row["val_acc"], "best_test_acc": best_row["test_acc"],
-            "max_test_acc": max(row["test_acc"] for row in history),
-            "selection": spec.selection, "selected_test_acc": selected["test_acc"],
-            "epochs_run": len(history), "stopped_early": stopped_early,
-            **({"final_shadow_test_acc": final["shadow_test_acc"], "best_shadow_test_acc": best_row["shadow_test_acc"]}
-               if "shadow_test_acc" in final else {}),
-        },
-        "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
-        "model": model_facts(model, spec.model),
-        "quantization": quantization,
-        "lit": lit,
-        "timing": {
-            "wall_s": wall_seconds, "train_s": train_seconds,
-            "epoch_s_mean": sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
-            "train_examples_per_s": sum(row["examples_per_s"] * row["train_seconds"] for row in history) / train_seconds,
-            "resumed_from_epoch": sessions[-1]["start_epoch"],
-            "sessions": sessions,
-        },
-        "hardware": provenance.hardware(placement, torch.get_num_threads()),
-        "provenance": provenance.run_provenance(data_file, command, started_at, teacher_model=teacher_info,
-                                                init_model=init_info, teacher_views=views_info),
+    metrics = {
+        "final_epoch": final["epoch"], "final_test_acc": final["test_acc"], "final_val_acc": final["val_acc"],
+        "final_train_loss": final["train_loss"],
+        "best_epoch": best_row["epoch"], "best_val_acc": best_row["val_acc"], "best_test_acc": best_row["test_acc"],
+        "max_test_acc": max(row["test_acc"] for row in history),
+        "selection": spec.selection, "selected_test_acc": selected["test_acc"],
+        "epochs_run": len(history), "stopped_early": stopped_early,
+        **({"final_shadow_test_acc": final["shadow_test_acc"], "best_shadow_test_acc": best_row["shadow_test_acc"]}
+           if "shadow_test_acc" in final else {}),
     }
+    timing = run.timing(
+        train_s=train_seconds,
+        epoch_s_mean=sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
+        train_examples_per_s=sum(row["examples_per_s"] * row["train_seconds"] for row in history) / train_seconds,
+        resumed_from_epoch=run.sessions[-1]["start_epoch"])
+    sections = {
+        "activation": spec.activation, "activation_family": family, "bins": bins, "metrics": metrics,
+        "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
+        "model": model_facts(model, spec.model), "quantization": quantization, "lit": lit,
+    }
+    return run.record(kind=spec.kind, labels=spec.labels, seed=spec.seed, spec=spec.to_dict(),
+                      spec_hash=spec_hash(spec), sections=sections, timing=timing, data=data_file, **inputs)

@@ -81,7 +81,7 @@ def compute_teacher_views(teacher: nn.Module, inputs: torch.Tensor, *, mean: Seq
         raise ValueError(f"teacher views are made of uint8 images (N, C, H, W), got {inputs.dtype} "
                          f"{tuple(inputs.shape)}")
     device = torch.device(device)
-    autocast, memory_format = device_precision(device)
+    autocast, memory_format, _ = device_precision(device)
     n = len(inputs)
     # The training loader's own crop, flip and normalisation, driven by one plan per view.
     loader = DeviceLoader(inputs, torch.zeros(n, dtype=torch.int64), batch_size=batch_size, augment=augment,

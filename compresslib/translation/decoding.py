@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from compresslib.translation.models import Seq2Seq
+from compresslib.models.seq2seq import Seq2Seq
 
 __all__ = ["beam_search", "greedy_decode"]
 

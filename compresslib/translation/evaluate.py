@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 
 from compresslib.translation.batching import collate, sentence_widths, token_batches
-from compresslib.translation.corpus import Tokenizer
+from compresslib.data.corpus import Tokenizer
 from compresslib.translation.decoding import beam_search
-from compresslib.translation.models import Seq2Seq
+from compresslib.models.seq2seq import Seq2Seq
 
 __all__ = ["translate", "translate_ids", "bleu", "perplexity", "eval_batches"]
 

@@ -1,11 +1,12 @@
 """Training translation models: teachers, word- and sequence-level distilled students, quantized students.
 
-One job, like ``compresslib.training.loop.train`` for the image and text classifiers: resolve the spec -> place
-it (``compresslib.devices``) -> corpus, teacher, model, quantizer -> resume from the run directory's checkpoint
--> epochs (train, validation perplexity, schedule, history row, checkpoint) -> beam-search translation of every
-test split, BLEU, perplexity, inference time and memory -> ``translations/<split>.txt``, ``model.pt`` (plus
-``model.packed`` for a quantized run), ``history.csv``, ``record.json`` (written last: its presence means
-"finished"); the checkpoint is then deleted.
+One job, like ``compresslib.training.loop.train`` for the image and text classifiers, in the shared run lifecycle
+(``compresslib.runs``): resolve the spec -> place it -> corpus, teacher, model, quantizer -> resume from the run
+directory's checkpoint -> epochs (train, validation perplexity, schedule, history row, checkpoint) -> beam-search
+translation of every test split, BLEU, perplexity, inference time and memory -> ``translations/<split>.txt``,
+``model.pt`` (plus ``model.packed`` for a quantized run), ``history.csv``, ``record.json`` (written last: its
+presence means "finished"); the checkpoint is then deleted. The spec's ``kind`` (``compresslib.specs.translation``)
+is the record's ``run_kind`` and fixes which inputs the run reads.
 
 The recipes (reference/seeds.md §1.5, §1.6, §1.8, §2.4, §2.5, §2.7):
 
@@ -14,23 +15,23 @@ The recipes (reference/seeds.md §1.5, §1.6, §1.8, §2.4, §2.5, §2.7):
 * **Loss**: token-level cross-entropy with padding ignored. With a teacher and ``kd`` (word-level KD, QD's
   ``NMTLossCompute`` and LMA's at T = 1, weight 0.7):
   ``L = (1 - w) NLL + w T² KL(p_teacher || p_student)``, both terms summed over the real (non-padding) target
-  tokens and **divided by the number of target tokens** (eos counted) — see :func:`nmt_loss`. QD divided the
+  tokens and **divided by the number of target tokens** (eos counted) — ``compresslib.losses.nmt_loss``. QD divided the
   sums by the batch's sentence count, and LMA did not mask padding in the KL; both are recorded deviations.
   The teacher runs in eval mode without gradients on the same batch.
 * **Sequence-level KD** (Kim & Rush; QD's ``create_distillation_dataset``, LMA's ``-seq_level``): the training
   targets are replaced by a targets file, the teacher's beam-5 translations of the training sources written
-  once by ``workflow_scripts/translate.py``; the sources are unchanged. It combines with ``kd`` when a teacher is
-  given too.
+  once by ``compresslib.translation.targets.translate_split``; the sources are unchanged. It combines with ``kd``
+  when a teacher is given too.
 * **Optimisers**: ``noam`` (LMA's Transformer): Adam (0.9, 0.98), eps 1e-9, and per update step ``s`` (from 1)
   ``lr = lr_factor · d^-0.5 · min(s^-0.5, s · warmup^-1.5)`` with ``d`` the model's ``d_model`` (an LSTM's
   ``hidden``); no gradient clipping. ``sgd`` (QD's OpenNMT LSTM): plain SGD at ``lr`` 1.0, gradient norm clipped
   to 5, and OpenNMT-py 0.x's decay: after (1-based) epoch ``e`` has been validated, decaying starts once
   ``e >= start_decay_epoch`` or the validation perplexity is higher than the previous epoch's, and from then on
   **every** later epoch multiplies the rate by ``decay`` (0.5) — the switch is sticky, as in OpenNMT-py's
-  ``Optim.updateLearningRate``.
+  ``Optim.updateLearningRate`` (both in ``compresslib.schedules``).
 * **Validation**: the ``valid`` split when the corpus has one, else the ``test`` split (the originals had no
   development set and monitored the test set). Its perplexity drives the SGD decay.
-* **Quantized distillation** (QD §1.3): ``quant`` (``compresslib.training.spec.QuantSpec``, method ``qd`` only)
+* **Quantized distillation** (QD §1.3): ``quant`` (``compresslib.specs.quantization.QuantSpec``, method ``qd`` only)
   trains full-precision shadow weights at their quantized point (``compresslib.quantization.shadow``); at the
   end the weights are quantized for good, packed and measured (``model.packed``). "First and last layer"
   (``quant.quantize_first_last=false``): with ``skip_by="layers"`` the source and target embeddings and the
@@ -69,42 +70,33 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from compresslib import provenance
+from compresslib.data.corpus import load_corpus, split_sentences, tokenizers
 from compresslib.data.loader import epoch_seed
-from compresslib.devices import Placement, place
-from compresslib.io import atomic_open, load_versioned, sha256_file, write_json
-from compresslib.models import create_model, load_model, save_model
+from compresslib.devices import device_precision
+from compresslib.io import atomic_open
+from compresslib.losses import nmt_loss
+from compresslib.models import create_model, load_model, model_facts, save_model
+from compresslib.models.seq2seq import Seq2Seq
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
-from compresslib.quantization.shadow import SKIP_BY, ShadowQuantizer, select_quantized
-from compresslib.quantization.uniform import check_settings
-from compresslib.training.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
-from compresslib.training.loop import TrainingDiverged, cpu_state, model_facts, write_history
-from compresslib.training.spec import QuantSpec, SpecError, require, spec_hash
-from compresslib.translation import models as _models  # noqa: F401  (registers transformer_nmt and lstm_nmt)
+from compresslib.quantization.shadow import ShadowQuantizer, select_quantized
+from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.schedules import NoamSchedule, OnmtDecay
+from compresslib.settings import spec_hash
 from compresslib.translation.batching import collate, sentence_widths, token_batches
-from compresslib.translation.corpus import CORPORA, load_corpus, split_sentences, tokenizers
 from compresslib.translation.evaluate import bleu, eval_batches, perplexity, translate_ids
-from compresslib.translation.models import PAD_ID, Seq2Seq
+from compresslib.specs.translation import TranslationSpec
+from compresslib.translation.targets import load_targets
 
-__all__ = ["NmtKDSpec", "TranslationSpec", "TrainingDiverged", "NoamSchedule", "OnmtDecay", "nmt_loss",
-           "nmt_quantized_names", "build_schedule", "train_translation", "load_targets", "TARGETS_FORMAT",
-           "TRANSLATION_MODELS", "HISTORY_COLUMNS"]
+__all__ = ["nmt_quantized_names", "build_optimizer", "grad_clip", "train_translation", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-TRANSLATION_MODELS = ("transformer_nmt", "lstm_nmt")
-OPTIMIZERS = ("noam", "sgd")
 TRAIN_SPLIT, VALID_SPLIT, TEST_SPLIT = "train", "valid", "test"
-TARGETS_FORMAT = 1  # the sequence-level KD targets file written by workflow_scripts/translate.py
-RECORD_FORMAT = 1
 TRANSLATIONS_DIR = "translations"
 DIVERGENCE_CHECK_EVERY = 50  # batches between host syncs of the divergence flag
 DIVERGENCE_FACTOR = 100.0  # default divergence_loss = DIVERGENCE_FACTOR * ln(target vocabulary)
@@ -113,172 +105,7 @@ HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "val_loss", "val_ppl", "steps", 
 _MODULES_KEPT = ("src_embedding", "tgt_embedding", "generator")  # NMT's "first and last layers" (skip_by=layers)
 
 
-@dataclass
-class NmtKDSpec:
-    """Word-level KD (QD/LMA ``NMTLossCompute``): T = 1, weight 0.7 on the KL term."""
-
-    temperature: float = 1.0
-    weight: float = 0.7
-
-
-@dataclass
-class TranslationSpec:
-    # ---- what is trained -------------------------------------------------------------------------
-    corpus: str = "onmt_integration"  # name of the prepared corpus (compresslib.translation.corpus.CORPORA)
-    model: str = "transformer_nmt"  # transformer_nmt | lstm_nmt
-    model_kwargs: dict = field(default_factory=dict)  # constructor arguments beyond the vocabulary sizes
-    seed: int = 1  # model init, batch order, dropout
-    epochs: int = 15
-    # ---- batches (padded tokens; LMA) -----------------------------------------------------------------
-    batch_tokens: int = 3192
-    eval_batch_tokens: int = 1024
-    # ---- optimisation ------------------------------------------------------------------------------
-    optimizer: str = "noam"  # noam (Adam + Noam schedule; LMA) or sgd (OpenNMT SGD with decay; QD)
-    lr: float = 1.0  # noam: the schedule's factor; sgd: the learning rate
-    warmup: int = 8000  # noam warmup steps
-    max_grad_norm: float | None = None  # gradient-norm clip; None: 5 for sgd, none for noam (the originals); 0: off
-    decay: float = 0.5  # sgd: factor applied each epoch once decaying has started
-    start_decay_epoch: int = 8  # sgd: 1-based epoch after which decaying starts (or at a validation ppl rise)
-    # ---- distillation and quantization ---------------------------------------------------------------
-    kd: NmtKDSpec | None = None  # word-level KD from the teacher (needs one)
-    quant: QuantSpec | None = None  # quantized distillation (method qd)
-    # ---- evaluation ---------------------------------------------------------------------------------
-    beam_size: int = 5
-    max_decode_length: int = 100  # absolute cap on generated tokens (OpenNMT's translate.py)
-    max_decode_ratio: float | None = None  # also cap at ceil(ratio x longest source of the batch); None: off
-    lowercase_bleu: bool | None = None  # None: case-insensitive BLEU exactly when the corpus was lower-cased
-    divergence_loss: float | None = None  # batch loss above this stops the run; None: 100 x ln(target vocab)
-    # ---- runtime (not part of the run's identity) ----------------------------------------------------
-    device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    threads: int = 0
-    labels: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        require(self.corpus in CORPORA, "corpus", self.corpus, f"one of {', '.join(CORPORA)}")
-        require(self.model in TRANSLATION_MODELS, "model", self.model, f"one of {', '.join(TRANSLATION_MODELS)}")
-        for key in ("src_vocab", "tgt_vocab"):
-            require(key not in self.model_kwargs, f"model_kwargs.{key}", self.model_kwargs.get(key),
-                    "absent (the vocabulary sizes come from the corpus)")
-        for key in ("epochs", "batch_tokens", "eval_batch_tokens", "warmup", "start_decay_epoch", "beam_size",
-                    "max_decode_length"):
-            require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
-        require(self.lr > 0, "lr", self.lr, "a number > 0")
-        require(self.max_grad_norm is None or self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
-                "null or a number >= 0")
-        require(0 < self.decay <= 1, "decay", self.decay, "a number in (0, 1]")
-        require(self.max_decode_ratio is None or self.max_decode_ratio > 0, "max_decode_ratio",
-                self.max_decode_ratio, "null or a number > 0")
-        require(self.divergence_loss is None or self.divergence_loss > 0, "divergence_loss", self.divergence_loss,
-                "null or a number > 0")
-        require(self.precision in ("auto", "fp32", "bf16"), "precision", self.precision, "one of auto, fp32, bf16")
-        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
-        if self.kd is not None:
-            require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
-            require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
-        if self.quant is not None:
-            require(self.quant.method == "qd", "quant.method", self.quant.method,
-                    "qd (differentiable quantization of translation models is not implemented)")
-            try:
-                check_settings(self.quant.bits, self.quant.bucket_size)
-            except ValueError as error:
-                raise SpecError(f"quant.{error}") from None
-            require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def identity(self) -> dict:
-        """The fields that define the run's result (everything but runtime placement and labels)."""
-        return {key: value for key, value in self.to_dict().items() if key not in RUNTIME_FIELDS}
-
-
-RUNTIME_FIELDS = frozenset({"device", "precision", "threads", "labels"})
-
-
-# ---- loss ------------------------------------------------------------------------------------------------------
-
-def nmt_loss(logits: torch.Tensor, tgt_out: torch.Tensor, teacher_logits: torch.Tensor | None = None, *,
-             pad_id: int = PAD_ID, temperature: float = 1.0, weight: float = 0.7) -> torch.Tensor:
-    """Token-level NLL, or word-level KD with ``teacher_logits``, per target token (float32).
-
-    ``((1 - w) Σ NLL + w T² Σ KL(softmax(z_t / T) || softmax(z_s / T))) / n`` with both sums over the ``n`` target
-    positions that are not ``pad_id`` (eos included). ``logits`` and ``teacher_logits`` are (B, T, V).
-    """
-    vocab = logits.shape[-1]
-    student = logits.float().reshape(-1, vocab)
-    targets = tgt_out.reshape(-1)
-    real = targets.ne(pad_id)
-    tokens = real.sum().clamp_min(1)
-    nll = F.cross_entropy(student, targets, ignore_index=pad_id, reduction="sum")
-    if teacher_logits is None:
-        return nll / tokens
-    log_student = F.log_softmax(student / temperature, dim=-1)
-    log_teacher = F.log_softmax(teacher_logits.float().reshape(-1, vocab) / temperature, dim=-1)
-    kl = F.kl_div(log_student, log_teacher, reduction="none", log_target=True).sum(-1)
-    kl = torch.where(real, kl, 0.0).sum()
-    return ((1.0 - weight) * nll + weight * temperature ** 2 * kl) / tokens
-
-
-# ---- schedules ---------------------------------------------------------------------------------------------------
-
-class NoamSchedule:
-    """``lr(s) = factor · d^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for update step ``s`` >= 1 (LMA)."""
-
-    def __init__(self, factor: float, d_model: int, warmup: int) -> None:
-        self.factor, self.d_model, self.warmup = factor, d_model, warmup
-        self.step = 0  # updates done so far
-
-    def lr_at(self, step: int) -> float:
-        if step < 1:
-            raise ValueError(f"the Noam schedule starts at step 1, got {step}")
-        return self.factor * self.d_model ** -0.5 * min(step ** -0.5, step * self.warmup ** -1.5)
-
-    def next_lr(self) -> float:
-        """The rate of the coming update (advances the step counter)."""
-        self.step += 1
-        return self.lr_at(self.step)
-
-    def end_epoch(self, epoch: int, valid_ppl: float) -> None:
-        """Nothing: the rate depends on the step alone."""
-
-    def state_dict(self) -> dict:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step = int(state["step"])
-
-
-class OnmtDecay:
-    """OpenNMT-py 0.x ``Optim.updateLearningRate`` for SGD (QD): a constant rate until decaying starts, once
-    1-based epoch ``e >= start_decay_epoch`` has been validated or the validation perplexity rose; from then on
-    every validated epoch multiplies the rate by ``decay``."""
-
-    def __init__(self, lr: float, decay: float, start_decay_epoch: int) -> None:
-        self.lr, self.decay, self.start_decay_epoch = lr, decay, start_decay_epoch
-        self.last_ppl: float | None = None
-        self.decaying = False
-
-    def next_lr(self) -> float:
-        return self.lr
-
-    def end_epoch(self, epoch: int, valid_ppl: float) -> None:
-        """After 1-based ``epoch`` was validated at perplexity ``valid_ppl``: set the next epoch's rate."""
-        if epoch >= self.start_decay_epoch:
-            self.decaying = True
-        if self.last_ppl is not None and valid_ppl > self.last_ppl:
-            self.decaying = True
-        if self.decaying:
-            self.lr *= self.decay
-        self.last_ppl = valid_ppl
-
-    def state_dict(self) -> dict:
-        return {"lr": self.lr, "last_ppl": self.last_ppl, "decaying": self.decaying}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.lr, self.last_ppl, self.decaying = state["lr"], state["last_ppl"], state["decaying"]
-
+# ---- optimisers ---------------------------------------------------------------------------------------------------
 
 def model_dim(model: nn.Module) -> int:
     """The width the Noam schedule scales by: a Transformer's ``d_model``, an LSTM's ``hidden``."""
@@ -288,7 +115,7 @@ def model_dim(model: nn.Module) -> int:
     raise ValueError(f"{type(model).__name__} has neither d_model nor hidden for the Noam schedule")
 
 
-def build_schedule(spec: TranslationSpec, model: nn.Module) -> tuple[torch.optim.Optimizer, NoamSchedule | OnmtDecay]:
+def build_optimizer(spec: TranslationSpec, model: nn.Module) -> tuple[torch.optim.Optimizer, NoamSchedule | OnmtDecay]:
     """The optimiser over ``model``'s parameters and its schedule (see the module docstring)."""
     if spec.optimizer == "noam":
         optimizer = torch.optim.Adam(model.parameters(), lr=0.0, betas=(0.9, 0.98), eps=1e-9)
@@ -310,43 +137,7 @@ def nmt_quantized_names(model: nn.Module, quantize_first_last: bool, skip_by: st
     return select_quantized(model, quantize_first_last, skip_by, lambda name: name.split(".")[0] in _MODULES_KEPT)
 
 
-# ---- sequence-level KD targets -------------------------------------------------------------------------------------
-
-def load_targets(path: str | Path, corpus_sha256: str, sentences: int,
-                 tgt_vocab: int) -> tuple[list[torch.Tensor], dict]:
-    """The training targets of a sequence-level KD targets file, checked against the corpus it was made from, and
-    the file's other entries (``model_sha256``, ``split``, ``beam_size``, ...)."""
-    payload = load_versioned(path, TARGETS_FORMAT, "sequence-level KD targets file",
-                             "write it with workflow_scripts/translate.py --split train")
-    for key in ("corpus_sha256", "tgt_ids", "tgt_offsets"):
-        if key not in payload:
-            raise ValueError(f"{path}: targets file lacks {key!r}")
-    if payload["corpus_sha256"] != corpus_sha256:
-        raise ValueError(f"{path} holds translations of a different corpus file (sha256 {payload['corpus_sha256']}, "
-                         f"this corpus {corpus_sha256}); translate this corpus's training split again")
-    ids, offsets = payload["tgt_ids"], payload["tgt_offsets"]
-    if len(offsets) != sentences + 1 or offsets[0] != 0 or offsets[-1] != ids.numel():
-        raise ValueError(f"{path} holds {len(offsets) - 1} translations with offsets {int(offsets[0])}..."
-                         f"{int(offsets[-1])} over {ids.numel()} ids; the training split has {sentences} sentences")
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= tgt_vocab):
-        raise ValueError(f"{path}: target ids outside the corpus's target vocabulary of {tgt_vocab}")
-    meta = {key: value for key, value in payload.items() if key not in ("tgt_ids", "tgt_offsets")}
-    return list(torch.split(ids.to(torch.int64), offsets.diff().tolist())), meta
-
-
 # ---- the job -------------------------------------------------------------------------------------------------------
-
-def run_kind(spec: TranslationSpec, teacher_path: Any, targets_path: Any) -> str:
-    """For result tables: teacher, undistilled (a student trained alone), distill (word-level KD), seq_distill,
-    or quantize."""
-    if spec.quant is not None:
-        return "quantize"
-    if targets_path is not None:
-        return "seq_distill"
-    if teacher_path is not None:
-        return "distill"
-    return "undistilled" if "student" in spec.labels else "teacher"
-
 
 def train_translation(spec: TranslationSpec, corpus_path: str | Path, run_dir: str | Path, *,
                       teacher_path: str | Path | None = None, targets_path: str | Path | None = None,
@@ -354,38 +145,41 @@ def train_translation(spec: TranslationSpec, corpus_path: str | Path, run_dir: s
     """Run (or resume) one translation training job (see the module docstring); return its record.
 
     ``teacher_path`` (a translation model.pt, trained on the same corpus file) with ``spec.kd``: word-level KD.
-    ``targets_path`` (workflow_scripts/translate.py's ids of the teacher's translations of the training split):
-    sequence-level KD. A quantized run (``spec.quant``) may use either, both or neither.
+    ``targets_path`` (``compresslib.translation.targets``: the teacher's translations of the training split):
+    sequence-level KD (kind seq_distill). A quantized run (kind quantize) may use either, both or neither.
     """
-    started_at, wall_start = provenance.now_iso(), time.perf_counter()
+    run = Run(run_dir, command)
     spec.validate()
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("word-level KD needs both a teacher model and kd settings; other runs neither "
                          f"(teacher model: {teacher_path}, kd: {spec.kd})")
-    with place(spec.device) as placement:
-        return _Job(spec, Path(corpus_path), Path(run_dir), teacher_path, targets_path, placement).run(
-            command, started_at, wall_start)
+    if (spec.kind == "seq_distill" and targets_path is None) or (
+            targets_path is not None and spec.kind not in ("seq_distill", "quantize")):
+        raise ValueError("sequence-level KD (kind seq_distill) trains on a targets file, and only it and quantized "
+                         f"distillation (kind quantize) read one (kind: {spec.kind}, targets file: {targets_path})")
+    with run.placed(spec.device, spec.threads):
+        return _Job(spec, run, Path(corpus_path), teacher_path, targets_path).train()
 
 
 class _Job:
-    def __init__(self, spec: TranslationSpec, corpus_path: Path, run_dir: Path, teacher_path: str | Path | None,
-                 targets_path: str | Path | None, placement: Placement) -> None:
-        self.spec, self.corpus_path, self.run_dir, self.placement = spec, corpus_path, run_dir, placement
+    def __init__(self, spec: TranslationSpec, run: Run, corpus_path: Path, teacher_path: str | Path | None,
+                 targets_path: str | Path | None) -> None:
+        self.spec, self.run, self.corpus_path, self.run_dir = spec, run, corpus_path, run.run_dir
         self.teacher_path = Path(teacher_path) if teacher_path is not None else None
         self.targets_path = Path(targets_path) if targets_path is not None else None
-        device = self.device = placement.device
-        if device.type == "cpu" and spec.threads:
-            torch.set_num_threads(spec.threads)
-        use_bf16 = spec.precision == "bf16" or (spec.precision == "auto" and device.type == "cuda")
-        self.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
-        log.info("device %s%s, %s, threads %d", device, f" (GPU {placement.gpu_uuid})" if placement.lease else "",
-                 "bf16 autocast" if use_bf16 else "fp32", torch.get_num_threads())
+        device = self.device = run.device
+        precision = device_precision(device, spec.precision, images=False)
+        self.autocast = precision.autocast
+        log.info("device %s%s, %s, threads %d", device,
+                 f" (GPU {run.placement.gpu_uuid})" if run.placement.lease else "",
+                 "bf16 autocast" if precision.bf16 else "fp32", torch.get_num_threads())
 
         # ---- corpus --------------------------------------------------------------------------------
         corpus = self.corpus = load_corpus(corpus_path)
         if corpus["name"] != spec.corpus:
             raise ValueError(f"{corpus_path} holds corpus {corpus['name']!r}, but the spec asks for {spec.corpus!r}")
-        self.corpus_sha256 = sha256_file(corpus_path)
+        self.corpus_file = run.input_file(corpus_path, name=corpus["name"], **corpus["provenance"])
+        self.corpus_sha256 = self.corpus_file["sha256"]
         self.tokenizer_src, self.tokenizer_tgt = tokenizers(corpus)
         self.vocab = corpus["vocab_sizes"]
         splits = list(corpus["splits"])
@@ -400,9 +194,8 @@ class _Job:
         if self.targets_path is not None:  # sequence-level KD: the teacher's translations are the targets
             self.train_tgt, meta = load_targets(self.targets_path, self.corpus_sha256, len(self.train_src),
                                                 self.vocab["tgt"])
-            self.targets_info = {"path": str(self.targets_path), "sha256": sha256_file(self.targets_path),
-                                 **{key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length",
-                                                                   "max_ratio")}}
+            self.targets_info = run.input_file(self.targets_path, **{
+                key: meta.get(key) for key in ("model_sha256", "split", "beam_size", "max_length", "max_ratio")})
         self.train_widths = sentence_widths(self.train_src, self.train_tgt)
         self.train_tokens = int(sum(len(t) + 1 for t in self.train_tgt))  # target tokens incl. eos per epoch
 
@@ -415,8 +208,7 @@ class _Job:
                                  f"{meta.get('corpus_sha256')}, this run uses {self.corpus_sha256}: they must share "
                                  "the prepared corpus (its vocabularies)")
             self.teacher = teacher.eval().requires_grad_(False)
-            self.teacher_info = {"path": str(self.teacher_path), "sha256": sha256_file(self.teacher_path),
-                                 "name": meta["name"], "spec_hash": meta.get("spec_hash")}
+            self.teacher_info = run.input_file(self.teacher_path, name=meta["name"], spec_hash=meta.get("spec_hash"))
 
         # ---- model, quantizer --------------------------------------------------------------------------
         self.model_kwargs = {"src_vocab": self.vocab["src"], "tgt_vocab": self.vocab["tgt"], **spec.model_kwargs}
@@ -446,21 +238,19 @@ class _Job:
 
     # ---- training --------------------------------------------------------------------------------------
 
-    def run(self, command: list[str] | None, started_at: str, wall_start: float) -> dict:
+    def train(self) -> dict:
         spec, model, run_dir = self.spec, self.model, self.run_dir
-        optimizer, schedule = build_schedule(spec, model)
-        checkpoint = load_checkpoint(run_dir)
+        optimizer, schedule = build_optimizer(spec, model)
+        checkpoint = self.run.resume(self.identity())
         history: list[dict] = []
-        start_epoch, sessions = 0, []
+        start_epoch = 0
         if checkpoint is not None:
-            check_resumable(checkpoint["identity"], self.identity(), run_dir / CHECKPOINT_NAME)
             model.load_state_dict(checkpoint["model"])
             optimizer.load_state_dict(checkpoint["optimizer"])
             schedule.load_state_dict(checkpoint["schedule"])
-            history, start_epoch, sessions = checkpoint["history"], checkpoint["next_epoch"], checkpoint["sessions"]
+            history, start_epoch = checkpoint["history"], checkpoint["next_epoch"]
             log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
-        sessions.append({"started_at": started_at, "start_epoch": start_epoch, **provenance.job_identity(),
-                         "device": str(self.device)})
+        self.run.begin_session(start_epoch=start_epoch)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -485,17 +275,16 @@ class _Job:
                             "val_ppl": val_ppl, "steps": len(batches), "train_tokens": self.train_tokens,
                             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                             "tokens_per_s": self.train_tokens / train_seconds, **shadow})
-            save_checkpoint(run_dir, {
-                "identity": self.identity(), "next_epoch": epoch + 1, "model": cpu_state(model),
-                "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "history": history,
-                "sessions": sessions,
+            self.run.save_state(self.identity(), {
+                "next_epoch": epoch + 1, "model": cpu_state(model), "optimizer": optimizer.state_dict(),
+                "schedule": schedule.state_dict(), "history": history,
             })
             log.info("epoch %d/%d  lr %.3g  loss %.4f  %s ppl %.3f%s  %.1fs (%.0f tokens/s)", epoch + 1, spec.epochs,
                      lr, train_loss, self.valid_split, val_ppl,
                      f" (shadow {shadow['shadow_val_ppl']:.3f})" if shadow else "", train_seconds,
                      history[-1]["tokens_per_s"])
         train_peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else None
-        return self._finish(history, sessions, command, started_at, wall_start, train_peak)
+        return self._finish(history, train_peak)
 
     def _train_epoch(self, epoch: int, batches: list[torch.Tensor], optimizer: torch.optim.Optimizer,
                      schedule: NoamSchedule | OnmtDecay) -> tuple[float, float]:
@@ -545,8 +334,7 @@ class _Job:
 
     # ---- outputs -----------------------------------------------------------------------------------------
 
-    def _finish(self, history: list[dict], sessions: list[dict], command: list[str] | None, started_at: str,
-                wall_start: float, train_peak: int | None) -> dict:
+    def _finish(self, history: list[dict], train_peak: int | None) -> dict:
         spec, model, run_dir = self.spec, self.model, self.run_dir
         model_extra = {"corpus": spec.corpus, "corpus_sha256": self.corpus_sha256, "spec": spec.to_dict(),
                        "spec_hash": spec_hash(spec)}
@@ -594,11 +382,7 @@ class _Job:
                                              spec.quant.bits, spec.quant.bucket_size, model_extra)
         save_model(run_dir / "model.pt", model, spec.model, self.model_kwargs, extra=model_extra)
         write_history(run_dir / "history.csv", history, HISTORY_COLUMNS)
-        record = self._record(history, sessions, command, started_at, time.perf_counter() - wall_start, results,
-                              timing, memory, quantization, lowercase)
-        write_json(run_dir / "record.json", record)
-        (run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
-        return record
+        return self.run.finish(self._record(history, results, timing, memory, quantization, lowercase))
 
     def _memory_facts(self) -> dict:
         param_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -614,51 +398,37 @@ class _Job:
                               "resident set of the whole process (ru_maxrss)"}
         return facts
 
-    def _record(self, history: list[dict], sessions: list[dict], command: list[str] | None, started_at: str,
-                wall_seconds: float, results: dict, timing: dict, memory: dict, quantization: dict | None,
-                lowercase: bool) -> dict:
-        spec = self.spec
+    def _record(self, history: list[dict], results: dict, timing: dict, memory: dict, quantization: dict | None,
+                lowercase: bool):
+        spec, run = self.spec, self.run
         final = history[-1]
         best = min(history, key=lambda row: row["val_ppl"])
         main = results[self.test_splits[0]] if self.test_splits else {}
         train_seconds = sum(row["train_seconds"] for row in history)
-        return {
-            "format": RECORD_FORMAT,
-            "kind": "translation",
-            "run_kind": run_kind(spec, self.teacher_path, self.targets_path),
-            "run_dir": str(self.run_dir),
-            "labels": dict(spec.labels),
-            "seed": spec.seed,
-            "spec": spec.to_dict(),
-            "spec_hash": spec_hash(spec),
-            "metrics": {
-                "final_epoch": final["epoch"], "final_train_loss": final["train_loss"],
-                "final_val_ppl": final["val_ppl"], "validation_split": self.valid_split,
-                "final_bleu": main.get("bleu"), "bleu_signature": main.get("signature"),
-                "final_test_ppl": main.get("ppl"), "bleu_lowercase": lowercase,
-                "best_epoch": best["epoch"], "best_val_ppl": best["val_ppl"],
-                "bleu": {split: r["bleu"] for split, r in results.items()},
-                "ppl": {split: r["ppl"] for split, r in results.items()},
-                "epochs_run": len(history), "selection": "final",
-                **({"final_shadow_val_ppl": final["shadow_val_ppl"]} if "shadow_val_ppl" in final else {}),
-            },
-            "translations": results,
+        metrics = {
+            "final_epoch": final["epoch"], "final_train_loss": final["train_loss"],
+            "final_val_ppl": final["val_ppl"], "validation_split": self.valid_split,
+            "final_bleu": main.get("bleu"), "bleu_signature": main.get("signature"),
+            "final_test_ppl": main.get("ppl"), "bleu_lowercase": lowercase,
+            "best_epoch": best["epoch"], "best_val_ppl": best["val_ppl"],
+            "bleu": {split: r["bleu"] for split, r in results.items()},
+            "ppl": {split: r["ppl"] for split, r in results.items()},
+            "epochs_run": len(history), "selection": "final",
+            **({"final_shadow_val_ppl": final["shadow_val_ppl"]} if "shadow_val_ppl" in final else {}),
+        }
+        sections = {
+            "run_kind": spec.kind, "metrics": metrics, "translations": results,
             "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_ppl", "lr")},
             "model": model_facts(self.model, spec.model),
             "optimizer": {"name": spec.optimizer, "max_grad_norm": grad_clip(spec),
                           "steps": sum(row["steps"] for row in history)},
-            "quantization": quantization,
-            "timing": {
-                "wall_s": wall_seconds, "train_s": train_seconds,
-                "epoch_s_mean": sum(r["train_seconds"] + r["eval_seconds"] for r in history) / len(history),
-                "train_tokens_per_s": sum(r["train_tokens"] for r in history) / train_seconds,
-                **timing,
-                "resumed_from_epoch": sessions[-1]["start_epoch"], "sessions": sessions,
-            },
-            "memory": memory,
-            "hardware": provenance.hardware(self.placement, torch.get_num_threads()),
-            "provenance": provenance.run_provenance(
-                {"path": str(self.corpus_path), "sha256": self.corpus_sha256, "name": self.corpus["name"],
-                 **self.corpus["provenance"]}, command, started_at,
-                teacher_model=self.teacher_info, targets=self.targets_info),
+            "quantization": quantization, "memory": memory,
         }
+        timing = run.timing(
+            train_s=train_seconds,
+            epoch_s_mean=sum(r["train_seconds"] + r["eval_seconds"] for r in history) / len(history),
+            train_tokens_per_s=sum(r["train_tokens"] for r in history) / train_seconds,
+            **timing, resumed_from_epoch=run.sessions[-1]["start_epoch"])
+        return run.record(kind="translation", labels=spec.labels, seed=spec.seed, spec=spec.to_dict(),
+                          spec_hash=spec_hash(spec), sections=sections, timing=timing, data=self.corpus_file,
+                          teacher_model=self.teacher_info, targets=self.targets_info)

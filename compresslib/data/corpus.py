@@ -1,18 +1,4 @@
-"""Parallel corpora for machine translation (de→en): reading, SentencePiece tokenisers, the prepared corpus file.
-
-Corpora (reference/seeds.md §1.7, §2.6; QD's and LMA's ``-data integ`` and ``-data wmt``):
-
-- ``onmt_integration``: OpenNMT's "integration test" data, already clean, de→en. The 200 K training pairs
-  ``{de,en}-train-clean.200K.txt`` are the training set and the 10 K validation pairs
-  ``{de,en}-val-clean.10K.txt`` are used **as the test set**, as QD and LMA did.
-- ``wmt13_europarl``: "WMT13 DE-EN", which is Europarl v7 only (``training-parallel-europarl-v7.tgz``, about
-  600 MB). Only the members ending ``europarl-v7.de-en.de`` and ``europarl-v7.de-en.en`` are read, streamed
-  out of the gzip stream (:func:`read_europarl_archive`); nothing is extracted. Pairs whose German side is
-  blank are dropped, then the first 90 % of the remaining pairs are the training set and the last 10 % the
-  test set (:func:`split_europarl`, QD's split). There is no newstest in this recipe.
-
-Neither source publishes checksums: the download layer records each file's size and sha256 in the provenance
-instead of verifying them. This module reads files that are already on disk.
+"""The prepared translation corpus: SentencePiece tokenisers and the one file every translation job reads.
 
 Deviation from QD/LMA: they Moses-tokenised (``tokenizer.perl -a -no-escape``) and kept a 50 K word vocabulary
 per side. Here each side gets its own SentencePiece model (:func:`train_sentencepiece`), trained on that side
@@ -22,10 +8,24 @@ lower-cased before tokenisation by default and training pairs longer than ``max_
 words) on either side are dropped, while the test set is kept whole: BLEU is computed on all of it, against
 the raw references stored in the file.
 
-:func:`read_sgm` reads WMT's SGML test sets (e.g. newstest2013, what sacrebleu's ``wmt13`` uses);
-``compresslib.translation.sources`` says where the files and the extra test sets come from and builds a prepared
-corpus from them.
-:func:`make_synthetic_translation` builds a small deterministic transduction task for the offline demo.
+Building. :func:`build_corpus` is what ``workflow_scripts/prepare_corpus.py`` runs: it checks every input
+(roles, files, options, test sets and their languages, download records, settings) before reading any text,
+reads the corpus (or generates the synthetic one), adds each test set as a split named after it (training
+translates and scores every split but ``train`` and ``valid``), and writes the prepared corpus
+(``corpus.prepare_corpus``, atomic). Its ``provenance`` entry is::
+
+    {"corpus": name, "source": "files" | "synthetic",
+     "files": {role: FILE} (files corpora) | "options": {make_synthetic_translation's arguments} (synthetic),
+     "test_sets": {name: {"sacrebleu": "wmt13", "language_pair": "de-en",
+                          "members": {"src", "ref"} (read from the archive) | absent,
+                          "files": {"archive": FILE} | {"src": FILE, "ref": FILE}}},
+     "settings": {"vocab_size", "max_length", "lowercase", "model_type"}}
+
+    FILE = {"path", "bytes", "sha256", "download": the download.py --record of this file (source URL, filename,
+            md5, md5_verified, sha256, bytes, seconds), present when one was given}
+
+A download record is matched to the input file with its sha256, so a record that belongs to none of the
+inputs is an error rather than a misleading provenance.
 
 The prepared corpus (:func:`prepare_corpus`, :func:`load_corpus`) is one ``torch.save`` file of plain state::
 
@@ -41,232 +41,35 @@ Sentence ``i`` of a side is ``ids[offsets[i]:offsets[i + 1]]``, without bos/eos.
 
 from __future__ import annotations
 
+import inspect
 import io
 import itertools
 import logging
-import re
-import tarfile
-import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any
 
 import numpy as np
 import sentencepiece
 import torch
 
-from compresslib.io import load_versioned, save_torch
+from compresslib.catalog import corpus_info
+from compresslib.data.corpus_sources import TEST_SETS, corpus_downloads, get_test_set, read_corpus_pairs, \
+    read_test_set, test_set_members
+from compresslib.data.synthetic_translation import make_synthetic_translation
+from compresslib.io import load_versioned, read_json_object, save_torch, sha256_file
+from compresslib.models.seq2seq import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
-__all__ = [
-    "CorpusInfo",
-    "CORPORA",
-    "FORMAT_VERSION",
-    "SIDES",
-    "corpus_info",
-    "read_lines",
-    "read_parallel_text",
-    "read_tar_members",
-    "read_europarl_archive",
-    "split_europarl",
-    "read_corpus_pairs",
-    "parse_sgm",
-    "read_sgm",
-    "check_corpus_settings",
-    "train_sentencepiece",
-    "Tokenizer",
-    "prepare_corpus",
-    "load_corpus",
-    "split_sentences",
-    "tokenizers",
-    "make_synthetic_translation",
-]
+__all__ = ["FORMAT_VERSION", "SIDES", "check_corpus_settings", "train_sentencepiece", "Tokenizer", "prepare_corpus",
+           "load_corpus", "split_sentences", "tokenizers", "build_corpus"]
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SIDES = ("src", "tgt")
 TRAIN_SPLIT = "train"  # the only split that is length-filtered and that the SentencePiece models learn from
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
-EUROPARL_MEMBERS = ("europarl-v7.de-en.de", "europarl-v7.de-en.en")  # (src, tgt): German -> English
-EUROPARL_TRAIN_PERCENT = 90
+_RECORD_KEYS = ("source", "filename", "md5", "sha256", "bytes")  # what a download.py --record must hold
 _ENCODE_CHUNK = 65536  # sentences encoded at a time, so a 1.7 M-pair split never exists as Python id lists
-
-
-@dataclass(frozen=True)
-class CorpusInfo:
-    name: str
-    src_lang: str
-    tgt_lang: str
-    files: dict[str, str] = field(default_factory=dict)  # role -> official URL
-    description: str = ""
-
-
-_ONMT = "https://raw.githubusercontent.com/OpenNMT/IntegrationTesting/master/data/"
-CORPORA: dict[str, CorpusInfo] = {
-    "onmt_integration": CorpusInfo(
-        "onmt_integration", "de", "en",
-        {"train_src": _ONMT + "de-train-clean.200K.txt", "train_tgt": _ONMT + "en-train-clean.200K.txt",
-         "test_src": _ONMT + "de-val-clean.10K.txt", "test_tgt": _ONMT + "en-val-clean.10K.txt"},
-        "OpenNMT integration-test data, 200 K training pairs; the 10 K validation pairs are the test set (QD/LMA)",
-    ),
-    "wmt13_europarl": CorpusInfo(
-        "wmt13_europarl", "de", "en",
-        {"archive": "http://www.statmt.org/wmt13/training-parallel-europarl-v7.tgz"},
-        "WMT13 Europarl v7 de-en; blank German lines dropped, first 90 % train, last 10 % test (QD)",
-    ),
-    "synthetic_translation": CorpusInfo(
-        "synthetic_translation", "x-src", "x-tgt", {},
-        "deterministic word-substitution-and-reversal task (make_synthetic_translation), for the offline demo",
-    ),
-}
-
-
-def corpus_info(name: str) -> CorpusInfo:
-    """The registry entry of corpus ``name``; an unknown name is an error listing the known ones."""
-    if name not in CORPORA:
-        raise ValueError(f"unknown corpus {name!r}; known corpora: {', '.join(CORPORA)}")
-    return CORPORA[name]
-
-
-# --- reading raw text -------------------------------------------------------------------------------------------
-
-def _read_lines(handle: BinaryIO, where: str) -> list[str]:
-    """The UTF-8 lines of a binary stream without their line ends.
-
-    Only ``\\n`` ends a line (``str.splitlines`` would also split on U+2028, U+0085 and the like, which occur
-    inside Europarl sentences); a ``\\r`` before it (CRLF files) is dropped too.
-    """
-    lines = []
-    for number, raw in enumerate(handle, start=1):
-        if raw.endswith(b"\n"):
-            raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
-        try:
-            lines.append(raw.decode("utf-8"))
-        except UnicodeDecodeError as error:
-            raise ValueError(f"{where}: line {number} is not valid UTF-8 ({error})") from error
-    return lines
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """The UTF-8 lines of a text file, one sentence a line (line ends as in :func:`_read_lines`)."""
-    with open(path, "rb") as handle:
-        return _read_lines(handle, str(path))
-
-
-def read_parallel_text(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
-    """Pair line ``i`` of ``src_path`` with line ``i`` of ``tgt_path`` (UTF-8, one sentence a line)."""
-    sides = [read_lines(src_path), read_lines(tgt_path)]
-    if len(sides[0]) != len(sides[1]):
-        raise ValueError(f"parallel files differ in length: {src_path} has {len(sides[0])} lines, "
-                         f"{tgt_path} has {len(sides[1])}")
-    return list(zip(*sides))
-
-
-_Member = TypeVar("_Member")
-
-
-def read_tar_members(path: str | Path, select: Callable[[str], str | None],
-                     read: Callable[[BinaryIO, str], _Member], what: str) -> dict[str, _Member]:
-    """Read the wanted members of a tar(.gz) in one front-to-back pass over its stream, writing nothing to disk.
-
-    ``select(member_name)`` gives the key a regular-file member is wanted under, or None to skip it, and
-    ``read(stream, where)`` turns the member into its value (``where`` names archive and member for errors).
-    Two members under one key and a corrupt or truncated archive are errors naming the file; which keys must be
-    present is the caller's check. ``what`` names the archive in the error for a missing file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} {path} does not exist")
-    found: dict[str, _Member] = {}
-    try:
-        with tarfile.open(path, mode="r|*") as tar:  # "|": a stream; "*": gzip or plain tar
-            for member in tar:
-                key = select(member.name)
-                if key is None or not member.isfile():
-                    continue
-                if key in found:
-                    raise ValueError(f"{path} holds more than one member for {key!r} (the second: {member.name})")
-                found[key] = read(tar.extractfile(member), f"{path}:{member.name}")
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
-        raise ValueError(f"cannot read {path}: {error!r} (corrupt or truncated archive)") from error
-    return found
-
-
-def read_europarl_archive(path: str | Path, members: tuple[str, str] = EUROPARL_MEMBERS) -> list[tuple[str, str]]:
-    """The de-en pairs of a Europarl v7 tar(.gz), with pairs whose German (source) side is blank dropped.
-
-    The archive is streamed once (:func:`read_tar_members`); only the two members whose names end with
-    ``members`` (source, target) are read.
-    """
-    found = read_tar_members(path, lambda name: next((suffix for suffix in members if name.endswith(suffix)), None),
-                             _read_lines, "Europarl archive")
-    missing = [suffix for suffix in members if suffix not in found]
-    if missing:
-        raise ValueError(f"{path} has no member ending {', '.join(map(repr, missing))}")
-    src, tgt = (found[suffix] for suffix in members)
-    if len(src) != len(tgt):
-        raise ValueError(f"{path}: {members[0]} has {len(src)} lines but {members[1]} has {len(tgt)}")
-    return [(s, t) for s, t in zip(src, tgt) if s.strip()]
-
-
-def split_europarl(pairs: Sequence[tuple[str, str]]) -> dict[str, list[tuple[str, str]]]:
-    """QD's split: the first 90 % of the pairs (rounded down) are ``train``, the rest ``test``; order is kept."""
-    train_size = len(pairs) * EUROPARL_TRAIN_PERCENT // 100
-    return {"train": list(pairs[:train_size]), "test": list(pairs[train_size:])}
-
-
-def read_corpus_pairs(name: str, paths: dict[str, str | Path]) -> dict[str, list[tuple[str, str]]]:
-    """The raw pairs by split of registered corpus ``name`` from its downloaded files (``paths``: role -> file)."""
-    info = corpus_info(name)
-    if not info.files:
-        raise ValueError(f"corpus {name!r} is generated, not read from files (make_synthetic_translation)")
-    missing = [role for role in info.files if role not in paths]
-    if missing:
-        raise ValueError(f"corpus {name!r} needs files for {', '.join(missing)}; got {', '.join(paths) or 'none'}")
-    if name == "wmt13_europarl":
-        return split_europarl(read_europarl_archive(paths["archive"]))
-    return {split: read_parallel_text(paths[f"{split}_src"], paths[f"{split}_tgt"]) for split in ("train", "test")}
-
-
-_SEG = re.compile(r"<seg\b[^>]*>(.*?)</seg>", re.DOTALL)
-_ENTITY = re.compile(r"&(amp|lt|gt|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);")
-_ASCII_SPACE = re.compile(r"[ \t\r\n]+")
-_NAMED = {"amp": "&", "lt": "<", "gt": ">", "quot": '"', "apos": "'"}
-
-
-def _unescape(match: re.Match) -> str:
-    entity = match.group(1)
-    if entity in _NAMED:
-        return _NAMED[entity]
-    return chr(int(entity[2:], 16) if entity[1] in "xX" else int(entity[1:]))
-
-
-def parse_sgm(content: bytes, where: str) -> list[str]:
-    """The segments of WMT SGML ``content`` (UTF-8 bytes, ``<seg id="..."> ... </seg>``) in document order.
-
-    XML entities (the five named ones and numeric references) are unescaped in one pass, and a bare ``&`` that
-    starts no entity is kept as it is (newstest2013 has one). Runs of ASCII whitespace are stripped at the ends
-    and collapsed to one space inside, as sacrebleu does, but other whitespace (no-break spaces) is kept, so the
-    segments equal the official plain-text files line by line (sacrebleu's ``\\s+`` would turn newstest2013's
-    no-break spaces into spaces). sacrebleu does not unescape; newstest2013 holds no entities.
-    """
-    try:
-        text = content.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{where} is not valid UTF-8 ({error})") from error
-    segments = [_ASCII_SPACE.sub(" ", _ENTITY.sub(_unescape, raw).strip(" \t\r\n")) for raw in _SEG.findall(text)]
-    opened = len(re.findall(r"<seg\b", text))
-    if not segments:
-        raise ValueError(f"{where} holds no <seg> elements: not a WMT SGML file")
-    if opened != len(segments):
-        raise ValueError(f"{where}: {opened} <seg> tags but {len(segments)} complete segments (malformed SGML)")
-    return segments
-
-
-def read_sgm(path: str | Path) -> list[str]:
-    """The segments of a WMT SGML file, as :func:`parse_sgm` reads them."""
-    return parse_sgm(Path(path).read_bytes(), str(path))
 
 
 # --- SentencePiece ----------------------------------------------------------------------------------------------
@@ -531,58 +334,131 @@ def tokenizers(corpus: dict[str, Any]) -> tuple[Tokenizer, Tokenizer]:
     return Tokenizer(corpus["spm"]["src"]), Tokenizer(corpus["spm"]["tgt"])
 
 
-# --- synthetic demo corpus --------------------------------------------------------------------------------------
+# --- building a prepared corpus ---------------------------------------------------------------------------------
 
-_SRC_LETTERS, _TGT_LETTERS = "abcdefghijklm", "nopqrstuvwxyz"  # disjoint: no word is shared by both sides
-_WORD_LETTERS = (3, 7)
-
-
-def _lexicon(size: int, letters: str, generator: torch.Generator) -> list[str]:
-    """``size`` distinct random words of 3 to 7 ``letters``, in order of generation."""
-    words: dict[str, None] = {}
-    while len(words) < size:
-        length = int(torch.randint(_WORD_LETTERS[0], _WORD_LETTERS[1] + 1, (1,), generator=generator))
-        word = "".join(letters[i] for i in torch.randint(len(letters), (length,), generator=generator).tolist())
-        words.setdefault(word)
-    return list(words)
+def _check_paths(where: str, given: Any, roles: Sequence[str]) -> dict[str, Path]:
+    """``given`` as {role: existing file}; it must be a JSON object mapping exactly ``roles`` to path strings."""
+    if not isinstance(given, dict) or not all(isinstance(path, (str, Path)) for path in given.values()):
+        raise ValueError(f"{where} must map {', '.join(roles)} to file paths, got {given!r}")
+    if sorted(given) != sorted(roles):
+        raise ValueError(f"{where} must give exactly {', '.join(roles)}, got {', '.join(map(str, given)) or 'none'}")
+    missing = [f"{role}: {path}" for role, path in given.items() if not Path(path).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{where}: no such file(s): {'; '.join(missing)}")
+    return {role: Path(path) for role, path in given.items()}
 
 
-def make_synthetic_translation(
-    train_size: int = 20000,
-    test_size: int = 1000,
-    seed: int = 0,
-    vocabulary: int = 200,
-    min_length: int = 3,
-    max_length: int = 12,
-) -> dict[str, list[tuple[str, str]]]:
-    """A deterministic toy translation task: ``{"train": pairs, "test": pairs}``.
+def _check_synthetic(options: Any) -> dict[str, int]:
+    parameters = inspect.signature(make_synthetic_translation).parameters
+    required = [name for name, parameter in parameters.items() if parameter.default is inspect.Parameter.empty]
+    if not isinstance(options, dict):
+        raise ValueError(f"synthetic options must be a JSON object of {', '.join(parameters)}, got {options!r}")
+    unknown = [key for key in options if key not in parameters]
+    missing = [key for key in required if key not in options]
+    if unknown or missing:
+        raise ValueError(f"synthetic options: unknown {', '.join(unknown) or 'none'}, missing "
+                         f"{', '.join(missing) or 'none'}; make_synthetic_translation takes {', '.join(parameters)}")
+    wrong = [key for key, value in options.items() if not isinstance(value, int) or isinstance(value, bool)]
+    if wrong:
+        raise ValueError(f"synthetic options {', '.join(wrong)} must be whole numbers, got {options}")
+    return dict(options)
 
-    The seed fixes two lexicons of ``vocabulary`` distinct made-up lower-case words of 3 to 7 letters, the
-    source one over the letters a-m and the target one over n-z; source word ``i`` translates to target word
-    ``i`` (a fixed bijection). A source sentence is ``min_length`` to ``max_length`` (uniform) words drawn
-    uniformly from the source lexicon; its translation is each word's counterpart, in reverse order. So a
-    model must learn a dictionary and a reordering, which a small Transformer or LSTM with attention learns in
-    a few epochs. The train and test sentences are drawn independently (a test sentence may also occur in
-    training, rarely for lengths >= 3). Uses its own CPU generator: the same arguments give the same pairs.
+
+def _read_download_records(paths: Sequence[str | Path]) -> list[tuple[Path, dict]]:
+    records = []
+    for path in map(Path, paths):
+        record = read_json_object(path, "download record")
+        if any(key not in record for key in _RECORD_KEYS):
+            raise ValueError(f"download record {path} must have {', '.join(_RECORD_KEYS)} "
+                             "(what workflow_scripts/download.py --record writes)")
+        records.append((path, record))
+    return records
+
+
+def _describe_files(paths: dict[str, Path], records: list[tuple[Path, dict]], used: set[Path]) -> dict[str, dict]:
+    """{role: {path, bytes, sha256[, download]}}; a record goes to the file with its sha256 (noted in ``used``)."""
+    described = {}
+    for role, path in paths.items():
+        entry = {"path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for record_path, record in records:
+            if (record["sha256"], record["bytes"]) == (entry["sha256"], entry["bytes"]):
+                entry["download"] = record
+                used.add(record_path)
+        described[role] = entry
+    return described
+
+
+def build_corpus(
+    name: str,
+    out_path: str | Path,
+    *,
+    vocab_size: int,
+    files: dict[str, str | Path] | None = None,
+    synthetic: dict[str, int] | None = None,
+    test_sets: dict[str, dict[str, str | Path]] | None = None,
+    download_records: Sequence[str | Path] = (),
+    max_length: int = 50,
+    lowercase: bool = True,
+    model_type: str = "unigram",
+    log: logging.Logger | None = None,
+) -> dict[str, Any]:
+    """Prepare corpus ``name`` into ``out_path`` from its raw ``files`` ({role: path}, the roles of
+    :func:`corpus_downloads`) or, for the generated corpus, from ``synthetic`` (make_synthetic_translation's
+    options), plus each of ``test_sets`` ({test set: {"archive": path} or {"src": path, "ref": path}}) as an
+    extra split named after it. ``download_records``: download.py ``--record`` files of the inputs, kept in the
+    provenance. Everything is checked before any text is read; on failure nothing is written.
+    Returns the corpus as written (``corpus.prepare_corpus``); the provenance layout is in the module docstring.
     """
-    if train_size < 1 or test_size < 1:
-        raise ValueError("synthetic_translation train_size and test_size must be positive")
-    if not 1 <= min_length <= max_length:
-        raise ValueError(f"synthetic_translation needs 1 <= min_length <= max_length, got {min_length}, {max_length}")
-    if not 2 <= vocabulary <= 100_000:
-        raise ValueError(f"synthetic_translation vocabulary must be in [2, 100000], got {vocabulary}")
-    generator = torch.Generator().manual_seed(seed)
-    source = _lexicon(vocabulary, _SRC_LETTERS, generator)
-    target = _lexicon(vocabulary, _TGT_LETTERS, generator)
+    log = log or logger
+    info = corpus_info(name)
+    check_corpus_settings(vocab_size, max_length, model_type)
+    if (files is None) == (synthetic is None):
+        raise ValueError(f"corpus {name}: give either its files or synthetic options, not "
+                         f"{'both' if files is not None else 'neither'}")
+    if synthetic is not None and info.files:
+        raise ValueError(f"synthetic options are only for generated corpora; {name} is read from its files "
+                         f"({', '.join(info.files)})")
+    paths = _check_paths(f"{name} files", files, list(corpus_downloads(name))) if files is not None else {}
+    options = _check_synthetic(synthetic) if synthetic is not None else {}
+    if test_sets is not None and not isinstance(test_sets, dict):
+        raise ValueError(f"test sets must map test set names to their files, got {test_sets!r}")
+    test_set_paths = {}
+    for test_set, given in (test_sets or {}).items():
+        get_test_set(test_set)
+        if not info.files:
+            raise ValueError(f"test set {test_set} cannot be added to {name}: a generated corpus has no real "
+                             f"languages ({info.src_lang} -> {info.tgt_lang})")
+        test_set_members(test_set, info.src_lang, info.tgt_lang)
+        if not isinstance(given, dict) or sorted(given) not in (["archive"], ["ref", "src"]):
+            raise ValueError(f"test set {test_set}: give {{'archive': path}} or {{'src': path, 'ref': path}}, "
+                             f"got {given!r}")
+        test_set_paths[test_set] = _check_paths(f"test set {test_set}", given, list(given))
+    records = _read_download_records(download_records)
 
-    def sample(count: int) -> list[tuple[str, str]]:
-        lengths = torch.randint(min_length, max_length + 1, (count,), generator=generator).tolist()
-        words = torch.randint(vocabulary, (sum(lengths),), generator=generator).tolist()
-        pairs, start = [], 0
-        for length in lengths:
-            sentence = words[start:start + length]
-            start += length
-            pairs.append((" ".join(source[i] for i in sentence), " ".join(target[i] for i in reversed(sentence))))
-        return pairs
+    used: set[Path] = set()
+    provenance: dict[str, Any] = {"corpus": name, "source": "files" if info.files else "synthetic"}
+    if info.files:
+        provenance["files"] = _describe_files(paths, records, used)
+    else:
+        provenance["options"] = options
+    provenance["test_sets"] = {}
+    for test_set, given in test_set_paths.items():
+        members = test_set_members(test_set, info.src_lang, info.tgt_lang)
+        provenance["test_sets"][test_set] = {
+            "sacrebleu": TEST_SETS[test_set].sacrebleu, "language_pair": f"{info.src_lang}-{info.tgt_lang}",
+            **({"members": dict(zip(("src", "ref"), members))} if "archive" in given else {}),
+            "files": _describe_files(given, records, used)}
+    unmatched = [f"{path} ({record['filename']}, sha256 {record['sha256']})" for path, record in records
+                 if path not in used]
+    if unmatched:
+        raise ValueError(f"download record(s) {'; '.join(unmatched)} match none of the input files by sha256 and "
+                         "size: a record of another file, or the file changed since it was downloaded")
+    provenance["settings"] = {"vocab_size": vocab_size, "max_length": max_length, "lowercase": lowercase,
+                              "model_type": model_type}
 
-    return {"train": sample(train_size), "test": sample(test_size)}
+    # Test sets first: they are small, so a bad one fails before the corpus is read.
+    extra = {test_set: read_test_set(test_set, info.src_lang, info.tgt_lang, **given)
+             for test_set, given in test_set_paths.items()}
+    pairs = read_corpus_pairs(name, paths) if info.files else make_synthetic_translation(**options)
+    return prepare_corpus(name, {**pairs, **extra}, out_path, vocab_size=vocab_size, max_length=max_length,
+                          lowercase=lowercase, provenance=provenance, model_type=model_type, log=log)

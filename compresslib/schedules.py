@@ -1,10 +1,10 @@
-"""Learning-rate schedules of the originals, stepped once per epoch.
+"""Learning-rate schedules of the originals: the image runs' per-epoch schedules and the translation runs' ones.
 
-Every schedule answers ``lr`` (the rate for the coming epoch) and ``update(epoch, val_acc)``, called
-after 0-based epoch ``epoch`` has been evaluated; it sets the next epoch's rate and says whether to
-stop. That is QD's convention (``LearningRateScheduler.update_learning_rate`` after each epoch), so
-milestones land on the same epochs as in the originals. Step schedules are pure functions of the
-epoch; ``generic`` depends on the validation history, so its state is saved with the checkpoint.
+Image runs (``compresslib.training``): every schedule answers ``lr`` (the rate for the coming epoch) and
+``update(epoch, val_acc)``, called after 0-based epoch ``epoch`` has been evaluated; it sets the next epoch's rate
+and says whether to stop. That is QD's convention (``LearningRateScheduler.update_learning_rate`` after each epoch),
+so milestones land on the same epochs as in the originals. Step schedules are pure functions of the epoch;
+``generic`` depends on the validation history, so its state is saved with the checkpoint.
 
 * ``generic`` — QD/LMA plateau halving (reference/seeds.md §1.8): an epoch improves when its
   validation error beats the best so far by more than 0.001. After 10 epochs without improvement
@@ -14,6 +14,14 @@ epoch; ``generic`` depends on the validation history, so its state is saved with
   epoch index exceeds; the first drop therefore applies from 0-based epoch 62 (the 63rd epoch).
 * ``multistep`` — PyTorch ``MultiStepLR``: ``lr0 * gamma^(number of milestones <= epoch)``.
 * ``constant``.
+
+Translation runs (``compresslib.translation.train``) set the rate before every update with ``next_lr()`` and
+report each validated epoch with ``end_epoch(epoch, valid_ppl)``:
+
+* :class:`NoamSchedule` (LMA's Transformer, Adam): ``lr(s) = factor · d^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for
+  update step ``s`` >= 1; its state is the step counter.
+* :class:`OnmtDecay` (QD's OpenNMT LSTM, SGD): OpenNMT-py 0.x's ``Optim.updateLearningRate``, a constant rate until
+  decaying starts, then a factor per validated epoch (the switch is sticky).
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import bisect
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["SCHEDULES", "Schedule", "PlateauHalving", "StepSchedule", "build_schedule"]
+__all__ = ["SCHEDULES", "Schedule", "PlateauHalving", "StepSchedule", "build_schedule", "NoamSchedule", "OnmtDecay"]
 
 SCHEDULES = ("generic", "cifar100", "multistep", "constant")
 
@@ -114,3 +122,60 @@ def build_schedule(name: str, lr0: float, milestones: Sequence[int] = (), gamma:
     if name == "constant":
         return ConstantSchedule(lr0, start_epoch)
     raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
+
+
+class NoamSchedule:
+    """``lr(s) = factor · d^-0.5 · min(s^-0.5, s · warmup^-1.5)`` for update step ``s`` >= 1 (LMA)."""
+
+    def __init__(self, factor: float, d_model: int, warmup: int) -> None:
+        self.factor, self.d_model, self.warmup = factor, d_model, warmup
+        self.step = 0  # updates done so far
+
+    def lr_at(self, step: int) -> float:
+        if step < 1:
+            raise ValueError(f"the Noam schedule starts at step 1, got {step}")
+        return self.factor * self.d_model ** -0.5 * min(step ** -0.5, step * self.warmup ** -1.5)
+
+    def next_lr(self) -> float:
+        """The rate of the coming update (advances the step counter)."""
+        self.step += 1
+        return self.lr_at(self.step)
+
+    def end_epoch(self, epoch: int, valid_ppl: float) -> None:
+        """Nothing: the rate depends on the step alone."""
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = int(state["step"])
+
+
+class OnmtDecay:
+    """OpenNMT-py 0.x ``Optim.updateLearningRate`` for SGD (QD): a constant rate until decaying starts, once
+    1-based epoch ``e >= start_decay_epoch`` has been validated or the validation perplexity rose; from then on
+    every validated epoch multiplies the rate by ``decay``."""
+
+    def __init__(self, lr: float, decay: float, start_decay_epoch: int) -> None:
+        self.lr, self.decay, self.start_decay_epoch = lr, decay, start_decay_epoch
+        self.last_ppl: float | None = None
+        self.decaying = False
+
+    def next_lr(self) -> float:
+        return self.lr
+
+    def end_epoch(self, epoch: int, valid_ppl: float) -> None:
+        """After 1-based ``epoch`` was validated at perplexity ``valid_ppl``: set the next epoch's rate."""
+        if epoch >= self.start_decay_epoch:
+            self.decaying = True
+        if self.last_ppl is not None and valid_ppl > self.last_ppl:
+            self.decaying = True
+        if self.decaying:
+            self.lr *= self.decay
+        self.last_ppl = valid_ppl
+
+    def state_dict(self) -> dict:
+        return {"lr": self.lr, "last_ppl": self.last_ppl, "decaying": self.decaying}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr, self.last_ppl, self.decaying = state["lr"], state["last_ppl"], state["decaying"]

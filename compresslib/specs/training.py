@@ -1,45 +1,37 @@
-"""The training-run spec: every knob of a teacher or student run, with its default, in one place.
+"""The training-run spec: every knob of a teacher, student, quantized, LIT or ESNAC full-training run, with its
+default and its allowed values, in one place (no torch: the workflow checks configs with it before any job).
 
-A spec is built from defaults plus ``key=value`` overrides (``lr=0.1``, ``kd.temperature=4``,
-``model_kwargs={"dropout": 0.3}``); values parse as JSON and fall back to a plain string.
-Unknown keys and wrongly typed values are errors naming the key. The resolved spec is stored in
-the checkpoint, model.pt and record.json; its hash identifies the run's configuration.
+A spec is built from defaults plus ``key=value`` overrides (``compresslib.settings``: ``lr=0.1``,
+``kd.temperature=4``, ``model_kwargs={"dropout": 0.3}``). Unknown keys and wrongly typed values are errors naming
+the key. The resolved spec is stored in the checkpoint, model.pt and record.json; its hash identifies the run's
+configuration. ``kind`` says what the run is (the record's kind); the other settings must fit it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import types
-import typing
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-from compresslib.activations import parse_activation
-from compresslib.data.datasets import DATASETS
-from compresslib.data.loader import HOLDOUT_SPLITS
-from compresslib.lit import COMBINES
-from compresslib.losses import KL_REDUCTIONS, SOFT_LOSSES
-from compresslib.quantization.differentiable import POINT_INITS
-from compresslib.quantization.shadow import SKIP_BY
-from compresslib.quantization.uniform import check_settings
-from compresslib.training.schedules import SCHEDULES
+from compresslib.activation_tags import parse_activation
+from compresslib.catalog import DATASETS, HOLDOUT_SPLITS
+from compresslib.specs.quantization import QuantSpec
+from compresslib.schedules import SCHEDULES
+from compresslib.settings import PRECISIONS, Settings, SpecError, build_settings, check_kind, require
 
-__all__ = ["KDSpec", "QuantSpec", "LitSpec", "TrainSpec", "SpecError", "build_spec", "build_settings", "format_overrides",
-           "spec_hash", "RUNTIME_FIELDS", "TEACHER_OUTPUTS", "require"]
+__all__ = ["KDSpec", "LitSpec", "TrainSpec", "PostTrainingSpec", "build_spec", "KIND_GROUPS", "TEACHER_OUTPUTS",
+           "KL_REDUCTIONS", "SOFT_LOSSES", "LIT_COMBINES", "ESNAC_MODEL"]
 
+# per kind (the record's kind): the groups of settings it needs, and those it may have
+KIND_GROUPS = {"teacher": ((), ()), "undistilled": ((), ()), "distill": (("kd",), ("kd",)),
+                "quantize": (("quant",), ("quant", "kd")), "lit": (("lit", "kd"), ("lit", "kd")), "esnac": ((), ())}
+ESNAC_MODEL = "esnac_net"  # the compressed networks ESNAC's search writes (compresslib.models.graph_layers)
 VALIDATION_POLICIES = ("test", "holdout")  # test-as-validation (the originals) or a held-out train split
 SELECTIONS = ("final", "best")  # saved model: last epoch, or best validation accuracy
-PRECISIONS = ("auto", "fp32", "bf16")
-QUANT_METHODS = ("qd", "dq")  # trained quantization; post-training ("pm") quantization has no training run
+TRAINED_QUANT_METHODS = ("qd", "dq")  # post-training ("pm") quantization has no training run
 LIT_OPTIMIZERS = ("per_section", "shared")  # LIT phase 1: one SGD per student section (VDCNN) or one for all (CIFAR)
+LIT_COMBINES = ("sections", "halved")  # LIT phase 1's objective: beta*KD + (1-beta)*sum MSE, or that halved
 TEACHER_OUTPUTS = ("online", "cached")  # KD logits: the teacher run on every batch, or looked up in its views table
-
-
-class SpecError(ValueError):
-    """A spec key or value is invalid; the message names the key and what is allowed."""
+KL_REDUCTIONS = ("batchmean", "mean")  # compresslib.losses.kd_loss: per example (LMA), or per element (QD)
+SOFT_LOSSES = ("kl", "cross_entropy")  # the soft term: KL, or LIT's cross-entropy against the teacher
 
 
 @dataclass
@@ -48,22 +40,6 @@ class KDSpec:
     weight: float = 0.7  # weight of the soft teacher term; 1 - weight goes to the hard labels
     kl_reduction: str = "batchmean"  # "batchmean" (LMA) or "mean" (QD: averaged over batch x classes)
     soft_loss: str = "kl"  # "kl", or "cross_entropy" against the teacher's distribution (LIT's loss values)
-
-
-@dataclass
-class QuantSpec:
-    """Quantized training: QD (full-precision shadow weights trained at their quantized point) or DQ (the
-    quantization points of a trained model's tensors are learned; its weights stay fixed)."""
-
-    method: str = "qd"  # "qd" (quantized distillation) or "dq" (differentiable quantization; needs an init model)
-    bits: int = 4  # 2..8; DQ: the budget is 2**bits points per tensor on average
-    bucket_size: int | None = 256  # elements per min-max bucket; null: one bucket per tensor
-    stochastic: bool = False  # QD: stochastic instead of nearest rounding (off in every QD experiment)
-    quantize_first_last: bool = False  # also quantize the first and last layer (QD's quantize_first_and_last_layer)
-    skip_by: str = "layers"  # "layers": first/last conv or linear in forward order; "registration": the original's
-    points_init: str = "quantiles"  # DQ: "quantiles" of each scaled tensor or "uniform" levels
-    auto_bits: bool = True  # DQ: share the point budget between tensors by gradient norm
-    gradient_batches: int = 5  # DQ auto_bits: training batches the gradient norms are averaged over (CNN: 5)
 
 
 @dataclass
@@ -82,9 +58,10 @@ class LitSpec:
 
 
 @dataclass
-class TrainSpec:
+class TrainSpec(Settings):
     # ---- what is trained -------------------------------------------------------------------
-    dataset: str = "cifar10"  # name in compresslib.data.datasets.DATASETS
+    kind: str = "teacher"  # teacher | undistilled | distill | quantize | lit | esnac (the record's kind)
+    dataset: str = "cifar10"  # name in compresslib.catalog.DATASETS
     model: str = "qd_conv_teacher"  # registered model name
     model_kwargs: dict = field(default_factory=dict)  # extra constructor arguments (e.g. dropout)
     activation: str = "relu"  # relu | prelu | swish | aplu<K> | lma<K>
@@ -123,6 +100,8 @@ class TrainSpec:
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     labels: dict = field(default_factory=dict)  # names used by result tables (dataset/teacher/student)
+
+    RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
@@ -180,20 +159,7 @@ class TrainSpec:
             require(self.quant is None or self.quant.method != "dq", "teacher_outputs", self.teacher_outputs,
                     "online for quant.method=dq (its teacher is the init model itself, whose points it learns)")
         if self.quant is not None:
-            try:
-                check_settings(self.quant.bits, self.quant.bucket_size)
-            except ValueError as error:
-                raise SpecError(f"quant.{error}") from None
-            require(self.quant.skip_by in SKIP_BY, "quant.skip_by", self.quant.skip_by, f"one of {', '.join(SKIP_BY)}")
-            require(self.quant.method in QUANT_METHODS, "quant.method", self.quant.method,
-                     f"one of {', '.join(QUANT_METHODS)}")
-            require(self.quant.points_init in POINT_INITS, "quant.points_init", self.quant.points_init,
-                     f"one of {', '.join(POINT_INITS)}")
-            require(self.quant.gradient_batches >= 1, "quant.gradient_batches", self.quant.gradient_batches,
-                     "an integer >= 1")
-            require(not (self.quant.method == "dq" and self.quant.stochastic), "quant.stochastic",
-                     self.quant.stochastic, "false for method dq (its points are nearest-assigned)")
-
+            self.quant.validate(TRAINED_QUANT_METHODS)
         if self.lit is not None:
             if self.kd is None or self.quant is not None:
                 raise SpecError("lit: LIT needs kd settings (both phases distil) and no quant settings")
@@ -203,117 +169,34 @@ class TrainSpec:
             require(all(isinstance(m, int) and m >= 0 for m in self.lit.milestones), "lit.milestones",
                      self.lit.milestones, "a list of integer epochs >= 0")
             require(0 <= self.lit.beta <= 1, "lit.beta", self.lit.beta, "a number in [0, 1]")
-            require(self.lit.combine in COMBINES, "lit.combine", self.lit.combine, f"one of {', '.join(COMBINES)}")
+            require(self.lit.combine in LIT_COMBINES, "lit.combine", self.lit.combine,
+                    f"one of {', '.join(LIT_COMBINES)}")
             require(self.lit.optimizer in LIT_OPTIMIZERS, "lit.optimizer", self.lit.optimizer,
                      f"one of {', '.join(LIT_OPTIMIZERS)}")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def identity(self) -> dict:
-        """The fields that define the run's result (everything but runtime placement and labels)."""
-        return {key: value for key, value in self.to_dict().items() if key not in RUNTIME_FIELDS}
+        check_kind(self, KIND_GROUPS)
+        require((self.kind == "esnac") == (self.model == ESNAC_MODEL), "kind", self.kind,
+                f"esnac exactly for the model {ESNAC_MODEL} (the full training of an architecture ESNAC found)")
 
 
-RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
-
-
-def require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise SpecError(f"{key}: got {value!r}, expected {allowed}")
-
-
-def build_spec(values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> TrainSpec:
+def build_spec(values: dict | None = None, overrides: tuple[str, ...] | list[str] = ()) -> TrainSpec:
     """A validated TrainSpec from a (nested) dict of values plus ``key=value`` override strings."""
     return build_settings(TrainSpec, values, overrides)
 
 
-def build_settings(cls: type, values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> Any:
-    """A validated settings dataclass (``cls`` has a ``validate`` method) from values plus ``key=value`` overrides."""
-    data = json.loads(json.dumps(dict(values or {})))  # deep copy, JSON-typed
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SpecError(f"override {item!r} is not of the form key=value")
-        target = data
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-            if not isinstance(target, dict):
-                raise SpecError(f"override {item!r}: {parent!r} is not a group of settings")
-        target[leaf] = _parse_value(raw)
-    settings = _from_dict(cls, data, prefix="")
-    settings.validate()
-    return settings
+@dataclass
+class PostTrainingSpec(Settings):
+    """A post-training ("PM") quantization: a trained full-precision model rounded onto its grids, no training
+    (compresslib.training.post_training). Its dataset, normalisation and labels are the trained model's."""
 
+    quant: QuantSpec = field(default_factory=lambda: QuantSpec(method="pm"))  # method pm: bits, bucket, layers
+    eval_batch_size: int = 1000
+    # ---- runtime (not part of the run's identity) -------------------------------------------
+    device: str = "auto"
+    threads: int = 0
 
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+    RUNTIME_FIELDS = frozenset({"device", "threads"})
 
-
-def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise SpecError(f"{prefix.rstrip('.') or 'spec'}: expected a mapping of settings, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise SpecError(f"unknown setting {prefix + unknown[0]!r}; allowed: {', '.join(prefix + k for k in fields)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any, key: str) -> Any:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
-        else (hint,)
-    if value is None:
-        if type(None) in options:
-            return None
-        raise SpecError(f"{key}: may not be null")
-    for option in options:
-        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
-            return _from_dict(option, value, prefix=key + ".")
-        base = typing.get_origin(option) or option
-        if base is bool and isinstance(value, bool):
-            return value
-        if base is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if base in (str, list, dict) and isinstance(value, base):
-            return value
-    names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
-    raise SpecError(f"{key}: got {value!r}, expected {names}")
-
-
-def format_overrides(values: Mapping[str, Any], prefix: str = "", cls: type | None = None) -> list[str]:
-    """Inverse of :func:`build_spec`'s override parsing: ``{"kd": {"weight": 0.7}}`` -> ``["kd.weight=0.7"]``.
-
-    Nested dataclass groups of ``cls`` (default TrainSpec) become dotted keys; dict-valued settings
-    (``model_kwargs``, ``labels``) stay one JSON value. The order is sorted, so equal values always give the
-    same arguments.
-    """
-    groups = _group_fields(cls or TrainSpec)
-    items = []
-    for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
-        if not prefix and key in groups and isinstance(value, Mapping):
-            items += format_overrides(value, prefix=f"{key}.", cls=cls)
-        else:
-            items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
-    return items
-
-
-def _group_fields(cls: type) -> frozenset[str]:
-    """Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``)."""
-    hints = typing.get_type_hints(cls)
-    return frozenset(name for name, hint in hints.items()
-                     if dataclasses.is_dataclass(hint) or any(dataclasses.is_dataclass(o) for o in typing.get_args(hint)))
-
-
-def spec_hash(spec: Any) -> str:
-    """SHA-256 of the canonical JSON of the spec's identity fields."""
-    canonical = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    def validate(self) -> None:
+        self.quant.validate(("pm",))
+        require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
+        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")

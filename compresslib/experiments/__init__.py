@@ -1,0 +1,135 @@
+"""The experiment families and the one table that drives them: config checks, the planned DAG, record checks,
+tables and plots.
+
+Each family is one module here (``datasets``, ``teachers``, ``distill``, ``quantize``, ``lit``, ``esnac``,
+``corpora``, ``translation``) that owns everything the workflow and the tables know of it, and exposes a
+:class:`~compresslib.experiments.base.Family`. :data:`FAMILIES` lists them; everything below iterates over it, so a
+new family is one module added there plus its ``rules/<family>.smk``. Importing this package loads neither torch nor
+pandas, scipy or matplotlib (the workflow's dry run imports it); aggregation loads them when it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import yaml
+
+from compresslib.config import ConfigError, format_problems, load_schema, schema_errors, with_defaults
+from compresslib.experiments import corpora, datasets, distill, esnac, lit, quantize, teachers, translation
+from compresslib.experiments.base import Family, Job, Study
+from compresslib.runs.record import read_record
+
+__all__ = ["FAMILIES", "ConfigError", "Job", "Study", "check_config", "load_config", "wildcard_constraints",
+           "aggregation_experiments", "aggregate_inputs", "table_paths", "plot_paths", "load_records",
+           "write_tables", "write_plots"]
+
+FAMILIES: tuple[Family, ...] = (datasets.FAMILY, teachers.FAMILY, distill.FAMILY, quantize.FAMILY, lit.FAMILY,
+                                esnac.FAMILY, corpora.FAMILY, translation.FAMILY)
+RUNS_TABLE = "runs.csv"  # every training record flattened, one row each
+
+
+def check_config(config: dict) -> Study:
+    """Check what the schema cannot (references between entries, registered names, every planned job's settings)
+    in a schema-valid config with its defaults; return its planned jobs. Raises ConfigError listing every problem."""
+    problems = [problem for family in FAMILIES for problem in family.check(config)]
+    if problems:
+        raise ConfigError(format_problems(problems))
+    study = Study(config, FAMILIES)
+    problems = [problem for family in FAMILIES for problem in family.check_jobs(study)]
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return study
+
+
+def load_config(path: str | Path, schema_path: str | Path) -> Study:
+    """A config file validated against the workflow's schema with its defaults filled in (what Snakemake's
+    ``validate`` does), then checked and planned; a bad config raises ConfigError naming every problem."""
+    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    schema = load_schema(schema_path)
+    problems = schema_errors(config, schema)
+    if problems:
+        raise ConfigError(format_problems(problems))
+    return check_config(with_defaults(config, schema))
+
+
+def wildcard_constraints(config: dict) -> dict[str, str]:
+    """Every rule wildcard's regular expression, from the families' own enumerations and the config's names."""
+    constraints: dict[str, str] = {}
+    for family in FAMILIES:
+        for name, pattern in family.wildcards(config).items():
+            if constraints.setdefault(name, pattern) != pattern:
+                raise ValueError(f"wildcard {name!r} is constrained twice: {constraints[name]!r} and {pattern!r}")
+    return constraints
+
+
+# ---- aggregation ------------------------------------------------------------------------------------------------
+
+def aggregation_experiments(config: dict) -> dict:
+    """Every family's experiments as its tables and plots read them, by family (families without any left out)."""
+    return {family.name: view for family in FAMILIES if (view := family.experiments(config))}
+
+
+def _by_family(experiments: dict) -> dict[str, dict]:
+    """Each family's experiments (``{}`` where absent); a key that names no family is an error."""
+    names = [family.name for family in FAMILIES]
+    unknown = sorted(set(experiments) - set(names))
+    if unknown:
+        expected = ", ".join(f"{name!r}: ..." for name in names)
+        raise ValueError(f"experiments: unknown kinds {unknown}; expected {{{expected}}}")
+    return {name: experiments.get(name) or {} for name in names}
+
+
+def aggregate_inputs(study: Study) -> dict[str, list[str]]:
+    """What aggregation reads: the records of every family's finished runs, in table order, and the files listing
+    records that only a finished checkpoint job knows (ESNAC's full trainings)."""
+    return {"records": [job.outputs()["record"] for family in FAMILIES for job_type in family.records
+                        for job in study.of_type(job_type)],
+            "record_lists": [job.outputs()["records"] for family in FAMILIES for job_type in family.record_lists
+                             for job in study.of_type(job_type)]}
+
+
+def table_paths(out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_tables` writes (the workflow declares them as outputs), ``runs.csv`` first."""
+    return [Path(out_dir) / RUNS_TABLE, *(path for family in FAMILIES for path in family.table_paths(Path(out_dir)))]
+
+
+def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
+    """Every file :func:`write_plots` writes, the teachers' curves first; they depend on the experiments alone."""
+    by_family = _by_family(experiments)
+    return [path for family in FAMILIES for path in family.plot_paths(by_family[family.name], Path(out_dir))]
+
+
+def load_records(paths: Iterable[str | Path]) -> list[dict]:
+    """Read record.json files in the order given, each checked by the family of its kind; errors name the file."""
+    checks = {kind: family for family in FAMILIES for kind in family.record_kinds}
+    records = []
+    for path in map(Path, paths):
+        record = read_record(path)
+        if record["kind"] not in checks:
+            raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {tuple(checks)}")
+        checks[record["kind"]].check_record(record, path)
+        records.append(record)
+    return records
+
+
+def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
+    """Rebuild every table in ``out_dir`` from the records (nothing is appended); returns :func:`table_paths`.
+    Works with no runs or experiments of any family yet: those tables hold headers or a "no finished runs" note."""
+    from compresslib import results  # pandas and scipy: only aggregation needs them
+
+    by_family = _by_family(experiments)
+    unlisted = {kind for family in FAMILIES for kind in family.unlisted_kinds}
+    results.write_csv(results.runs_table([r for r in records if r["kind"] not in unlisted]),
+                      Path(out_dir) / RUNS_TABLE)
+    for family in FAMILIES:
+        family.write_tables(records, by_family[family.name], Path(out_dir))
+    return table_paths(out_dir)
+
+
+def write_plots(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
+    """Draw every plot of :func:`plot_paths`, with a "no finished runs" note where nothing finished yet."""
+    by_family = _by_family(experiments)
+    for family in FAMILIES:
+        family.write_plots(records, by_family[family.name], Path(out_dir))
+    return plot_paths(experiments, out_dir)

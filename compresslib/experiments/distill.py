@@ -1,0 +1,276 @@
+"""Distilled students (config ``students``, ``distill``): LMA's students per activation and seed.
+
+Jobs: ``distill_student`` (a student distilled from its teacher with the student entry's ``kd`` settings) per
+experiment, student, activation tag and seed, and ``train_undistilled`` (the same student on hard labels only),
+which other families ask for as references and baselines (quantize, LIT). A student of a teacher whose logits are
+cached (``compresslib.experiments.teachers.teacher_outputs``) reads them from the teacher's views table.
+
+Tables: ``summary-distill.csv`` (per experiment, student and activation over the seeds) and LMA's per-seed table
+(``seeds-distill-{best,final}.csv``, ``seeds-distill.md``); plots: ``distill/<experiment>/<student>.png``, the
+test-accuracy curves of every activation.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compresslib.activation_tags import TAG_PATTERN, canonical_tag
+from compresslib.catalog import is_model, list_models
+from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, overrides, \
+    positions
+from compresslib.experiments.datasets import dataset_file
+from compresslib.experiments.teachers import FULL_PRECISION_METHODS, RUN_OUTPUTS, TeacherViews, \
+    check_training_record, dataset_problem, reference_problems, run_values, teacher_job, teacher_outputs
+from compresslib.specs.training import TrainSpec, build_spec
+
+__all__ = ["DistillStudent", "TrainUndistilled", "student_values", "student_pairs", "FAMILY"]
+
+STUDENT_LABELS = ("dataset", "teacher", "student")
+SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
+SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
+# the seeds of one configuration are summarised together: a run's identity without kind and seed
+SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "activation_family",
+                "bins", "method", "bits", "bucket"]
+
+
+def student_values(config: dict, teacher: str, student: str, activation: str, seed: int, kind: str) -> dict:
+    """The TrainSpec values of a run of student ``student`` taught by (or, undistilled, beside) ``teacher``: the
+    student's recipe on the teacher's inputs, with its kd settings unless ``kind`` is undistilled."""
+    entry = config["students"][student]
+    values = run_values(config, entry, teacher, activation, seed, kind=kind, labels={"student": student})
+    return values if kind == "undistilled" else values | {"kd": entry["kd"]}
+
+
+@dataclass(frozen=True)
+class DistillStudent(Job):
+    RULE = "distill_student"
+    FOLDER = "results/distill/{dataset}/{teacher}/{student}/{activation}/seed{seed}"
+    OUTPUTS = RUN_OUTPUTS
+    LOG = "{dataset}/{teacher}/{student}/{activation}/seed{seed}"
+    WHAT = "a distilled student"
+
+    dataset: str
+    teacher: str
+    student: str
+    activation: str  # canonical tag: lma8, relu
+    seed: int
+
+    def spec_values(self, study: Study) -> dict:
+        values = student_values(study.config, self.teacher, self.student, self.activation, self.seed, "distill")
+        return values | {"teacher_outputs": teacher_outputs(study)[self.teacher]}
+
+    def model_files(self, study: Study) -> dict[str, str]:
+        """Its teacher's model file, and the teacher's views file when it reads the logits from there."""
+        teacher = teacher_job(study.config, self.teacher)
+        files = {"teacher": teacher.model_file()}
+        if teacher_outputs(study)[self.teacher] == "cached":
+            files["teacher_views"] = TeacherViews(teacher.dataset, teacher.teacher, teacher.seed).outputs()["views"]
+        return files
+
+    def inputs(self, study: Study) -> dict[str, Any]:
+        return {"data": dataset_file(self.dataset), **self.model_files(study)}
+
+    def arguments(self, study: Study) -> str:
+        return f"{file_arguments(self.model_files(study))} {overrides(self.spec_values(study), TrainSpec)}"
+
+    def unplanned_problem(self, study: Study) -> str | None:
+        return student_problem(self, study)
+
+    def teacher_passes(self, study: Study) -> tuple[str, int]:
+        return self.teacher, study.config["students"][self.student]["train"]["epochs"]
+
+    def model_file(self) -> str:
+        return self.outputs()["model"]
+
+
+@dataclass(frozen=True)
+class TrainUndistilled(Job):
+    RULE = "train_undistilled"
+    FOLDER = "results/undistilled/{dataset}/{teacher}/{student}/{activation}/seed{seed}"
+    OUTPUTS = RUN_OUTPUTS
+    LOG = DistillStudent.LOG
+    WHAT = "an undistilled student"
+
+    dataset: str
+    teacher: str  # the teacher entry fixes the student's dataset and input normalisation
+    student: str
+    activation: str
+    seed: int
+
+    def spec_values(self, study: Study) -> dict:
+        return student_values(study.config, self.teacher, self.student, self.activation, self.seed, "undistilled")
+
+    def inputs(self, study: Study) -> dict[str, Any]:
+        return {"data": dataset_file(self.dataset)}
+
+    def arguments(self, study: Study) -> str:
+        return overrides(self.spec_values(study), TrainSpec)
+
+    def unplanned_problem(self, study: Study) -> str | None:
+        return student_problem(self, study)
+
+
+def student_problem(job: DistillStudent | TrainUndistilled, study: Study) -> str | None:
+    """Why a student run asked for by path (any student of any teacher, activation and seed) cannot run: a dataset
+    other than its teacher's, or settings that make no valid spec."""
+    problem = dataset_problem(job, job.teacher, study.config)
+    return problem or next(iter(failures(build_spec, [(job.folder(), job.spec_values(study))])), None)
+
+
+def student_pairs(config: dict, experiment: dict, job_type: type[Job]) -> list[Job]:
+    """The ``job_type`` runs (distilled or undistilled) of an experiment's students, activations and seeds."""
+    dataset = config["teachers"][experiment["teacher"]]["dataset"]
+    return [job_type(dataset, experiment["teacher"], student, canonical_tag(tag), seed)
+            for student, tag, seed in itertools.product(experiment["students"], experiment["activations"],
+                                                        experiment["seeds"])]
+
+
+def check(config: dict) -> list[str]:
+    teachers, students = config["teachers"], config.get("students", {})
+    problems = [f"students.{name}.model: {entry['model']!r} is not a registered model; allowed: "
+                f"{', '.join(list_models())}" for name, entry in students.items() if not is_model(entry["model"])]
+    for name, experiment in config.get("distill", {}).items():
+        problems += reference_problems(f"distill.{name}", experiment, teachers, students)
+    return problems
+
+
+def jobs(study: Study) -> list[Job]:
+    return [job for experiment in study.config["distill"].values()
+            for job in student_pairs(study.config, experiment, DistillStudent)]
+
+
+def check_jobs(study: Study) -> list[str]:
+    """Each student's settings on each of its teachers' inputs (augmentation of a text dataset, ...)."""
+    pairs = {(job.teacher, job.student): job for job in study.of_type(DistillStudent, TrainUndistilled)}
+    return failures(build_spec, [(f"students.{student} (taught by {teacher})", job.spec_values(study))
+                                 for (teacher, student), job in pairs.items()])
+
+
+def check_record(record: dict, path: Path) -> None:
+    check_training_record(record, path, STUDENT_LABELS)
+
+
+def experiments(config: dict) -> dict:
+    return {name: {"teacher": e["teacher"], "students": list(e["students"]),
+                   "activations": [canonical_tag(tag) for tag in e["activations"]], "seeds": list(e["seeds"])}
+            for name, e in config["distill"].items()}
+
+
+def in_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is one of the distilled runs that an experiment asks for (one that names a ``dataset``
+    also matches on it; the teacher name alone usually implies it)."""
+    labels = record["labels"]
+    return (record["kind"] == "distill" and labels["teacher"] == experiment["teacher"]
+            and labels.get("student") in experiment["students"] and record["activation"] in experiment["activations"]
+            and record["seed"] in experiment["seeds"] and experiment.get("dataset") in (None, labels["dataset"]))
+
+
+def experiment_table(records: list[dict], experiments: dict):
+    """Distilled runs per experiment: the runs_table rows of each member, with an ``experiment`` column, in the
+    config's student and activation order, then by seed."""
+    from compresslib import results  # pandas: only aggregation needs it
+
+    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
+        rank = {"labels.student": positions(experiment["students"]),
+                "activation": positions(experiment["activations"])}
+        return ["labels.student", "activation", "seed"], rank, set()
+
+    return results.experiment_rows(records, experiments, in_experiment, results.runs_table, order)
+
+
+def seed_table(frame, metric: str = "metrics.best_test_acc"):
+    """LMA's table: one row per (experiment, dataset, teacher, student, activation), accuracy in percent.
+
+    Columns ``seed<s>`` for every seed present in ``frame`` (NaN where a run is missing), then the mean,
+    std (ddof=1) and number of the seeds present in that row. Rows keep the order of ``frame``.
+    """
+    import pandas as pd
+
+    keys = SEED_TABLE_KEYS
+    if frame.empty:
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
+    duplicated = frame.duplicated([*keys, "seed"], keep=False)
+    if duplicated.any():
+        runs = frame.loc[duplicated, "run_dir"].tolist()
+        raise ValueError(f"seed_table: more than one record for the same experiment, run and seed: {runs}")
+    seeds = sorted(frame["seed"].unique())
+    seed_columns = [f"seed{seed}" for seed in seeds]
+    percent = frame.set_index([*keys, "seed"])[metric].astype(float) * 100
+    table = percent.unstack("seed").reindex(columns=seeds)
+    table = table.reindex(pd.MultiIndex.from_frame(frame[keys].drop_duplicates()))  # unstack sorted the rows
+    table.columns = seed_columns
+    table["mean"] = table[seed_columns].mean(axis=1)
+    table["std"] = table[seed_columns].std(axis=1, ddof=1)
+    table["n"] = table[seed_columns].count(axis=1)
+    return table.reset_index()
+
+
+def _markdown_seed_table(table) -> str:
+    """A seed table as Markdown: two decimals, a ``mean ± std`` column, ``—`` for a missing run."""
+    from compresslib.results import markdown_header, markdown_row, two_decimals
+
+    seed_columns = [column for column in table.columns if column.startswith("seed")]
+    lines = markdown_header(["experiment", "dataset", "teacher", "student", "activation", *seed_columns,
+                             "mean ± std", "n"])
+    for row in table.to_dict("records"):
+        cells = [str(row[key]) for key in SEED_TABLE_KEYS]
+        cells += [two_decimals(row[column]) for column in seed_columns]
+        cells += [f"{two_decimals(row['mean'])} ± {two_decimals(row['std'])}", str(row["n"])]
+        lines.append(markdown_row(cells))
+    if table.empty:
+        lines.append("\nno finished runs")
+    return "\n".join(lines) + "\n"
+
+
+def table_paths(out_dir: Path) -> list[Path]:
+    out_dir = Path(out_dir)
+    return [out_dir / "summary-distill.csv", *(out_dir / f"seeds-distill-{which}.csv" for which in SEED_TABLE_METRICS),
+            out_dir / "seeds-distill.md"]
+
+
+def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import results  # pandas and scipy: only aggregation needs them
+
+    summary_path, *seed_paths, markdown_path = table_paths(out_dir)
+    rows = experiment_table(records, experiments)
+    sized = results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
+    results.write_csv(results.summarize(sized, SUMMARY_KEYS, means=results.SIZE_COLUMNS), summary_path)
+    seed_tables = {which: seed_table(rows, metric) for which, metric in SEED_TABLE_METRICS.items()}
+    for path, table in zip(seed_paths, seed_tables.values(), strict=True):
+        results.write_csv(table, path)
+    sections = [f"## {which.capitalize()} epoch: `{metric}`\n\n{_markdown_seed_table(seed_tables[which])}"
+                for which, metric in SEED_TABLE_METRICS.items()]
+    results.write_text("# Distilled students: test accuracy (%) per seed\n\n"
+                       "std is the sample standard deviation (ddof=1) over the n seeds present in the row.\n\n"
+                       + "\n".join(sections), markdown_path)
+
+
+def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
+    return [Path(out_dir) / "distill" / name / f"{student}.png" for name, experiment in experiments.items()
+            for student in experiment["students"]]
+
+
+def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import plots  # matplotlib: only aggregation needs it
+
+    for name, experiment in experiments.items():
+        members = [record for record in records if in_experiment(record, experiment)]
+        for student in experiment["students"]:
+            groups = {activation: [r for r in members if r["labels"]["student"] == student
+                                   and r["activation"] == activation] for activation in experiment["activations"]}
+            title = f"{name}: {student} distilled from {experiment['teacher']}"
+            plots.plot_curves(groups, Path(out_dir) / "distill" / name / f"{student}.png", title)
+
+
+def wildcards(config: dict) -> dict[str, str]:
+    return {"student": alternatives(config.get("students", {})), "activation": TAG_PATTERN}
+
+
+FAMILY = Family(name="distill", job_types=(DistillStudent, TrainUndistilled), check=check, jobs=jobs,
+                wildcards=wildcards,
+                check_jobs=check_jobs, records=(DistillStudent, TrainUndistilled),
+                record_kinds=("distill", "undistilled"), check_record=check_record, experiments=experiments,
+                table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -1,0 +1,309 @@
+"""Estimate the device time of a config's whole DAG, per rule family, from per-epoch times measured here.
+
+    python -m compresslib.plan_cost [--config config.yaml] [--device auto] [--examples N] [--out plan.json]
+    python -m compresslib.plan_cost --plan-only      # the jobs and what would be measured, no measuring
+
+Every job the workflow would run for the config is the workflow's own (``compresslib.experiments``: the same job
+objects its rules run, ESNAC's full trainings included) and is charged in units of a *cost group*: what one of
+its epochs costs depends on the model and its settings, the dataset, the batch size, the teacher it runs, its
+quantization and LIT, not on the seed or the learning rate. Each group is measured once
+(``compresslib.plan_cost.measure``), by running compresslib's own code on this device for two epochs on stand-in
+data of the real shape (random images or character ids with the real number of classes: speed does not depend on
+content):
+
+* training-loop jobs (teachers, students, QD, DQ, LIT, ESNAC's full trainings, post-training evaluations):
+  ``compresslib.training.loop.train`` with a random-weight teacher of the real architecture, or its table of
+  logits for students that read them from one (``teacher_outputs``);
+* a teacher's table of logits for every view (``teacher_views``): ``compute_teacher_views`` on a few images;
+* ESNAC's search: ``compresslib.esnac.search.search`` on random candidates of the real teacher, and one learned
+  kernel fitted on half a full history with expected improvement over the real number of proposals;
+* translation jobs: ``compresslib.translation.train.train_translation`` on the first pairs of the prepared corpus
+  (real lengths, tokenisers and vocabularies).
+
+The second (warm) epoch's seconds per training example (per target token for translation) and per evaluated
+example scale to the real split sizes and epoch counts. The result is this device's time for the DAG; measured
+on the kind of GPU the jobs will use, it is their GPU-hours.
+
+Left out, so under-counted: each job's start-up (interpreter, CUDA context, loading data), downloads and data
+preparation. Over-counted: the ``generic`` schedule's early stops (every run is charged its maximum epochs).
+ESNAC's full trainings are charged at the speed of a random candidate of the search. A translation corpus must be
+prepared (``snakemake -c1 resources/<corpus>/corpus.pt``, under ``--directory``, the workflow's working directory)
+for its jobs to be measured; until then they are listed as not estimated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compresslib import experiments
+from compresslib.catalog import get_dataset_info
+from compresslib.data.corpus import load_corpus
+from compresslib.devices import place
+from compresslib.specs.esnac import SearchSpec
+from compresslib.experiments.distill import DistillStudent, TrainUndistilled
+from compresslib.experiments.esnac import EsnacFullTrain, EsnacSearch
+from compresslib.experiments.lit import LitTrain
+from compresslib.experiments.quantize import PostTrainingQuantize, QuantizeTrain
+from compresslib.experiments.teachers import VIEWS_PER_IMAGE, TeacherViews, TrainTeacher
+from compresslib.experiments.translation import TrainTranslationStudent, TrainTranslationTeacher, \
+    TranslateTrainingSplit
+from compresslib.io import write_json
+from compresslib.plan_cost.measure import DEFAULT_EXAMPLES, Context, CostGroup, device_name, measure
+from compresslib.settings import build_settings
+from compresslib.specs.training import ESNAC_MODEL, build_spec
+from compresslib.specs.translation import TranslationSpec
+
+__all__ = ["CostGroup", "Job", "Plan", "plan", "measure", "estimate", "main"]
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = REPO / "rules" / "schemas" / "config.schema.yaml"
+
+
+# ---- the plan: jobs charged in units of cost groups -------------------------------------------------------------
+
+@dataclass
+class Job:
+    """One job of the DAG: its rule, a name, and how many units of each cost group it takes."""
+
+    rule: str
+    name: str
+    units: dict[tuple[CostGroup, str], float] = field(default_factory=dict)
+    missing: str | None = None  # why it cannot be estimated
+
+
+@dataclass
+class Plan:
+    jobs: list[Job]
+    groups: list[CostGroup]  # each once, in first-use order
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _split_sizes(config: dict, dataset: str) -> tuple[int, int]:
+    info = get_dataset_info(dataset)
+    if info.split_sizes is not None:
+        return info.split_sizes
+    options = config["data"][dataset]  # a generated dataset: its generator's options
+    return options["train_size"], options["test_size"]
+
+
+def _training_cost(values: dict, teacher: dict | None = None) -> CostGroup:
+    spec = build_spec(values)
+    fields = ("kind", "dataset", "model", "model_kwargs", "activation", "batch_size", "eval_batch_size", "augment",
+              "mean", "std", "kd", "quant", "lit", "teacher_outputs")
+    return CostGroup("training", _json({key: spec.to_dict()[key] for key in fields}), _json(teacher))
+
+
+def _model_identity(entry: dict) -> dict:
+    return {"model": entry["model"], "model_kwargs": entry["model_kwargs"], "activation": entry["activation"]}
+
+
+def plan(study: experiments.Study, directory: str | Path = REPO) -> Plan:
+    """Every job of the study's DAG that runs on a device, with the units it takes (nothing is measured); prepared
+    translation corpora are looked up under ``directory``, the workflow's working directory."""
+    config = study.config
+    jobs: list[Job] = []
+
+    def teacher_identity(name: str) -> dict:
+        entry = config["teachers"][name]
+        return {"model": entry["model"], "model_kwargs": entry["model_kwargs"], "activation": entry["activation"]}
+
+    def training(job: experiments.Job, values: dict, teacher: dict | None = None) -> None:
+        spec = build_spec(values)
+        group = _training_cost(values, teacher)
+        train_n, test_n = _split_sizes(config, spec.dataset)
+        held_out = spec.holdout_size if spec.validation == "holdout" else 0
+        phases = [("", spec.epochs)] + ([("lit_", spec.lit.epochs)] if spec.lit is not None else [])
+        units = {}
+        for prefix, epochs in phases:
+            units[(group, f"{prefix}train")] = epochs * (train_n - held_out)
+            units[(group, f"{prefix}eval")] = epochs * (test_n + held_out)
+        jobs.append(Job(job.rule, job.name(), units))
+
+    for job in study.jobs:
+        if isinstance(job, TrainTeacher):
+            training(job, job.spec_values(study))
+        elif isinstance(job, TeacherViews):  # one pass over every view of every training image
+            spec = build_spec(TrainTeacher(job.dataset, job.teacher, job.seed).spec_values(study))
+            group = CostGroup("teacher_views", _json({"dataset": spec.dataset, "mean": spec.mean, "std": spec.std}),
+                              _json(teacher_identity(job.teacher)))
+            jobs.append(Job(job.rule, job.name(), {(group, "view"): VIEWS_PER_IMAGE * _split_sizes(config,
+                                                                                                 spec.dataset)[0]}))
+        elif isinstance(job, (DistillStudent, LitTrain)) or (isinstance(job, QuantizeTrain) and job.method == "qd"):
+            training(job, job.spec_values(study), teacher_identity(job.teacher))
+        elif isinstance(job, TrainUndistilled):
+            training(job, job.spec_values(study))
+        elif isinstance(job, QuantizeTrain):  # DQ's teacher is the distilled student itself
+            values = job.spec_values(study)
+            training(job, values, {"model": values["model"], "model_kwargs": values["model_kwargs"],
+                                   "activation": job.activation})
+        elif isinstance(job, PostTrainingQuantize):  # no training: the distilled student evaluated twice
+            student = job.distilled().spec_values(study) | {"kind": "undistilled", "kd": None,
+                                                            "teacher_outputs": "online"}
+            jobs.append(Job(job.rule, job.name(), {(_training_cost(student), "eval"):
+                                                   2 * _split_sizes(config, job.dataset)[1]}))
+        elif isinstance(job, (EsnacSearch, EsnacFullTrain)):
+            jobs.append(_esnac_job(study, job, _json(teacher_identity(job.teacher))))
+    jobs += _translation_jobs(study, Path(directory))
+    groups = list(dict.fromkeys(group for job in jobs for group, _ in job.units))
+    return Plan(jobs, groups)
+
+
+def _esnac_job(study: experiments.Study, job: EsnacSearch | EsnacFullTrain, teacher: str) -> Job:
+    """A search, charged per candidate epoch and proposal; or a full training, at a random candidate's speed."""
+    search_job = job if isinstance(job, EsnacSearch) else job.search()
+    spec = build_settings(SearchSpec, search_job.spec_values(study))
+    train_n, test_n = _split_sizes(study.config, spec.dataset)
+    if isinstance(job, EsnacFullTrain):
+        full = build_spec(job.spec_values(study) | {"model": ESNAC_MODEL})
+        fields = {key: full.to_dict()[key] for key in ("dataset", "batch_size", "eval_batch_size", "augment")}
+        group = CostGroup("esnac_full_train", _json(fields), teacher)
+        return Job(job.rule, job.name(), {(group, "train"): full.epochs * train_n,
+                                          (group, "eval"): full.epochs * test_n})
+    search_fields = {key: value for key, value in spec.identity().items()
+                     if key in ("dataset", "batch_size", "eval_batch_size", "acquisition_samples", "kernel",
+                                "steps", "candidates_per_step")}
+    group = CostGroup("search", _json(search_fields), teacher)
+    candidates = spec.steps * spec.candidates_per_step
+    units = {(group, "candidate"): candidates * spec.epochs * train_n}  # train on N - holdout, score the holdout
+    if spec.strategy == "esnac":
+        units[(group, "proposal")] = candidates
+    return Job(job.rule, job.name(), units)
+
+
+def _translation_jobs(study: experiments.Study, directory: Path) -> list[Job]:
+    stats = {job.corpus: _corpus_stats(directory / _corpus_file(job.corpus))
+             for job in study.of_type(TrainTranslationTeacher)}
+
+    def charge(job: experiments.Job, values: dict, teacher: str | None, translate_train: bool = False) -> Job:
+        spec = build_settings(TranslationSpec, values)
+        corpus = stats[spec.corpus]
+        if corpus is None:
+            return Job(job.rule, job.name(), missing=f"{directory / _corpus_file(spec.corpus)} is not prepared "
+                                                     f"(snakemake -c1 {_corpus_file(spec.corpus)})")
+        identity = {key: value for key, value in spec.identity().items() if key not in ("seed", "epochs", "labels")}
+        identity["corpus_file"] = str(directory / _corpus_file(spec.corpus))
+        teacher_values = _teacher_values(study, teacher) if teacher else None
+        group = CostGroup("translation", _json(identity), _json(teacher_values and {
+            key: teacher_values[key] for key in ("model", "model_kwargs")}))
+        if translate_train:  # the teacher's beam translations of the training split
+            return Job(job.rule, job.name(), {(group, "translate"): corpus["pairs"]["train"]})
+        valid = "valid" if "valid" in corpus["pairs"] else "test"
+        tests = [split for split in corpus["pairs"] if split not in ("train", "valid")]
+        return Job(job.rule, job.name(), {
+            (group, "train_token"): spec.epochs * corpus["tokens"]["train"],
+            (group, "eval_token"): spec.epochs * corpus["tokens"][valid] + sum(corpus["tokens"][s] for s in tests),
+            (group, "translate"): sum(corpus["pairs"][split] for split in tests)})
+
+    jobs = []
+    for job in study.jobs:
+        if isinstance(job, TrainTranslationTeacher):
+            jobs.append(charge(job, job.spec_values(study), None))
+        elif isinstance(job, TranslateTrainingSplit):
+            jobs.append(charge(job, _teacher_values(study, job.teacher), None, translate_train=True))
+        elif isinstance(job, TrainTranslationStudent):
+            values = job.spec_values(study)
+            jobs.append(charge(job, values, job.teacher if "kd" in values else None))
+    return jobs
+
+
+def _teacher_values(study: experiments.Study, name: str) -> dict:
+    entry = study.config["translation"]["teachers"][name]
+    return TrainTranslationTeacher(entry["corpus"], name, entry["seed"]).spec_values(study)
+
+
+def _corpus_file(corpus: str) -> str:
+    return f"resources/{corpus}/corpus.pt"  # the workflow's path of a prepared corpus
+
+
+def _corpus_stats(path: Path) -> dict | None:
+    """Pairs and target tokens per split of a prepared corpus (one eos per sentence, as the loop counts them)."""
+    if not path.is_file():
+        return None
+    stats = load_corpus(path, mmap=True)["stats"]
+    return {"pairs": {split: s["pairs"] for split, s in stats.items()},
+            "tokens": {split: s["tgt_tokens"] + s["pairs"] for split, s in stats.items()}}
+
+
+# ---- the estimate -----------------------------------------------------------------------------------------------
+
+def estimate(the_plan: Plan, rates: dict[CostGroup, dict[str, float]]) -> list[dict]:
+    """Per rule (in plan order): jobs, jobs estimated, and the estimated hours; the plan's total last."""
+    rows: dict[str, dict] = {}
+    for job in the_plan.jobs:
+        row = rows.setdefault(job.rule, {"rule": job.rule, "jobs": 0, "estimated": 0, "hours": 0.0, "missing": []})
+        row["jobs"] += 1
+        if job.missing is not None:
+            if job.missing not in row["missing"]:
+                row["missing"].append(job.missing)
+            continue
+        row["estimated"] += 1
+        row["hours"] += sum(count * rates[group][unit] for (group, unit), count in job.units.items()) / 3600
+    total = {"rule": "total", "jobs": sum(r["jobs"] for r in rows.values()),
+             "estimated": sum(r["estimated"] for r in rows.values()), "hours": sum(r["hours"] for r in rows.values()),
+             "missing": sorted({m for r in rows.values() for m in r["missing"]})}
+    return [*rows.values(), total]
+
+
+def _format_table(rows: list[dict], device: str) -> str:
+    lines = [f"{'rule':<28}{'jobs':>7}{'estimated':>11}{'hours':>12}   ({device})"]
+    for row in rows:
+        note = "   (some not estimated: see below)" if row["missing"] else ""
+        lines.append(f"{row['rule']:<28}{row['jobs']:>7}{row['estimated']:>11}{row['hours']:>12.2f}{note}")
+    missing = rows[-1]["missing"]
+    lines += [f"not estimated: {reason}" for reason in missing]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--directory", type=Path, default=REPO,
+                        help="the workflow's working directory, where prepared corpora are (the demo's: demo)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N: where the jobs would run")
+    parser.add_argument("--examples", type=int, help="stand-in examples per measurement (default: 256 on the CPU, "
+                        "8192 on a GPU)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--plan-only", action="store_true", help="list jobs and cost groups; measure nothing")
+    parser.add_argument("--out", type=Path, help="write the plan, every measured rate and the estimate as JSON")
+    args = parser.parse_args(argv)
+    study = experiments.load_config(args.config, SCHEMA)
+    config = study.config
+    the_plan = plan(study, args.directory)
+    log.info("%d jobs, %d cost groups to measure", len(the_plan.jobs), len(the_plan.groups))
+    if args.plan_only:
+        for group in the_plan.groups:
+            print(f"{group.kind:<18}{group.spec}  teacher={group.teacher}")
+        return
+    with place(args.device) as placement:
+        device = placement.device
+    examples = args.examples or DEFAULT_EXAMPLES[device.type]
+    if examples < 8:
+        parser.error(f"--examples must be >= 8, got {examples}")
+    rates = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        context = Context(config, Path(workdir), str(device), examples, args.threads)
+        for index, group in enumerate(the_plan.groups, start=1):
+            tick = time.perf_counter()
+            rates[group] = measure(group, context)
+            log.info("[%d/%d] %s measured in %.1fs: %s", index, len(the_plan.groups), group.kind,
+                     time.perf_counter() - tick, {unit: f"{rate:.3g}" for unit, rate in rates[group].items()})
+    rows = estimate(the_plan, rates)
+    name = device_name(device)
+    print(_format_table(rows, name))
+    if args.out:
+        write_json(args.out, {"device": name, "examples": examples, "config": str(args.config), "estimate": rows,
+                              "groups": [{**dataclasses.asdict(group), "rates": rates[group]}
+                                         for group in the_plan.groups]})

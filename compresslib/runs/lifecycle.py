@@ -1,0 +1,133 @@
+"""One job's lifecycle in its run folder, shared by every job kind: the image training loop, translation training,
+the ESNAC search and post-training quantization.
+
+A job reads top to bottom as: open a :class:`Run` on its folder -> ``placed`` (the GPU it was given, a leased free
+GPU, or the CPU, with its threads; ``compresslib.devices``) -> its inputs, each described once by ``input_file``
+(path and sha256) -> ``resume`` from the folder's state file when there is one (refused, naming the settings,
+when it was written with others), then ``begin_session`` -> its own work, calling ``save_state`` after every unit
+of progress -> its output files (written atomically) -> ``record`` (timing, hardware, provenance filled in) ->
+``finish``, which writes record.json last, so its presence means "finished", and deletes the state file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from compresslib import provenance
+from compresslib.devices import Placement, place
+from compresslib.io import atomic_open, sha256_file
+from compresslib.runs.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
+from compresslib.runs.record import Record, write_record
+
+__all__ = ["Run", "TrainingDiverged", "cpu_state", "write_history"]
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(FloatingPointError):
+    """The training loss became NaN or infinite (or exploded); the run writes no outputs."""
+
+
+class Run:
+    """A job working in ``run_dir``; ``state_name`` is its state file there (deleted once the run finished)."""
+
+    def __init__(self, run_dir: str | Path, command: list[str] | None = None,
+                 state_name: str = CHECKPOINT_NAME) -> None:
+        self.started_at, self._wall_start = provenance.now_iso(), time.perf_counter()
+        self.run_dir = Path(run_dir)  # created by the first state write, after every input check passed
+        self.command = command
+        self.state_path = self.run_dir / state_name
+        self.sessions: list[dict] = []  # one entry per process that worked on the run
+        self.placement: Placement | None = None
+        self._inputs: dict[Path, dict] = {}
+
+    @contextlib.contextmanager
+    def placed(self, device: str, threads: int = 0) -> Iterator[Placement]:
+        """Hold the job's device (``device`` as a spec gives it) for the block; ``threads`` CPU threads for torch
+        (0: torch's default)."""
+        with place(device) as placement:
+            if placement.device.type == "cpu" and threads:
+                torch.set_num_threads(threads)
+            self.placement = placement
+            yield placement
+
+    @property
+    def device(self) -> torch.device:
+        return self.placement.device
+
+    def input_file(self, path: str | Path, /, **facts: object) -> dict:
+        """``{"path", "sha256", **facts}`` of an input file, hashed once per run whatever asks again. A fact named like
+        one of the file's own (a dataset prepared from a folder has a ``path`` of its own) is kept as
+        ``source_<name>``."""
+        path = Path(path)
+        if path not in self._inputs:
+            self._inputs[path] = {"path": str(path), "sha256": sha256_file(path)}
+        own = self._inputs[path]
+        return {**own, **{f"source_{key}" if key in own else key: value for key, value in facts.items()}}
+
+    def resume(self, identity: dict) -> dict | None:
+        """The folder's state, when there is one written with ``identity`` (else CheckpointMismatch naming what
+        differs); its sessions continue this run's. None for a fresh run."""
+        state = load_checkpoint(self.state_path)
+        if state is not None:
+            check_resumable(state["identity"], identity, self.state_path)
+            self.sessions = state["sessions"]
+        return state
+
+    def begin_session(self, **progress: object) -> None:
+        """Record this process as a session of the run, with how far the run was when it started (``start_epoch``,
+        ``evaluated_before``): a run resubmitted after a time limit shows each job."""
+        self.sessions.append({"started_at": self.started_at, **progress, **provenance.job_identity(),
+                              "device": str(self.device)})
+
+    def save_state(self, identity: dict, state: dict) -> None:
+        """Rewrite the state file (atomically) with the run's identity and sessions."""
+        save_checkpoint(self.state_path, {"identity": identity, "sessions": self.sessions, **state})
+
+    def timing(self, **facts: object) -> dict:
+        """A record's ``timing``: the wall time so far, the job's own figures, and the sessions."""
+        return {"wall_s": time.perf_counter() - self._wall_start, **facts, "sessions": self.sessions}
+
+    def record(self, *, kind: str, labels: dict, seed: int, spec: dict, spec_hash: str, sections: dict,
+               timing: dict, data: dict, **models: dict | None) -> Record:
+        """The run's record: ``data`` is the facts of the data file it read (``input_file``), ``models`` those of the
+        model files (teacher_model=..., init_model=...); hardware and provenance are filled in."""
+        return Record(kind=kind, run_dir=str(self.run_dir), labels=dict(labels), seed=seed, spec=spec,
+                      spec_hash=spec_hash, sections=sections, timing=timing,
+                      hardware=provenance.hardware(self.placement, torch.get_num_threads()),
+                      provenance=provenance.run_provenance(data, self.command, self.started_at, **models))
+
+    def finish(self, record: Record, *leftovers: str) -> dict:
+        """Write record.json (last: the run is finished), then delete the state file and the ``leftovers`` (folders
+        of the run's work in progress); returns the record as written."""
+        write_record(self.run_dir, record)
+        self.state_path.unlink(missing_ok=True)
+        for name in leftovers:
+            shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        return record.to_json()
+
+
+def cpu_state(model: nn.Module) -> dict:
+    """A copy of the model's state on the CPU (for checkpoints and the best epoch's weights)."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in model.state_dict().items()}
+
+
+def write_history(path: Path, history: list[dict], leading: tuple[str, ...]) -> None:
+    """history.csv, atomically: the ``leading`` columns first, then any other keys of the rows in their order."""
+    buffer = io.StringIO()
+    columns = leading + tuple(key for key in history[0] if key not in leading)
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    with atomic_open(path, "w", encoding="utf-8") as handle:
+        handle.write(buffer.getvalue())

@@ -1,0 +1,160 @@
+"""Settings dataclasses: built from values plus ``key=value`` overrides, validated, hashed, written back as overrides.
+
+Every runnable thing (a training run, a translation run, an ESNAC search) has a settings dataclass, the single
+source of its defaults and allowed values (``compresslib.specs.training``, ``compresslib.specs.translation``,
+``compresslib.specs.esnac``). This module is their shared machinery: :func:`build_settings` takes a (nested) dict of
+values plus ``key=value`` strings (``lr=0.1``, ``kd.temperature=4``, ``model_kwargs={"dropout": 0.3}``; values
+parse as JSON and fall back to a plain string), refuses unknown keys and wrongly typed values with the key named,
+and validates the result; :func:`format_overrides` is its inverse, which the workflow uses to pass a job its
+settings; :func:`spec_hash` identifies a run's configuration. Nothing here needs torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+__all__ = ["Settings", "SpecError", "require", "check_kind", "build_settings", "format_overrides", "spec_hash",
+           "PRECISIONS"]
+
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
+
+
+class SpecError(ValueError):
+    """A setting's key or value is invalid; the message names the key and what is allowed."""
+
+
+class Settings:
+    """Mixin of the settings dataclasses: ``to_dict`` and ``identity`` (the fields that define a run's result: all
+    but the class's ``RUNTIME_FIELDS``, which say where and how it runs and how tables label it)."""
+
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
+
+    def validate(self) -> None:
+        """Check values beyond their types; raise SpecError naming the key."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict:
+        return {key: value for key, value in self.to_dict().items() if key not in self.RUNTIME_FIELDS}
+
+
+def require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise SpecError(f"{key}: got {value!r}, expected {allowed}")
+
+
+def check_kind(spec: Any, groups: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
+    """Check ``spec.kind`` against the groups of settings (``kd``, ``quant``, ...) that each kind needs and allows:
+    ``groups[kind] == (needed, allowed)``."""
+    require(spec.kind in groups, "kind", spec.kind, f"one of {', '.join(groups)}")
+    needed, allowed = groups[spec.kind]
+    for group in dict.fromkeys(name for pair in groups.values() for name in pair[1]):
+        present = getattr(spec, group) is not None
+        if group in needed and not present:
+            raise SpecError(f"kind: a {spec.kind} run needs {group} settings")
+        if present and group not in allowed:
+            raise SpecError(f"kind: a {spec.kind} run takes no {group} settings ({group} is set)")
+
+
+def build_settings(cls: type, values: Mapping[str, Any] | None = None, overrides: Iterable[str] = ()) -> Any:
+    """A validated settings dataclass (``cls`` has a ``validate`` method) from values plus ``key=value`` overrides."""
+    data = json.loads(json.dumps(dict(values or {})))  # deep copy, JSON-typed
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SpecError(f"override {item!r} is not of the form key=value")
+        target = data
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+            if not isinstance(target, dict):
+                raise SpecError(f"override {item!r}: {parent!r} is not a group of settings")
+        target[leaf] = _parse_value(raw)
+    settings = _from_dict(cls, data, prefix="")
+    settings.validate()
+    return settings
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _from_dict(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{prefix.rstrip('.') or 'spec'}: expected a mapping of settings, got {data!r}")
+    hints = _type_hints(cls)
+    unknown = sorted(set(data) - set(hints))
+    if unknown:
+        raise SpecError(f"unknown setting {prefix + unknown[0]!r}; allowed: {', '.join(prefix + k for k in hints)}")
+    kwargs = {name: _coerce(hints[name], value, prefix + name) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved types of ``cls``'s fields, in field order (resolving them is slow; the workflow asks often)."""
+    hints = typing.get_type_hints(cls)
+    return {field.name: hints[field.name] for field in dataclasses.fields(cls)}
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union \
+        else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise SpecError(f"{key}: may not be null")
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, Mapping):
+            return _from_dict(option, value, prefix=key + ".")
+        base = typing.get_origin(option) or option
+        if base is bool and isinstance(value, bool):
+            return value
+        if base is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if base in (str, list, dict) and isinstance(value, base):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
+    raise SpecError(f"{key}: got {value!r}, expected {names}")
+
+
+def format_overrides(values: Mapping[str, Any], cls: type, prefix: str = "") -> list[str]:
+    """Inverse of :func:`build_settings`'s override parsing: ``{"kd": {"weight": 0.7}}`` -> ``["kd.weight=0.7"]``.
+
+    Nested dataclass groups of ``cls`` become dotted keys; dict-valued settings (``model_kwargs``, ``labels``) stay
+    one JSON value. The order is sorted, so equal values always give the same arguments.
+    """
+    groups = _group_fields(cls)
+    items = []
+    for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
+        if not prefix and key in groups and isinstance(value, Mapping):
+            items += format_overrides(value, cls, prefix=f"{key}.")
+        else:
+            items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
+    return items
+
+
+@functools.cache
+def _group_fields(cls: type) -> frozenset[str]:
+    """Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``)."""
+    return frozenset(name for name, hint in _type_hints(cls).items()
+                     if any(dataclasses.is_dataclass(option) for option in (hint, *typing.get_args(hint))))
+
+
+def spec_hash(spec: Settings) -> str:
+    """SHA-256 of the canonical JSON of the spec's identity fields."""
+    canonical = json.dumps(spec.identity(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
