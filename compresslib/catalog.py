@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["DOCUMENT_LENGTH", "DatasetInfo", "DATASETS", "GENERATED_DATASETS", "HOLDOUT_SPLITS", "get_dataset_info",
-           "CorpusInfo", "CORPORA", "corpus_info", "MODELS", "TRANSLATION_MODEL_ARGUMENTS", "is_model", "list_models"]
+           "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "CorpusInfo", "CORPORA", "corpus_info", "MODELS",
+           "TRANSLATION_MODEL_ARGUMENTS", "is_model", "list_models"]
 
 # ---- datasets -------------------------------------------------------------------------------------------------------
 
@@ -58,6 +59,10 @@ def get_dataset_info(name: str) -> DatasetInfo:
 
 
 # ---- translation corpora ------------------------------------------------------------------------------------------
+
+# the special token ids of every prepared corpus's SentencePiece models, which the translation models use too
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
 
 @dataclass(frozen=True)
 class CorpusInfo:

@@ -133,8 +133,12 @@ class Precision(NamedTuple):
     memory_format: torch.memory_format
     bf16: bool
 
+    @property
+    def channels_last(self) -> bool:
+        return self.memory_format == torch.channels_last
+
     def describe(self) -> str:
-        return f"{'bf16 autocast' if self.bf16 else 'fp32'}, channels_last {self.memory_format == torch.channels_last}"
+        return f"{'bf16 autocast' if self.bf16 else 'fp32'}, channels_last {self.channels_last}"
 
 
 def device_precision(device: torch.device, precision: str = "auto", channels_last: bool | None = None,

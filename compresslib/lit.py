@@ -25,7 +25,7 @@ compresslib.training.loop with ``spec.lit`` set; this module holds what is speci
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -225,7 +225,7 @@ def from_lit_yaml(config: Mapping) -> LitYamlJob:
         raise ValueError("params.evaluate: true only evaluates a trained model in the original; this script trains. "
                          "A finished run's record.json holds its test accuracy")
     info = get_dataset_info(models["dataset"])
-    student, teacher = (_architecture(models[key], f"models.{key}", is_model)
+    student, teacher = (_architecture(models[key], f"models.{key}")
                         for key in ("training_architecture", "base_architecture"))
     lit_phase, full_model = sequence["lit"], sequence["full_model"]
     values = {
@@ -265,7 +265,7 @@ def _check_keys(section: object, allowed: Iterable[str], prefix: str) -> None:
         raise ValueError(f"the LIT config lacks {prefix}{missing[0]}")
 
 
-def _architecture(name: str, key: str, is_model: Callable[[str], bool]) -> str:
+def _architecture(name: str, key: str) -> str:
     """The original's architecture name as a registered model: ``vdcnn9-maxpool`` -> ``vdcnn9``."""
     model = name.removesuffix("-maxpool") if name.startswith("vdcnn") else name
     if name.startswith("vdcnn") and not name.endswith("-maxpool"):

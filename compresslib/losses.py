@@ -38,7 +38,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from compresslib.models.seq2seq import PAD_ID
+from compresslib.catalog import PAD_ID
 from compresslib.specs.training import KL_REDUCTIONS, SOFT_LOSSES
 
 __all__ = ["kd_loss", "nmt_loss", "logit_mse"]

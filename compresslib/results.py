@@ -27,20 +27,17 @@ import pandas as pd
 from scipy import stats
 
 from compresslib.io import atomic_open
+from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
 
-__all__ = ["SUMMARY_METRICS", "IDENTITY_COLUMNS", "METHOD_COLUMNS", "SIZE_COLUMNS", "MODEL_KEYS",
-           "QUANTIZATION_KEYS", "runs_table", "with_size_columns", "summarize", "experiment_rows", "write_csv",
-           "write_text", "write_summary", "markdown_document", "markdown_section", "markdown_header", "markdown_row",
-           "summary_mean_std", "mean_std", "three_significant", "decimals", "two_decimals", "signed_two_decimals"]
+__all__ = ["SUMMARY_METRICS", "IDENTITY_COLUMNS", "SIZE_COLUMNS", "runs_table", "with_size_columns", "summarize",
+           "experiment_rows", "write_csv", "write_text", "write_summary", "markdown_document", "markdown_section",
+           "markdown_header", "markdown_row", "summary_mean_std", "mean_std", "three_significant", "decimals",
+           "two_decimals", "signed_two_decimals"]
 
 SUMMARY_METRICS = ("metrics.final_test_acc", "metrics.best_test_acc")
 IDENTITY_COLUMNS = ("kind", "labels.dataset", "labels.teacher", "labels.student", "activation", "activation_family",
                     "bins", "seed")
-MODEL_KEYS = ("params", "bytes_fp32")
-QUANTIZATION_KEYS = ("method", "bits", "bucket_size", "quantized_params", "full_precision_params",
-                     "huffman_mean_bits", "size_reduction_factor", "size_mb", "packed_bytes", "compression")
-# what with_size_columns adds: the configuration columns every summary groups by, then the per-run sizes
-METHOD_COLUMNS = ["method", "bits", "bucket"]
+# the per-run sizes with_size_columns adds after the configuration columns (method, bits, bucket)
 SIZE_COLUMNS = ("size_mb", "packed_bytes", "compression", "huffman_mean_bits")
 
 

@@ -17,11 +17,11 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
-__all__ = ["Settings", "SpecError", "require", "check_kind", "build_settings", "format_overrides", "spec_hash",
-           "PRECISIONS"]
+__all__ = ["Settings", "SpecError", "require", "require_choice", "check_kind", "check_runtime", "check_kd",
+           "build_settings", "format_overrides", "spec_hash", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
 
@@ -32,9 +32,10 @@ class SpecError(ValueError):
 
 class Settings:
     """Mixin of the settings dataclasses: ``to_dict`` and ``identity`` (the fields that define a run's result: all
-    but the class's ``RUNTIME_FIELDS``, which say where and how it runs and how tables label it)."""
+    but the class's ``RUNTIME_FIELDS``, which say where and how it runs and how tables label it; a spec has those of
+    them it needs, and :func:`check_runtime` checks them)."""
 
-    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset()
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"device", "precision", "channels_last", "threads", "labels"})
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
@@ -51,10 +52,29 @@ def require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise SpecError(f"{key}: got {value!r}, expected {allowed}")
 
 
+def require_choice(key: str, value: Any, choices: Collection[str]) -> None:
+    """``value`` must be one of ``choices`` (a tuple of names, or a dict keyed by them)."""
+    require(value in choices, key, value, f"one of {', '.join(choices)}")
+
+
+def check_runtime(spec: Settings) -> None:
+    """Check the runtime settings that ``spec`` has: ``precision`` one of PRECISIONS, ``threads`` >= 0."""
+    if hasattr(spec, "precision"):
+        require_choice("precision", spec.precision, PRECISIONS)
+    if hasattr(spec, "threads"):
+        require(spec.threads >= 0, "threads", spec.threads, "an integer >= 0")
+
+
+def check_kd(kd: Any) -> None:
+    """Check what every group of KD settings (``kd``) has: ``temperature`` > 0 and ``weight`` in [0, 1]."""
+    require(kd.temperature > 0, "kd.temperature", kd.temperature, "a number > 0")
+    require(0 <= kd.weight <= 1, "kd.weight", kd.weight, "a number in [0, 1]")
+
+
 def check_kind(spec: Any, groups: dict[str, tuple[tuple[str, ...], tuple[str, ...]]]) -> None:
     """Check ``spec.kind`` against the groups of settings (``kd``, ``quant``, ...) that each kind needs and allows:
     ``groups[kind] == (needed, allowed)``."""
-    require(spec.kind in groups, "kind", spec.kind, f"one of {', '.join(groups)}")
+    require_choice("kind", spec.kind, groups)
     needed, allowed = groups[spec.kind]
     for group in dict.fromkeys(name for pair in groups.values() for name in pair[1]):
         present = getattr(spec, group) is not None

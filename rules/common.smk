@@ -16,6 +16,7 @@ from snakemake.utils import validate
 
 from compresslib import experiments
 from compresslib.config import ConfigError, format_problems, load_schema, schema_errors
+from compresslib.specs.esnac import arch_file
 
 SCHEMA = os.path.join(workflow.basedir, "rules", "schemas", "config.schema.yaml")
 try:
@@ -74,7 +75,7 @@ def checkpoint_records(checkpoint, output, job_type, wildcards):
     """The records of the jobs of ``job_type`` a checkpoint job fans out to: one per ``<rank>`` of the
     ``arch-<rank>.pt`` files in its ``output`` folder, known once it has finished (so each fans out at once)."""
     folder = getattr(checkpoint.get(**wildcards).output, output)
-    ranks = sorted(int(rank) for rank in glob_wildcards(os.path.join(folder, "arch-{rank,\\d+}.pt")).rank)
+    ranks = sorted(int(rank) for rank in glob_wildcards(os.path.join(folder, arch_file("{rank,\\d+}"))).rank)
     return [planned(job_type, {**wildcards, "rank": rank}).outputs()["record"] for rank in ranks]
 
 

@@ -62,6 +62,6 @@ rule esnac_collect:
     log:
         EsnacCollect.log_pattern(),
     run:
-        from compresslib.io import write_json
+        from compresslib.runs.record import write_record_list
 
-        write_json(output.records, {"records": [input.search, *input.finals]})
+        write_record_list(output.records, [input.search, *input.finals])

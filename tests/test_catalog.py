@@ -4,13 +4,14 @@ translation models' arguments, the generated datasets, and the views of an image
 from __future__ import annotations
 
 import inspect
+import re
 
 import pytest
 
 from compresslib import catalog
 from compresslib.data.datasets import GENERATORS
 from compresslib.experiments.teachers import VIEWS_PER_IMAGE
-from compresslib.models import create_model, list_models, register_model
+from compresslib.models import create_model, is_model, list_models, register_model
 from compresslib.models.registry import _MODELS
 from compresslib.training.teacher_views import view_count
 
@@ -24,9 +25,25 @@ def test_an_unlisted_model_cannot_be_registered():
     def tiny_net(num_classes: int = 10):  # not in compresslib.catalog.MODELS
         raise AssertionError("never built")
 
+    registered = dict(_MODELS)
     with pytest.raises(ValueError, match="'tiny_net'.*not listed in compresslib.catalog.MODELS"):
         register_model(tiny_net)
-    assert not catalog.is_model("tiny_net")
+    # refused before it is stored: the registry is as it was, and the name builds nothing
+    assert _MODELS == registered and "tiny_net" not in list_models() and not is_model("tiny_net")
+    with pytest.raises(ValueError, match="unknown model 'tiny_net'"):
+        create_model("tiny_net")
+
+
+def test_a_listed_name_from_another_module_cannot_replace_the_registered_model():
+    def qd_conv_teacher(num_classes: int = 10):  # listed, but under compresslib.models.convnet, not this module
+        raise AssertionError("never built")
+
+    assert catalog.MODELS["qd_conv_teacher"] != qd_conv_teacher.__module__
+    registered = dict(_MODELS)
+    with pytest.raises(ValueError, match=re.escape(f"model 'qd_conv_teacher' ({qd_conv_teacher.__module__}) is not "
+                                                   "listed in compresslib.catalog.MODELS under its module")):
+        register_model(qd_conv_teacher)
+    assert _MODELS == registered and _MODELS["qd_conv_teacher"] is not qd_conv_teacher
 
 
 @pytest.mark.parametrize("name", sorted(catalog.TRANSLATION_MODEL_ARGUMENTS))

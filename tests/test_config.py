@@ -1,8 +1,9 @@
-"""config.yaml validation: every bad value stops the workflow before any job, naming the key and what is allowed."""
+"""config.yaml validation (a bad value stops the workflow before any job, naming the key) and the jobs it plans."""
 
 from __future__ import annotations
 
 import copy
+import shlex
 from collections import Counter
 from pathlib import Path
 
@@ -152,8 +153,18 @@ def test_two_experiments_may_not_give_one_run_different_settings():
 def test_a_path_outside_every_experiment_runs_only_when_the_config_entries_define_it():
     study = check_config(_with_defaults(_demo()))
     teacher = TrainTeacher("synthetic", "demo-teacher", 7)  # another seed of a teacher
-    assert teacher not in study.jobs and study.job(TrainTeacher, teacher.wildcards()) == teacher
+    assert teacher not in study.jobs
+    job = study.job(TrainTeacher, {"dataset": "synthetic", "teacher": "demo-teacher", "seed": "7"})
     assert teacher.spec_values(study)["seed"] == 7
+    # the planned seed's recipe, on the teacher's dataset, with only the seed changed
+    arguments = shlex.split(job.arguments(study))
+    assert "seed=7" in arguments and 'dataset="synthetic"' in arguments and 'kind="teacher"' in arguments
+    planned = study.job(TrainTeacher, {"dataset": "synthetic", "teacher": "demo-teacher", "seed": "1"})
+    assert planned in study.jobs
+    assert [a for a in arguments if a != "seed=7"] == [
+        a for a in shlex.split(planned.arguments(study)) if a != "seed=1"]
+    assert job.inputs(study) == {"data": "resources/synthetic/dataset.pt"}
+    assert job.outputs()["record"] == "results/teachers/synthetic/demo-teacher/seed7/record.json"
     # any student of any teacher, activation and seed: the student's recipe on the teacher's inputs
     student = DistillStudent("synthetic", "demo-teacher", "demo-s1", "aplu4", 9)
     assert student not in study.jobs

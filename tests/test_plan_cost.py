@@ -13,7 +13,7 @@ import yaml
 
 from compresslib import plan_cost
 from compresslib.experiments import load_config
-from compresslib.plan_cost.measure import Context
+from compresslib.plan_cost.measurement import Context
 from conftest import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")

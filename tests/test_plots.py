@@ -3,9 +3,8 @@
 import matplotlib.image
 import pytest
 
-from compresslib import plots
 from compresslib.experiments import plot_paths, write_plots
-from compresslib.experiments.esnac import plot_search_progress
+from compresslib.experiments.esnac import plot_search_progress, search_progress
 from compresslib.experiments.lit import plot_run
 from compresslib.experiments.quantize import plot_accuracy_vs_size, quantize_summary
 from compresslib.plots import _point_label, curves_by_epoch, plot_curves
@@ -217,22 +216,13 @@ def test_plot_lit_run_rejects_a_record_with_the_wrong_number_of_section_curves(t
     assert not list(tmp_path.iterdir())
 
 
-def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path, monkeypatch):
-    figures, save = [], plots.save
-
-    def keep(figure, out_path):
-        figures.append(figure)
-        save(figure, out_path)
-
-    monkeypatch.setattr(plots, "save", keep)  # the drawn figure: its esnac line and band are the per-candidate values
+def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path):
     searches = [make_search(seed=1), make_search(seed=2, rewards=(0.6, 0.3, 0.8))]  # the second stopped early
+    per_candidate = search_progress(searches)
+    assert per_candidate.index.tolist() == [1, 2, 3, 4]  # x: candidates evaluated, from 1
+    assert per_candidate.mean(axis=1).tolist() == pytest.approx([0.4, 0.55, 0.65, 0.7])
+    assert per_candidate.min(axis=1).tolist() == pytest.approx([0.2, 0.5, 0.5, 0.7])
     plot_search_progress({"esnac": searches, "random": [make_search(strategy="random")]}, tmp_path / "two.png", "two")
-    axes = figures[0].axes[0]
-    mean = axes.lines[0]
-    assert list(mean.get_xdata()) == [1, 2, 3, 4]  # x: candidates evaluated, from 1
-    assert list(mean.get_ydata()) == pytest.approx([0.4, 0.55, 0.65, 0.7])
-    band = axes.collections[0].get_paths()[0].vertices
-    assert [band[band[:, 0] == x, 1].min() for x in (1, 2, 3, 4)] == pytest.approx([0.2, 0.5, 0.5, 0.7])
     plot_search_progress({"esnac": searches[:1], "random": []}, tmp_path / "one.png", "one")
     plot_search_progress({"esnac": [], "random": []}, tmp_path / "none.png", "none")
     for name in ("two.png", "one.png", "none.png"):

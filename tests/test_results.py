@@ -8,7 +8,7 @@ import pytest
 
 from compresslib.experiments import load_records, table_paths, write_tables
 from compresslib.experiments.distill import experiment_table, seed_table
-from compresslib.experiments.esnac import ESNAC_COLUMNS, ESNAC_SEARCH_COLUMNS, esnac_searches, esnac_table
+from compresslib.experiments.esnac import ESNAC_COLUMNS, ESNAC_SEARCH_COLUMNS, esnac_tables
 from compresslib.experiments.esnac import in_experiment as in_esnac_experiment
 from compresslib.experiments.lit import lit_summary, lit_table
 from compresslib.experiments.quantize import quantize_summary, quantize_table
@@ -599,7 +599,7 @@ def esnac_records():
 
 
 def test_esnac_table_reproduces_esnac_readme_rows():
-    table = esnac_table(esnac_records(), {"esnac-c100": ESNAC_EXPERIMENT})
+    table = esnac_tables(esnac_records(), {"esnac-c100": ESNAC_EXPERIMENT})[0]
     assert table.columns.tolist() == ESNAC_COLUMNS
     rows = list(zip(table["teacher"], table["strategy"], table["seed"], table["rank"], table["index"], strict=True))
     assert rows == [("vgg19", "esnac", 127, 0, 13), ("vgg19", "esnac", 127, 1, 4), ("vgg19", "random", 127, 0, 3),
@@ -620,7 +620,7 @@ def test_esnac_table_reproduces_esnac_readme_rows():
 
 def test_esnac_table_keeps_an_unfinished_full_training_and_marks_the_best_by_f_after():
     records = esnac_records()
-    table = esnac_table(records, {"e": ESNAC_EXPERIMENT})
+    table = esnac_tables(records, {"e": ESNAC_EXPERIMENT})[0]
     unfinished = table.iloc[4]  # ResNet-18's rank 1 has no final record
     assert unfinished["rank"] == 1 and math.isnan(unfinished["acc_after"]) and math.isnan(unfinished["f_after"])
     assert not unfinished["best"] and unfinished["f_before"] == pytest.approx(0.85 * 1.15 * 0.6 / 0.7)
@@ -628,10 +628,10 @@ def test_esnac_table_keeps_an_unfinished_full_training_and_marks_the_best_by_f_a
                      and r["labels"]["rank"] == 1 and r["labels"]["strategy"] == "esnac")
     # the saved model's accuracy: 0.8 * 1.2 * 0.80 / 0.7371 = 1.0419 beats rank 0's 0.9492
     runner_up["metrics"]["selected_test_acc"] = 0.80
-    table = esnac_table(records, {"e": ESNAC_EXPERIMENT})
+    table = esnac_tables(records, {"e": ESNAC_EXPERIMENT})[0]
     assert table["best"].tolist() == [False, True, True, True, False]
     no_finals = [r for r in records if r["kind"] != "esnac"]
-    table = esnac_table(no_finals, {"e": ESNAC_EXPERIMENT})
+    table = esnac_tables(no_finals, {"e": ESNAC_EXPERIMENT})[0]
     assert len(table) == 5 and table["acc_after"].isna().all() and not table["best"].any()
 
 
@@ -639,10 +639,10 @@ def test_esnac_teacher_accuracy_is_read_from_the_reference_record():
     records = esnac_records()
     reference = next(r for r in records if r["kind"] == "teacher" and r["labels"]["teacher"] == "vgg19-full")
     reference["metrics"]["final_test_acc"] = 0.7164  # the architecture now matches its teacher
-    vgg = esnac_table(records, {"e": ESNAC_EXPERIMENT}).iloc[0]
+    vgg = esnac_tables(records, {"e": ESNAC_EXPERIMENT})[0].iloc[0]
     assert vgg["teacher_acc"] == 0.7164 and vgg["f_after"] == pytest.approx(0.8470 * (2 - 0.8470))
     without = [r for r in records if r is not reference]
-    table = esnac_table(without, {"e": ESNAC_EXPERIMENT})
+    table = esnac_tables(without, {"e": ESNAC_EXPERIMENT})[0]
     vgg_rows = table[table["teacher"] == "vgg19"]
     assert len(vgg_rows) == 3 and vgg_rows["teacher_acc"].isna().all() and vgg_rows["f_after"].isna().all()
     assert vgg_rows["acc_after"].tolist() == [0.7164, 0.7, 0.69] and not vgg_rows["best"].any()
@@ -652,19 +652,19 @@ def test_esnac_teacher_accuracy_is_read_from_the_reference_record():
 def test_esnac_table_repeats_a_shared_search_and_refuses_duplicates():
     experiments = {"both": ESNAC_EXPERIMENT, "vgg-only": ESNAC_EXPERIMENT | {
         "teachers": {"vgg19": ESNAC_EXPERIMENT["teachers"]["vgg19"]}, "strategies": ["esnac"], "top_k": 1}}
-    table = esnac_table(esnac_records(), experiments)
+    table = esnac_tables(esnac_records(), experiments)[0]
     assert table["experiment"].tolist() == ["both"] * 5 + ["vgg-only"]
     assert table.iloc[5]["f_after"] == pytest.approx(0.9492, abs=1e-4) and table.iloc[5]["best"]
     twice = esnac_records() + [make_search("vgg19", top=[])]
     with pytest.raises(ValueError, match=r"more than one record for the search of 'vgg19' on 'cifar100', esnac, "
                                          r"seed 127: \['results/esnac/cifar100/vgg19/esnac/seed127'"):
-        esnac_table(twice, experiments)
-    empty = esnac_table([], experiments)
+        esnac_tables(twice, experiments)[0]
+    empty = esnac_tables([], experiments)[0]
     assert empty.empty and empty.columns.tolist() == ESNAC_COLUMNS
 
 
 def test_esnac_searches_one_row_per_search():
-    searches = esnac_searches(esnac_records(), {"e": ESNAC_EXPERIMENT})
+    searches = esnac_tables(esnac_records(), {"e": ESNAC_EXPERIMENT})[1]
     assert searches.columns.tolist() == ESNAC_SEARCH_COLUMNS
     assert list(zip(searches["teacher"], searches["strategy"], searches["candidates"], strict=True)) == [
         ("vgg19", "esnac", 16), ("vgg19", "random", 12), ("resnet18", "esnac", 16)]

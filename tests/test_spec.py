@@ -70,3 +70,43 @@ def test_schema_defaults_equal_trainspec_defaults():
     kd = schema["$defs"]["kd"]["properties"]
     assert {key: spec["default"] for key, spec in kd.items()} == dataclasses.asdict(KDSpec())
     assert set(train) <= set(defaults)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    # a kind that needs a group of settings the spec lacks
+    ({"kind": "distill"}, "kind: a distill run needs kd settings"),
+    ({"kind": "quantize", "kd": {}}, "kind: a quantize run needs quant settings"),
+    ({"kind": "lit", "kd": {}}, "kind: a lit run needs lit settings"),
+    # a group of settings the kind does not allow
+    ({"kind": "teacher", "kd": {}}, "kind: a teacher run takes no kd settings (kd is set)"),
+    ({"kind": "undistilled", "kd": {}}, "kind: a undistilled run takes no kd settings (kd is set)"),
+    ({"kind": "distill", "kd": {}, "quant": {"method": "qd"}},
+     "kind: a distill run takes no quant settings (quant is set)"),
+    # no such kind
+    ({"kind": "student"}, "kind: got 'student', expected one of teacher, undistilled, distill, quantize, lit, esnac"),
+    # esnac is the full training of the ESNAC model, and only it
+    ({"kind": "esnac", "model": "qd_conv_student0"},
+     "kind: got 'esnac', expected esnac exactly for the model esnac_net (the full training of an architecture ESNAC "
+     "found)"),
+    ({"kind": "teacher", "model": "esnac_net"},
+     "kind: got 'teacher', expected esnac exactly for the model esnac_net (the full training of an architecture "
+     "ESNAC found)"),
+], ids=["distill-without-kd", "quantize-without-quant", "lit-without-lit", "teacher-with-kd", "undistilled-with-kd",
+        "distill-with-quant", "unknown-kind", "esnac-of-another-model", "esnac-model-as-teacher"])
+def test_the_kind_must_fit_the_settings(values: dict, message: str):
+    with pytest.raises(SpecError) as error:
+        build_spec(values)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize("values", [
+    {"kind": "teacher"}, {"kind": "undistilled"}, {"kind": "distill", "kd": {}},
+    {"kind": "quantize", "quant": {"method": "qd"}}, {"kind": "quantize", "quant": {"method": "qd"}, "kd": {}},
+    {"kind": "lit", "kd": {}, "lit": {}}, {"kind": "esnac", "model": "esnac_net"},
+], ids=["teacher", "undistilled", "distill", "quantize", "quantize-with-kd", "lit", "esnac"])
+def test_each_kind_builds_with_the_settings_it_takes(values: dict):
+    """The counterpart of the refusals above: they are about the kind, not about the groups themselves."""
+    spec = build_spec(values)
+    assert spec.kind == values["kind"]
+    assert {key for key in ("kd", "quant", "lit") if getattr(spec, key) is not None} == {
+        key for key in ("kd", "quant", "lit") if key in values}

@@ -14,8 +14,8 @@ from snakemake.utils import validate
 
 from compresslib.data.datasets import load_dataset, prepare_dataset
 from compresslib.data.loader import DeviceLoader
-from compresslib.experiments import Study, check_config
-from compresslib.experiments.teachers import teacher_outputs
+from compresslib.experiments import check_config
+from compresslib.experiments.teachers import teacher_kd_epochs, teacher_outputs
 from compresslib.io import sha256_file
 from compresslib.models import load_model
 from compresslib.models.convnet import ConvNet
@@ -227,18 +227,9 @@ def _config(path: str, mode: str | None = None) -> dict:
     return config
 
 
-def _kd_epochs(study: Study) -> dict[str, int]:
-    """Per teacher, the epochs of the planned jobs that run it on every training batch (their teacher_passes)."""
-    epochs = dict.fromkeys(study.config["teachers"], 0)
-    for job in study.jobs:
-        if (passes := job.teacher_passes(study)) is not None:
-            epochs[passes[0]] += passes[1]
-    return epochs
-
-
 def test_auto_caches_the_teachers_whose_students_train_more_epochs_than_an_image_has_views():
     study = check_config(_config("config.yaml"))
-    epochs = _kd_epochs(study)
+    epochs = teacher_kd_epochs(study)
     # conv-teacher: 204 distilled students (LMA 75 + the bins ablation's 120 new tags + QD's 9 relu students) x 200
     # epochs, QD 18 + LMA joint 60 runs x 200; wrn16-10: 50 students + 2 QD runs x 200; resnet110: LIT's KD baseline,
     # 3 seeds x 300; the VDCNNs: LIT's KD baseline x 25 (text); ESNAC's teachers distil nobody
@@ -250,7 +241,8 @@ def test_auto_caches_the_teachers_whose_students_train_more_epochs_than_an_image
 
     demo = check_config(_config("profiles/demo/config.yaml"))
     # 2 students x 5 activations x 2 seeds + 8 QD runs, 4 epochs each: 112 < 162 views, so the demo stays online
-    assert _kd_epochs(demo) == {"demo-teacher": (20 + 8) * 4, "demo-text-teacher": 2 * 4, "demo-esnac-teacher": 0}
+    assert teacher_kd_epochs(demo) == {"demo-teacher": (20 + 8) * 4, "demo-text-teacher": 2 * 4,
+                                       "demo-esnac-teacher": 0}
     assert set(teacher_outputs(demo).values()) == {"online"}
 
 
@@ -266,5 +258,5 @@ def test_auto_caches_once_the_students_epochs_exceed_the_views(epochs: int, mode
     for student in ("demo-s0", "demo-s1"):  # the demo teacher's 28 runs: 140 or 168 epochs against 162 views
         config["students"][student]["train"]["epochs"] = epochs
     study = check_config(config)
-    assert _kd_epochs(study)["demo-teacher"] == 28 * epochs
+    assert teacher_kd_epochs(study)["demo-teacher"] == 28 * epochs
     assert teacher_outputs(study)["demo-teacher"] == mode

@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from compresslib.data.datasets import prepare_dataset
 from compresslib.io import load_torch
-from compresslib.runs.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
+from compresslib.runs.checkpoint import CheckpointMismatch, save_checkpoint
 from compresslib.runs.lifecycle import TrainingDiverged
 from compresslib.settings import SpecError
 from compresslib.training.loop import HISTORY_COLUMNS, train
@@ -111,7 +110,7 @@ def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path:
     # an unfinished run written with another learning rate
     checkpoint = tmp_path / "checkpoint.pt"
     spec = build_spec(TINY | {"epochs": 4, "lr": 0.5})
-    torch.save({"format": CHECKPOINT_FORMAT, "identity": spec.identity(), "sessions": [], "next_epoch": 1}, checkpoint)
+    save_checkpoint(checkpoint, {"identity": spec.identity(), "sessions": [], "next_epoch": 1})
     written = checkpoint.read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"lr: 0.5 in the checkpoint, 0.05 requested.*delete the checkpoint"):
         train(build_spec(TINY | {"epochs": 4}), tiny_dataset, tmp_path)

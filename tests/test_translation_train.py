@@ -24,7 +24,7 @@ from compresslib.losses import nmt_loss
 from compresslib.models import load_model
 from compresslib.models.lstm_nmt import LstmNMT
 from compresslib.models.transformer_nmt import TransformerNMT
-from compresslib.runs.checkpoint import CHECKPOINT_FORMAT, CheckpointMismatch
+from compresslib.runs.checkpoint import CheckpointMismatch, save_checkpoint
 from compresslib.runs.lifecycle import TrainingDiverged
 from compresslib.schedules import NoamSchedule, OnmtDecay
 from compresslib.settings import SpecError
@@ -341,11 +341,12 @@ def test_a_killed_run_resumes_to_identical_results_and_other_settings_are_refuse
     refused.mkdir()
     identity = {**spec_of(RESUME, "warmup=50").identity(), "corpus_sha256": sha256_file(corpus_path),
                 "teacher_sha256": None, "targets_sha256": None}
-    torch.save({"format": CHECKPOINT_FORMAT, "identity": identity, "sessions": [], "next_epoch": 1},
-               refused / "checkpoint.pt")
+    save_checkpoint(refused / "checkpoint.pt", {"identity": identity, "sessions": [], "next_epoch": 1})
+    written = (refused / "checkpoint.pt").read_bytes()
     with pytest.raises(CheckpointMismatch, match=r"warmup: 50 in the checkpoint, 200 requested"):
         train_translation(spec_of(RESUME), corpus_path, refused)
     assert sorted(p.name for p in refused.iterdir()) == ["checkpoint.pt"]
+    assert (refused / "checkpoint.pt").read_bytes() == written
 
 
 def test_divergence_stops_the_run_before_any_output(corpus_path: Path, tmp_path: Path):
@@ -363,3 +364,59 @@ def test_spec_refusals():
     with pytest.raises(SpecError, match="optimizer"):
         spec_of(TEACHER, 'optimizer="adagrad"')
     assert spec_of({}).batch_tokens == 3192 and spec_of({}).eval_batch_tokens == 1024 and spec_of({}).beam_size == 5
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"kind": "distill"}, "kind: a distill run needs kd settings"),
+    ({"kind": "quantize", "kd": {}}, "kind: a quantize run needs quant settings"),
+    ({"kind": "teacher", "kd": {}}, "kind: a teacher run takes no kd settings (kd is set)"),
+    ({"kind": "undistilled", "kd": {}}, "kind: a undistilled run takes no kd settings (kd is set)"),
+    ({"kind": "seq_distill", "quant": {"method": "qd"}},
+     "kind: a seq_distill run takes no quant settings (quant is set)"),
+    ({"kind": "esnac"}, "kind: got 'esnac', expected one of teacher, undistilled, distill, seq_distill, quantize"),
+], ids=["distill-without-kd", "quantize-without-quant", "teacher-with-kd", "undistilled-with-kd",
+        "seq-distill-with-quant", "unknown-kind"])
+def test_spec_refuses_a_kind_that_does_not_fit_its_settings(values: dict, message: str):
+    with pytest.raises(SpecError) as error:
+        spec_of(TEACHER | values)
+    assert str(error.value) == message
+
+
+def test_spec_builds_each_kind_with_the_settings_it_takes():
+    """The counterpart of the refusals above: seq_distill's kd and quantize's kd are optional."""
+    for kind, groups in [("teacher", {}), ("undistilled", {}), ("distill", {"kd": {}}), ("seq_distill", {}),
+                         ("seq_distill", {"kd": {}}), ("quantize", {"quant": {"method": "qd"}}),
+                         ("quantize", {"quant": {"method": "qd"}, "kd": {}})]:
+        spec = spec_of(TEACHER | {"kind": kind, **groups})
+        assert spec.kind == kind and {key for key in ("kd", "quant") if getattr(spec, key) is not None} == set(groups)
+
+
+class _JobStarted(Exception):
+    """Raised in place of the training job: the run got past its input checks."""
+
+
+@pytest.mark.parametrize(("overrides", "with_targets", "refused"), [
+    (('kind="seq_distill"',), False, True), (('kind="undistilled"',), True, True),
+    (('kind="seq_distill"',), True, False), (('kind="quantize"', 'quant.method="qd"'), True, False),
+], ids=["seq-distill-without-targets", "undistilled-with-targets", "seq-distill-with-targets",
+        "quantize-with-targets"])
+def test_a_targets_file_is_read_by_sequence_level_kd_and_quantization_only(
+        corpus_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, overrides: tuple[str, ...],
+        with_targets: bool, refused: bool):
+    def job(*args: object, **kwargs: object) -> None:
+        raise _JobStarted
+
+    monkeypatch.setattr(train_module, "_Job", job)  # no training work: only what comes before it runs
+    spec = spec_of(LSTM_STUDENT, *overrides)
+    targets = tmp_path / "targets.pt" if with_targets else None  # never read: the check comes first
+    run_dir = tmp_path / "run"
+    if not refused:
+        with pytest.raises(_JobStarted):
+            train_translation(spec, corpus_path, run_dir, targets_path=targets)
+        return
+    with pytest.raises(ValueError) as error:
+        train_translation(spec, corpus_path, run_dir, targets_path=targets)
+    assert str(error.value) == (
+        "sequence-level KD (kind seq_distill) trains on a targets file, and only it and quantized distillation "
+        f"(kind quantize) read one (kind: {spec.kind}, targets file: {targets})")
+    assert not run_dir.exists()  # refused before writing anything

@@ -29,23 +29,34 @@ JOB_HEADER = re.compile(r"^(?:local)?(?:rule|checkpoint) (?P<rule>\w+):$")
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 
 
+def dry_run_jobs(*args: str) -> list[tuple[str, dict, frozenset]]:
+    """(rule, wildcards, outputs) of every job a dry run would execute, in its order (`all` has no outputs)."""
+    output = run_snakemake("--dry-run", *args).stdout
+    jobs = []
+    for line in map(str.strip, output.splitlines()):
+        header = JOB_HEADER.match(line)
+        if header:
+            jobs.append((header["rule"], {}, set()))
+        elif jobs and line.startswith("wildcards:"):
+            jobs[-1][1].update(pair.strip().split("=", 1) for pair in line.removeprefix("wildcards:").split(", "))
+        elif jobs and line.startswith("output:"):
+            jobs[-1][2].update(line.removeprefix("output:").strip().split(", "))
+    return [(rule, wildcards, frozenset(outputs)) for rule, wildcards, outputs in jobs]
+
+
 def planned_jobs(*args: str) -> list[tuple[str, dict]]:
     """(rule, wildcards) of every job a dry run would execute."""
-    output = run_snakemake("--dry-run", *args).stdout
-    jobs, rule = [], None
-    for line in output.splitlines():
-        header = JOB_HEADER.match(line.strip())
-        if header:
-            rule = header["rule"]
-            jobs.append((rule, {}))
-        elif rule and line.strip().startswith("wildcards:"):
-            pairs = line.strip().removeprefix("wildcards:").split(", ")
-            jobs[-1][1].update(pair.strip().split("=", 1) for pair in pairs)
-    return jobs
+    return [(rule, wildcards) for rule, wildcards, _ in dry_run_jobs(*args)]
 
 
-def test_paper_dag_job_counts():
-    counts = Counter(rule for rule, _ in planned_jobs())
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, dict, frozenset]]:
+    """The jobs of the paper's DAG (config.yaml) in an empty folder: one dry run shared by the tests that read it."""
+    return dry_run_jobs("--configfile", str(REPO / "config.yaml"), "--directory", str(tmp_path_factory.mktemp("paper")))
+
+
+def test_paper_dag_job_counts(paper_dry_run: list[tuple[str, dict, frozenset]]):
+    counts = Counter(rule for rule, _, _ in paper_dry_run)
     assert counts == {"download_archive": 3, "prepare_dataset": 3,
                       # LMA/QD's 2, LIT's 3, ESNAC's 4 networks x 2 datasets searched (45K) and reported (50K)
                       "train_teacher": 5 + 16,
@@ -71,38 +82,50 @@ def test_paper_dag_job_counts():
                       "aggregate": 1, "all": 1}
 
 
-def scheduled_jobs(*args: str) -> Counter:
-    """(rule, its outputs) of every job a dry run would execute (`all`, which has no outputs, aside)."""
-    jobs, rule = Counter(), None
-    for line in run_snakemake("--dry-run", *args).stdout.splitlines():
-        header = JOB_HEADER.match(line.strip())
-        if header:
-            rule = header["rule"]
-        elif rule and line.strip().startswith("output:"):
-            jobs[(rule, frozenset(line.strip().removeprefix("output:").strip().split(", ")))] += 1
-            rule = None
-    return jobs
+def scheduled_jobs(jobs: list[tuple[str, dict, frozenset]]) -> Counter:
+    """(rule, its outputs) of the dry run's jobs, `all` (which has no outputs) and `aggregate` aside."""
+    return Counter((rule, outputs) for rule, _, outputs in jobs if outputs and rule != "aggregate")
 
 
 def jobs_compresslib_plans(config: Path) -> Counter:
-    """(rule, its outputs) of every job compresslib plans for a config, the aggregation's included and the jobs that
-    join the DAG only after a checkpoint (ESNAC's full trainings) aside."""
+    """(rule, its outputs) of every job compresslib plans for a config, the jobs that join the DAG only after a
+    checkpoint (ESNAC's full trainings) aside."""
     study = experiments.load_config(config, REPO / "rules/schemas/config.schema.yaml")
-    jobs = Counter((job.rule, frozenset(job.outputs().values())) for job in study.jobs if not job.AFTER_CHECKPOINT)
-    aggregated = [*experiments.table_paths("results/tables"),
-                  *experiments.plot_paths(experiments.aggregation_experiments(study.config), "results/plots")]
-    jobs[("aggregate", frozenset(map(str, aggregated)))] += 1
-    return jobs
+    return Counter((job.rule, frozenset(job.outputs().values())) for job in study.jobs if not job.AFTER_CHECKPOINT)
+
+
+# the tables every config's aggregation writes (one per family, whatever the config asks for)
+TABLES = {f"results/tables/{name}" for name in (
+    "runs.csv", "summary-teachers.csv", "summary-distill.csv", "seeds-distill-best.csv", "seeds-distill-final.csv",
+    "seeds-distill.md", "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
+    "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md")}
+# a few plots of each config's experiments
+PLOTS = {None: {"teachers.png", "distill/lma-cifar10/conv-s0.png", "distill/lma-cifar100/wrn10-2.png",
+                "quantize/qd-cifar10.png", "accuracy-vs-size/cifar100.png", "lit/lit-vdcnn17-to-9/seed1.png",
+                "esnac/esnac-cifar100/esnac-shufflenet-c100.png", "translation/qd-wmt.png"},
+         "profiles/demo": {"teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png",
+                           "quantize/demo-quant.png", "accuracy-vs-size/synthetic.png", "lit/demo-lit/seed1.png",
+                           "esnac/demo-esnac/demo-esnac-teacher.png", "translation/demo-qd-nmt.png"}}
 
 
 @pytest.mark.parametrize("profile", [None, "profiles/demo"])
-def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str | None, tmp_path: Path):
+def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str | None, tmp_path: Path,
+                                                                  request: pytest.FixtureRequest):
     """One expansion of the DAG: the rules run the jobs compresslib.experiments plans, job by job."""
     config = REPO / ("profiles/demo/config.yaml" if profile else "config.yaml")
-    args = ("--workflow-profile", profile) if profile else ("--configfile", str(config))
-    scheduled = scheduled_jobs(*args, "--directory", str(tmp_path))
+    if profile is None:
+        jobs = request.getfixturevalue("paper_dry_run")
+    else:
+        jobs = dry_run_jobs("--workflow-profile", profile, "--directory", str(tmp_path))
+    scheduled = scheduled_jobs(jobs)
     assert scheduled == jobs_compresslib_plans(config)
-    assert sum(scheduled.values()) == (638 if profile is None else 76)  # every job but `all`
+    assert sum(scheduled.values()) == (637 if profile is None else 75)  # every job but `all` and `aggregate`
+    # the aggregation, once, after every run: the tables, and the plots of the config's experiments
+    aggregate = [outputs for rule, _, outputs in jobs if rule == "aggregate"]
+    assert len(aggregate) == 1 and [rule for rule, _, _ in jobs][-2:] == ["aggregate", "all"]
+    assert {path for path in aggregate[0] if path.startswith("results/tables/")} == TABLES
+    assert {f"results/plots/{name}" for name in PLOTS[profile]} <= aggregate[0] <= TABLES | {
+        path for path in aggregate[0] if path.startswith("results/plots/") and path.endswith(".png")}
 
 
 HEAVY_LIBRARIES = ("torch", "pandas", "scipy", "matplotlib")

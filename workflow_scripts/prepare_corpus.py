@@ -12,7 +12,7 @@ holds make_synthetic_translation's options (synthetic_translation only). Each --
 archive or from {"src": path, "ref": path} (.sgm or plain text), becomes a split named after the test set, which
 training translates and scores. --download-records are download.py --record files of the inputs, kept in the
 corpus provenance. Text is lower-cased before tokenisation unless --cased. Everything is checked before any text
-is read (compresslib.data.corpus_sources.build_corpus); the output is written atomically.
+is read (compresslib.data.corpus.build_corpus); the output is written atomically.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def resident_loader(images: torch.Tensor, labels: torch.Tensor, pair: Pair, *, t
     return DeviceLoader(images, labels, batch_size=batch_size,
                         augment=train, shuffle=train, drop_last=train, seed=seed, mean=pair.info.mean,
                         std=pair.info.std, device=device,
-                        channels_last=device_precision(device).memory_format == torch.channels_last)
+                        channels_last=device_precision(device).channels_last)
 
 
 def build_views(teacher: nn.Module, loader: DeviceLoader, pair: Pair) -> TeacherViews:

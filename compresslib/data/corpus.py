@@ -12,7 +12,7 @@ Building. :func:`build_corpus` is what ``workflow_scripts/prepare_corpus.py`` ru
 (roles, files, options, test sets and their languages, download records, settings) before reading any text,
 reads the corpus (or generates the synthetic one), adds each test set as a split named after it (training
 translates and scores every split but ``train`` and ``valid``), and writes the prepared corpus
-(``corpus.prepare_corpus``, atomic). Its ``provenance`` entry is::
+(:func:`prepare_corpus`, atomic). Its ``provenance`` entry is::
 
     {"corpus": name, "source": "files" | "synthetic",
      "files": {role: FILE} (files corpora) | "options": {make_synthetic_translation's arguments} (synthetic),
@@ -53,12 +53,11 @@ import numpy as np
 import sentencepiece
 import torch
 
-from compresslib.catalog import corpus_info
+from compresslib.catalog import BOS_ID, EOS_ID, PAD_ID, UNK_ID, corpus_info
 from compresslib.data.corpus_sources import TEST_SETS, corpus_downloads, get_test_set, read_corpus_pairs, \
     read_test_set, test_set_members
 from compresslib.data.synthetic_translation import make_synthetic_translation
 from compresslib.io import load_versioned, read_json_object, save_torch, sha256_file
-from compresslib.models.seq2seq import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 
 __all__ = ["FORMAT_VERSION", "SIDES", "check_corpus_settings", "train_sentencepiece", "Tokenizer", "prepare_corpus",
            "load_corpus", "split_sentences", "tokenizers", "build_corpus"]
@@ -407,7 +406,7 @@ def build_corpus(
     options), plus each of ``test_sets`` ({test set: {"archive": path} or {"src": path, "ref": path}}) as an
     extra split named after it. ``download_records``: download.py ``--record`` files of the inputs, kept in the
     provenance. Everything is checked before any text is read; on failure nothing is written.
-    Returns the corpus as written (``corpus.prepare_corpus``); the provenance layout is in the module docstring.
+    Returns the corpus as written (:func:`prepare_corpus`); the provenance layout is in the module docstring.
     """
     log = log or logger
     info = corpus_info(name)

@@ -42,23 +42,22 @@ from torch import nn
 from compresslib.catalog import get_dataset_info
 from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import device_precision, evaluation_batch_size
+from compresslib.devices import evaluation_batch_size
 from compresslib.esnac.kernel import fit_kernel, propose
 from compresslib.esnac.space import Action, LayerGraph, build_student, compress, encode, extract_graph, \
     parameter_count, random_action
-from compresslib.specs.esnac import SearchSpec
+from compresslib.specs.esnac import SEARCH_TABLE, TOP_DIR, SearchSpec, arch_file
 from compresslib.io import atomic_open, load_torch, save_torch, write_json
 from compresslib.losses import logit_mse
 from compresslib.models import count_parameters, load_model, save_model
-from compresslib.runs.lifecycle import Run
+from compresslib.runs.lifecycle import Run, cpu_state
 from compresslib.settings import spec_hash
 
-__all__ = ["STATE_NAME", "TOP_DIR", "SEARCH_COLUMNS", "search", "reward"]
+__all__ = ["STATE_NAME", "SEARCH_COLUMNS", "search", "reward"]
 
 log = logging.getLogger(__name__)
 
 STATE_NAME = "search-state.pt"
-TOP_DIR = "top"  # arch-<rank>.pt and .json of the best candidates, written when the search ends
 CANDIDATES_DIR = "candidates"  # while the search runs: the weights of the best candidates so far, one file each
 SEARCH_COLUMNS = ("index", "step", "slot", "params", "compression", "times", "val_acc", "reward", "best_reward",
                   "acquisition", "kernel_points", "kernel_fit_steps", "removed", "skips", "train_seconds")
@@ -75,7 +74,7 @@ def search(spec: SearchSpec, data_path: str | Path, teacher_path: str | Path, ru
     """Run (or resume) one search; write search.csv, top/arch-<r>.{pt,json} and record.json into ``run_dir``."""
     run = Run(run_dir, command, state_name=STATE_NAME)
     spec.validate()
-    with run.placed(spec.device, spec.threads):
+    with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last):
         return _Search(spec, run, Path(data_path), Path(teacher_path)).search()
 
 
@@ -89,8 +88,8 @@ class _Search:
     def __init__(self, spec: SearchSpec, run: Run, data_path: Path, teacher_path: Path) -> None:
         self.spec, self.run, self.run_dir = spec, run, run.run_dir
         device = self.device = run.device
-        self.autocast, self.memory_format, _ = device_precision(device, spec.precision, spec.channels_last)
-        channels_last = self.memory_format == torch.channels_last
+        self.autocast, self.memory_format = run.precision.autocast, run.precision.memory_format
+        channels_last = run.precision.channels_last
 
         teacher, meta = load_model(teacher_path)
         if meta.get("dataset") != spec.dataset:
@@ -227,7 +226,7 @@ class _Search:
             accs.append(acc)
             if acc > best_acc:  # the weights that earned the recorded accuracy (ESNAC kept the last epoch's)
                 best_acc = acc
-                best_weights = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+                best_weights = cpu_state(student)
         best_acc = max(best_acc, 0.0)
         params = parameter_count(architecture)
         compression, value = reward(params, self.teacher_params, best_acc, self.teacher_val_acc)
@@ -238,7 +237,7 @@ class _Search:
                "skips": len(architecture.skips), "train_seconds": time.perf_counter() - started,
                "epoch_val_acc": accs, "action": action.to_dict()}
         if best_weights is None:
-            best_weights = {k: v.detach().cpu().clone() for k, v in student.state_dict().items()}
+            best_weights = cpu_state(student)
         return row, best_weights
 
     # ---- state and outputs ----------------------------------------------------------------------------------
@@ -283,7 +282,7 @@ class _Search:
         for row in rows:
             best = max(best, row["reward"])
             row["best_reward"] = best
-        with atomic_open(run_dir / "search.csv", newline="") as handle:
+        with atomic_open(run_dir / SEARCH_TABLE, newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=SEARCH_COLUMNS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
@@ -303,11 +302,11 @@ class _Search:
                        "removed_layers": list(architecture.removed),
                        "added_skips": [list(p) for p in architecture.skips],
                        "layers": [_layer_text(layer) for layer in architecture.layers]}
-            save_model(top_dir / f"arch-{rank}.pt", net, "esnac_net", kwargs,
+            save_model(top_dir / arch_file(rank), net, "esnac_net", kwargs,
                        extra={"dataset": spec.dataset, "normalization": self.teacher_meta["normalization"],
                               "esnac": {k: v for k, v in summary.items() if k != "layers"}})
-            write_json(top_dir / f"arch-{rank}.json", summary)
-            top.append({"rank": rank, "file": f"{TOP_DIR}/arch-{rank}.pt", **facts})
+            write_json(top_dir / arch_file(rank, "json"), summary)
+            top.append({"rank": rank, "file": f"{TOP_DIR}/{arch_file(rank)}", **facts})
         sections = {
             "strategy": spec.strategy,
             "teacher": {"name": self.teacher_meta["name"], "params": self.teacher_params,

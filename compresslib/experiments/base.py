@@ -24,7 +24,7 @@ from compresslib.config import ConfigError, format_problems
 from compresslib.settings import format_overrides
 
 __all__ = ["Job", "Study", "Family", "ConfigError", "failures", "unique_jobs", "overrides", "json_argument",
-           "file_arguments", "positions", "require_keys", "alternatives"]
+           "file_arguments", "summary_paths", "positions", "require_keys", "alternatives"]
 
 
 @dataclass(frozen=True)
@@ -61,12 +61,12 @@ class Job:
         return {role: f"{cls.FOLDER}/{name}" for role, name in cls.OUTPUTS.items()}
 
     @classmethod
-    def log_pattern(cls, rule: str | None = None) -> str:
-        return f"logs/{rule or cls.RULE}/{cls.LOG}.log"
+    def log_pattern(cls) -> str:
+        return f"logs/{cls.RULE}/{cls.LOG}.log"
 
     @classmethod
-    def benchmark_pattern(cls, rule: str | None = None) -> str:
-        return f"benchmarks/{rule or cls.RULE}/{cls.LOG}.tsv"
+    def benchmark_pattern(cls) -> str:
+        return f"benchmarks/{cls.RULE}/{cls.LOG}.tsv"
 
     def folder(self) -> str:
         return self.FOLDER.format(**self.wildcards())
@@ -103,8 +103,7 @@ class Family:
     """What one experiment family provides: the driver (``compresslib.experiments``) runs every family's part of
     config checking, planning, record checking, tables and plots, in the order of its table of families."""
 
-    name: str  # its config section, and its key in the aggregation's experiments
-    job_types: tuple[type[Job], ...] = ()  # the job kinds (rules) it owns
+    name: str  # its key in the aggregation's experiments (for most families, also its config section)
     check: Callable[[dict], list[str]] = lambda config: []  # references between config entries
     jobs: Callable[[Study], Iterable[Job]] = lambda study: ()  # the jobs it asks for (of any family's kinds)
     check_jobs: Callable[[Study], list[str]] = lambda study: []  # what only the planned jobs tell (their settings)
@@ -206,6 +205,11 @@ def json_argument(value: Any) -> str:
 def file_arguments(files: Mapping[str, str]) -> str:
     """``--<role> <path>`` for every model file a job reads (``teacher_views`` -> ``--teacher-views``)."""
     return " ".join(f"--{role.replace('_', '-')} {shlex.quote(path)}" for role, path in files.items())
+
+
+def summary_paths(out_dir: Path, family: str) -> list[Path]:
+    """A family's summary table and its Markdown: ``summary-<family>.csv`` and ``.md`` in ``out_dir``."""
+    return [Path(out_dir) / f"summary-{family}.{suffix}" for suffix in ("csv", "md")]
 
 
 def positions(values: Iterable) -> dict:

@@ -133,5 +133,4 @@ def wildcards(config: dict) -> dict[str, str]:
                                                                         for name in files})}
 
 
-FAMILY = Family(name="corpora", job_types=(DownloadTranslationFile, PrepareCorpus), check=check, jobs=jobs,
-                wildcards=wildcards)
+FAMILY = Family(name="corpora", check=check, jobs=jobs, wildcards=wildcards)

@@ -96,4 +96,4 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"dataset": alternatives(datasets)}
 
 
-FAMILY = Family(name="data", job_types=(DownloadArchive, PrepareDataset), check=check, jobs=jobs, wildcards=wildcards)
+FAMILY = Family(name="data", check=check, jobs=jobs, wildcards=wildcards)

@@ -22,11 +22,13 @@ from compresslib.catalog import is_model, list_models
 from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, overrides, \
     positions
 from compresslib.experiments.datasets import dataset_file
-from compresslib.experiments.teachers import FULL_PRECISION_METHODS, RUN_OUTPUTS, TeacherViews, \
-    check_training_record, dataset_problem, reference_problems, run_values, teacher_job, teacher_outputs
+from compresslib.experiments.teachers import RUN_OUTPUTS, TeacherViews, \
+    check_training_record, dataset_problem, reference_problems, run_values, teacher_job, teacher_outputs, \
+    with_image_sizes
 from compresslib.specs.training import TrainSpec, build_spec
 
-__all__ = ["DistillStudent", "TrainUndistilled", "student_values", "student_pairs", "FAMILY"]
+__all__ = ["DistillStudent", "TrainUndistilled", "STUDENT_LABELS", "student_values", "student_pairs", "is_student_run",
+           "FAMILY"]
 
 STUDENT_LABELS = ("dataset", "teacher", "student")
 SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
@@ -143,10 +145,12 @@ def jobs(study: Study) -> list[Job]:
 
 
 def check_jobs(study: Study) -> list[str]:
-    """Each student's settings on each of its teachers' inputs (augmentation of a text dataset, ...)."""
-    pairs = {(job.teacher, job.student): job for job in study.of_type(DistillStudent, TrainUndistilled)}
-    return failures(build_spec, [(f"students.{student} (taught by {teacher})", job.spec_values(study))
-                                 for (teacher, student), job in pairs.items()])
+    """Each student's settings on each of its teachers' inputs (augmentation of a text dataset, ...), distilled and
+    undistilled: one spec of each kind per teacher and student stands for all its activations and seeds."""
+    kinds = {(type(job), job.teacher, job.student): job for job in study.of_type(DistillStudent, TrainUndistilled)}
+    problems = failures(build_spec, [(f"students.{job.student} (taught by {job.teacher})", job.spec_values(study))
+                                     for job in kinds.values()])
+    return list(dict.fromkeys(problems))  # a recipe both kinds refuse is one problem
 
 
 def check_record(record: dict, path: Path) -> None:
@@ -159,13 +163,18 @@ def experiments(config: dict) -> dict:
             for name, e in config["distill"].items()}
 
 
-def in_experiment(record: dict, experiment: dict) -> bool:
-    """Whether a record is one of the distilled runs that an experiment asks for (one that names a ``dataset``
-    also matches on it; the teacher name alone usually implies it)."""
+def is_student_run(record: dict, experiment: dict) -> bool:
+    """Whether a record is a run of one of an experiment's students, activations and seeds beside its teacher (an
+    experiment that names a ``dataset`` also matches on it; the teacher name alone usually implies it)."""
     labels = record["labels"]
-    return (record["kind"] == "distill" and labels["teacher"] == experiment["teacher"]
-            and labels.get("student") in experiment["students"] and record["activation"] in experiment["activations"]
-            and record["seed"] in experiment["seeds"] and experiment.get("dataset") in (None, labels["dataset"]))
+    return (labels["teacher"] == experiment["teacher"] and labels.get("student") in experiment["students"]
+            and record["activation"] in experiment["activations"] and record["seed"] in experiment["seeds"]
+            and experiment.get("dataset") in (None, labels["dataset"]))
+
+
+def in_experiment(record: dict, experiment: dict) -> bool:
+    """Whether a record is one of the distilled runs that an experiment asks for."""
+    return record["kind"] == "distill" and is_student_run(record, experiment)
 
 
 def experiment_table(records: list[dict], experiments: dict):
@@ -236,8 +245,7 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
 
     summary_path, *seed_paths, markdown_path = table_paths(out_dir)
     rows = experiment_table(records, experiments)
-    sized = results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
-    results.write_csv(results.summarize(sized, SUMMARY_KEYS, means=results.SIZE_COLUMNS), summary_path)
+    results.write_csv(results.summarize(with_image_sizes(rows), SUMMARY_KEYS, means=results.SIZE_COLUMNS), summary_path)
     seed_tables = {which: seed_table(rows, metric) for which, metric in SEED_TABLE_METRICS.items()}
     for path, table in zip(seed_paths, seed_tables.values(), strict=True):
         results.write_csv(table, path)
@@ -269,8 +277,7 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"student": alternatives(config.get("students", {})), "activation": TAG_PATTERN}
 
 
-FAMILY = Family(name="distill", job_types=(DistillStudent, TrainUndistilled), check=check, jobs=jobs,
-                wildcards=wildcards,
-                check_jobs=check_jobs, records=(DistillStudent, TrainUndistilled),
-                record_kinds=("distill", "undistilled"), check_record=check_record, experiments=experiments,
-                table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)
+FAMILY = Family(name="distill", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+                records=(DistillStudent, TrainUndistilled), record_kinds=("distill", "undistilled"),
+                check_record=check_record, experiments=experiments, table_paths=table_paths,
+                write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.catalog import DATASETS
-from compresslib.specs.esnac import STRATEGIES, SearchSpec
-from compresslib.experiments.base import Family, Job, Study, failures, overrides, require_keys, unique_jobs
+from compresslib.experiments.base import Family, Job, Study, failures, overrides, require_keys, summary_paths, \
+    unique_jobs
 from compresslib.experiments.datasets import dataset_file
-from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job
+from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job, teacher_validation
+from compresslib.runs.record import RECORD_NAME
 from compresslib.settings import build_settings
+from compresslib.specs.esnac import SEARCH_TABLE, STRATEGIES, TOP_DIR, SearchSpec, arch_file
 from compresslib.specs.training import ESNAC_MODEL, TrainSpec, build_spec
 
 __all__ = ["EsnacSearch", "EsnacFullTrain", "EsnacCollect", "FAMILY"]
@@ -49,7 +51,7 @@ SEARCH_LOG = "{dataset}/{teacher}/{strategy}/seed{seed}"
 class EsnacSearch(Job):
     RULE = "esnac_search"
     FOLDER = SEARCH_FOLDER
-    OUTPUTS = {"record": "record.json", "table": "search.csv", "top": "top"}  # top/: arch-<rank>.{pt,json}
+    OUTPUTS = {"record": RECORD_NAME, "table": SEARCH_TABLE, "top": TOP_DIR}
     LOG = SEARCH_LOG
     WHAT = "a search of any esnac experiment"
 
@@ -66,8 +68,7 @@ class EsnacSearch(Job):
     def spec_values(self, study: Study) -> dict:
         """The SearchSpec values: the experiment's ``search`` settings, the held-out split the teacher did not
         train on (its own validation settings), and labels for the result tables."""
-        teacher = study.config["teachers"][self.teacher]
-        validation = teacher["validation"] or study.config["validation"]
+        validation = teacher_validation(study.config, self.teacher)
         return {**self.settings(study)["search"], "dataset": self.dataset, "strategy": self.strategy,
                 "seed": self.seed, "holdout_size": validation["holdout_size"],
                 "holdout_split": validation["holdout_split"], "holdout_seed": validation["holdout_seed"],
@@ -109,7 +110,7 @@ class EsnacFullTrain(Job):
 
     def inputs(self, study: Study) -> dict[str, Any]:
         return {"data": dataset_file(self.dataset),
-                "arch": f"{self.search().outputs()['top']}/arch-{self.rank}.pt"}
+                "arch": f"{self.search().outputs()['top']}/{arch_file(self.rank)}"}
 
     def arguments(self, study: Study) -> str:
         return overrides(self.spec_values(study), TrainSpec)
@@ -142,7 +143,7 @@ def check(config: dict) -> list[str]:
             elif entry["dataset"] in DATASETS and DATASETS[entry["dataset"]].kind != "image":
                 problems.append(f"{where}.teachers[{index}]: ESNAC compresses image classifiers; {teacher!r} is "
                                 f"trained on {entry['dataset']}")
-            elif (entry["validation"] or config["validation"])["policy"] != "holdout":
+            elif teacher_validation(config, teacher)["policy"] != "holdout":
                 problems.append(f"{where}.teachers[{index}]: teacher {teacher!r} trains on the whole training set "
                                 "(validation policy test), but the search scores candidates on images the teacher has "
                                 "not seen; give it validation: {policy: holdout, holdout_split: last} (ESNAC's 45K/5K)")
@@ -160,10 +161,10 @@ def check(config: dict) -> list[str]:
 def jobs(study: Study) -> list[Job]:
     """Every search once (in config order), the full training of each architecture it keeps, its collection."""
     config = study.config
-    entries = ((EsnacSearch(config["teachers"][teacher]["dataset"], teacher, strategy, seed, name), name)
-               for name, e in config.get("esnac", {}).items()
-               for teacher, strategy, seed in itertools.product(e["teachers"], e["strategies"], e["seeds"]))
-    searches = unique_jobs(((job, job.settings(study)) for job, _ in entries), lambda first, second: (
+    asked = (EsnacSearch(config["teachers"][teacher]["dataset"], teacher, strategy, seed, name)
+             for name, e in config.get("esnac", {}).items()
+             for teacher, strategy, seed in itertools.product(e["teachers"], e["strategies"], e["seeds"]))
+    searches = unique_jobs(((job, job.settings(study)) for job in asked), lambda first, second: (
         f"esnac.{first.experiment} and esnac.{second.experiment} both search {first.teacher} ({first.strategy}, "
         f"seed {first.seed}) with different search or full_train settings; give one of them other seeds"))
     finals = [EsnacFullTrain(s.dataset, s.teacher, s.strategy, s.seed, rank, s.experiment) for s in searches
@@ -239,11 +240,12 @@ def in_experiment(record: dict, experiment: dict) -> bool:
             and labels["strategy"] in experiment["strategies"] and seed in experiment["seeds"])
 
 
-def esnac_table(records: list[dict], experiments: dict):
-    """summary-esnac.csv, ESNAC's stat.py table: per search of each ESNAC experiment (``{name: experiment}``), one
-    row per fully trained architecture (the ``top_k`` best by search reward).
+def esnac_tables(records: list[dict], experiments: dict):
+    """summary-esnac.csv, ESNAC's stat.py table, and one row per search, for each ESNAC experiment (``{name:
+    experiment}``): ``(architectures, searches)``.
 
-    Columns :data:`ESNAC_COLUMNS`: ``seed`` is the search's seed; ``rank`` the architecture's place by search
+    ``architectures`` has one row per fully trained architecture (the ``top_k`` best by search reward) of each
+    search, columns :data:`ESNAC_COLUMNS`: ``seed`` is the search's seed; ``rank`` the architecture's place by search
     reward (ESNAC's Index, ``arch-<rank>``) and ``index`` its place in the search's evaluation order; ``ratio``
     the compression c and ``times`` 1/(1 - c); ``acc_before`` and ``f_before`` its search accuracy and reward;
     ``acc_after`` the test accuracy of its full training's saved model (``selected_test_acc``: the final epoch's,
@@ -251,20 +253,10 @@ def esnac_table(records: list[dict], experiments: dict):
     reference teacher's final test accuracy (NaN while its record is missing); ``f_after = c(2 - c) * acc_after /
     teacher_acc``; ``best`` marks the architecture of the search with the highest f_after (none while no
     architecture has one). Rows follow the config: experiment, teacher, strategy, seed, then rank; a search
-    that several experiments ask for appears under each.
+    that several experiments ask for appears under each. ``searches`` (:data:`ESNAC_SEARCH_COLUMNS`), in the same
+    order: the candidates each search evaluated, its best search reward, the best f_after of its fully trained
+    architectures (NaN while none finished), and its teacher's accuracy and parameter count.
     """
-    return _frames(records, experiments)[0]
-
-
-def esnac_searches(records: list[dict], experiments: dict):
-    """One row per search of each ESNAC experiment (:data:`ESNAC_SEARCH_COLUMNS`), in :func:`esnac_table`'s order:
-    the candidates it evaluated, its best search reward, the best f_after of its fully trained architectures
-    (NaN while none finished), and its teacher's accuracy and parameter count as :func:`esnac_table` has them."""
-    return _frames(records, experiments)[1]
-
-
-def _frames(records: list[dict], experiments: dict):
-    """:func:`esnac_table` and :func:`esnac_searches` in one pass over the experiments."""
     import pandas as pd
 
     searches, finals, teachers = {}, {}, {}  # each record under its key, to find the one record of a key
@@ -418,6 +410,15 @@ def _markdown(table, searches, experiments: dict) -> str:
         table, experiments, section)
 
 
+def search_progress(records: list[dict]):
+    """The best search reward so far of each search record (a column each), indexed by the number of candidates
+    evaluated (1..n); NaN past the end of a search that evaluated fewer."""
+    import pandas as pd  # only aggregation needs it
+
+    return pd.concat([pd.Series(r["curve"]["best_reward"], index=range(1, len(r["curve"]["best_reward"]) + 1),
+                                dtype=float) for r in records], axis=1).sort_index()
+
+
 def plot_search_progress(groups: dict[str, list[dict]], out_path: Path, title: str) -> None:
     """Plot the best search reward so far (``curve.best_reward``) against the candidates evaluated (1..n).
 
@@ -426,7 +427,6 @@ def plot_search_progress(groups: dict[str, list[dict]], out_path: Path, title: s
     to the candidates it reached. Strategies without records appear in the legend as "no finished runs"; with
     none at all the axes carry that note alone.
     """
-    import pandas as pd
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -438,9 +438,7 @@ def plot_search_progress(groups: dict[str, list[dict]], out_path: Path, title: s
         if not records:
             axes.plot([], [], " ", label=f"{label} (no finished runs)")
             continue
-        best = [r["curve"]["best_reward"] for r in records]  # one column per search: candidates 1..n, NaN past its end
-        per_candidate = pd.concat([pd.Series(curve, index=range(1, len(curve) + 1), dtype=float) for curve in best],
-                                  axis=1).sort_index()
+        per_candidate = search_progress(records)
         (line,) = axes.plot(per_candidate.index, per_candidate.mean(axis=1), label=f"{label} (n={len(records)})",
                             linewidth=1.2)
         if len(records) > 1:
@@ -457,13 +455,13 @@ def plot_search_progress(groups: dict[str, list[dict]], out_path: Path, title: s
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "summary-esnac.csv", Path(out_dir) / "summary-esnac.md"]
+    return summary_paths(out_dir, "esnac")
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib.results import write_summary
 
-    architectures, searches = _frames(records, experiments)
+    architectures, searches = esnac_tables(records, experiments)
     write_summary(architectures, _markdown(architectures, searches, experiments), *table_paths(out_dir))
 
 
@@ -490,8 +488,7 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"strategy": "|".join(STRATEGIES), "rank": r"\d+"}
 
 
-FAMILY = Family(name="esnac", job_types=(EsnacSearch, EsnacFullTrain, EsnacCollect), check=check, jobs=jobs,
-                wildcards=wildcards,
-                check_jobs=check_jobs, record_lists=(EsnacCollect,), record_kinds=("esnac", SEARCH_KIND),
-                unlisted_kinds=(SEARCH_KIND,), check_record=check_record, experiments=experiments,
-                table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)
+FAMILY = Family(name="esnac", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+                record_lists=(EsnacCollect,), record_kinds=("esnac", SEARCH_KIND), unlisted_kinds=(SEARCH_KIND,),
+                check_record=check_record, experiments=experiments, table_paths=table_paths,
+                write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

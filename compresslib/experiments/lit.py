@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresslib.experiments.base import Family, Job, Study, failures, overrides, positions, require_keys
+from compresslib.experiments.base import Family, Job, Study, failures, overrides, positions, require_keys, \
+    summary_paths
 from compresslib.experiments.datasets import dataset_file
-from compresslib.experiments.distill import DistillStudent, TrainUndistilled, student_values
+from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, student_values
 from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job
 from compresslib.specs.training import TrainSpec, build_spec
 
@@ -101,7 +102,7 @@ def check_jobs(study: Study) -> list[str]:
 
 
 def check_record(record: dict, path: Path) -> None:
-    check_training_record(record, path, ("dataset", "teacher", "student"))
+    check_training_record(record, path, STUDENT_LABELS)
     require_keys(record.get("lit"), LIT_RECORD_KEYS, path, "lit record lacks lit keys")
     lit_section_curves(record, source=path)
 
@@ -261,7 +262,7 @@ def plot_run(record: dict | None, out_path: str | Path, title: str, teacher_test
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "summary-lit.csv", Path(out_dir) / "summary-lit.md"]
+    return summary_paths(out_dir, "lit")
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -290,6 +291,6 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
             plot_run(runs.get(seed), path, title, teacher_test_acc=teacher.iloc[0] if len(teacher) else None)
 
 
-FAMILY = Family(name="lit", job_types=(LitTrain,), check=check, jobs=jobs, check_jobs=check_jobs,
+FAMILY = Family(name="lit", check=check, jobs=jobs, check_jobs=check_jobs,
                 records=(LitTrain,), record_kinds=("lit",), check_record=check_record, experiments=experiments,
                 table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -20,11 +20,13 @@ from typing import Any
 
 from compresslib.activation_tags import canonical_tag
 from compresslib.experiments.base import Family, Job, Study, failures, file_arguments, overrides, positions, \
-    require_keys, unique_jobs
+    require_keys, summary_paths, unique_jobs
 from compresslib.experiments.datasets import dataset_file
-from compresslib.experiments.distill import DistillStudent, TrainUndistilled, student_pairs, student_values
+from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, is_student_run, \
+    student_pairs, student_values
 from compresslib.experiments.teachers import FULL_PRECISION_METHODS, RUN_OUTPUTS, check_training_record, \
-    reference_problems, teacher_outputs
+    reference_problems, teacher_outputs, with_image_sizes
+from compresslib.runs.record import QUANTIZATION_KEYS, RECORD_NAME
 from compresslib.specs.quantization import BUCKET_PATTERN, QUANT_METHODS, bucket_tag, parse_bucket_tag
 from compresslib.settings import build_settings
 from compresslib.specs.training import TRAINED_QUANT_METHODS, PostTrainingSpec, TrainSpec
@@ -32,8 +34,6 @@ from compresslib.specs.training import TRAINED_QUANT_METHODS, PostTrainingSpec, 
 __all__ = ["QuantizeTrain", "PostTrainingQuantize", "FAMILY"]
 
 PACKED = {"packed": "model.packed"}
-QUANTIZATION_RECORD_KEYS = ("method", "bits", "bucket_size", "quantized_params", "full_precision_params",
-                            "huffman_mean_bits", "size_reduction_factor", "size_mb", "packed_bytes", "compression")
 REFERENCE_KINDS = {"distilled": "distill", "undistilled": "undistilled"}  # an experiment's references: record kinds
 SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "method", "bits",
                 "bucket"]
@@ -123,7 +123,7 @@ class QuantizeTrain(_QuantizedStudent):
 @dataclass(frozen=True)
 class PostTrainingQuantize(_QuantizedStudent):
     RULE = "quantize_post_training"
-    OUTPUTS = {"model": "model.pt", "record": "record.json"} | PACKED
+    OUTPUTS = {"model": "model.pt", "record": RECORD_NAME} | PACKED
     METHODS = "pm"
 
     def settings(self, study: Study) -> dict:
@@ -180,8 +180,8 @@ def check_jobs(study: Study) -> list[str]:
 
 
 def check_record(record: dict, path: Path) -> None:
-    check_training_record(record, path, ("dataset", "teacher", "student"))
-    require_keys(record.get("quantization"), QUANTIZATION_RECORD_KEYS, path, "quantize record lacks quantization keys")
+    check_training_record(record, path, STUDENT_LABELS)
+    require_keys(record.get("quantization"), QUANTIZATION_KEYS, path, "quantize record lacks quantization keys")
     method = record["quantization"]["method"]
     if method not in QUANT_METHODS:
         raise ValueError(f"{path}: quantization method {method!r}, not one of {QUANT_METHODS}")
@@ -198,16 +198,13 @@ def experiments(config: dict) -> dict:
 def in_experiment(record: dict, experiment: dict) -> bool:
     """Whether a record is a quantized run of a quantize experiment (matching method, bits and bucket size too;
     null: one bucket per tensor), or one of the full-precision references it shows."""
-    labels = record["labels"]
     if record["kind"] == "quantize":
         quantization = record["quantization"]
         wanted = (quantization["method"] in experiment["methods"] and quantization["bits"] in experiment["bits"]
                   and quantization["bucket_size"] in experiment["buckets"])
     else:
         wanted = record["kind"] in {REFERENCE_KINDS[reference] for reference in experiment["references"]}
-    return (wanted and labels["teacher"] == experiment["teacher"] and labels.get("student") in experiment["students"]
-            and record["activation"] in experiment["activations"] and record["seed"] in experiment["seeds"]
-            and experiment.get("dataset") in (None, labels["dataset"]))
+    return wanted and is_student_run(record, experiment)
 
 
 def quantize_table(records: list[dict], experiments: dict):
@@ -217,8 +214,7 @@ def quantize_table(records: list[dict], experiments: dict):
     from compresslib import results  # pandas: only aggregation needs it
 
     def frame(members: list[dict]):
-        rows = results.runs_table(members)
-        return results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
+        return with_image_sizes(results.runs_table(members))
 
     def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
         methods = [FULL_PRECISION_METHODS["undistilled"], FULL_PRECISION_METHODS["distill"], *experiment["methods"]]
@@ -264,7 +260,7 @@ def _markdown(summary, experiments: dict) -> str:
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "summary-quantize.csv", Path(out_dir) / "summary-quantize.md"]
+    return summary_paths(out_dir, "quantize")
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -313,8 +309,7 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"method": "|".join(QUANT_METHODS), "bits": r"\d+", "bucket": BUCKET_PATTERN}
 
 
-FAMILY = Family(name="quantize", job_types=(QuantizeTrain, PostTrainingQuantize), check=check, jobs=jobs,
-                wildcards=wildcards,
-                check_jobs=check_jobs, records=(_QuantizedStudent,), record_kinds=("quantize",),
-                check_record=check_record, experiments=experiments, table_paths=table_paths,
-                write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)
+FAMILY = Family(name="quantize", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+                records=(_QuantizedStudent,), record_kinds=("quantize",), check_record=check_record,
+                experiments=experiments, table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths,
+                write_plots=write_plots)

@@ -24,13 +24,14 @@ from compresslib.activation_tags import parse_activation
 from compresslib.catalog import DATASETS, is_model, list_models
 from compresslib.experiments.base import Family, Job, Study, alternatives, failures, overrides, require_keys
 from compresslib.experiments.datasets import dataset_file
+from compresslib.runs.record import MODEL_KEYS, RECORD_NAME
 from compresslib.specs.training import TrainSpec, build_spec
 
-__all__ = ["TrainTeacher", "TeacherViews", "RUN_OUTPUTS", "FULL_PRECISION_METHODS", "run_values", "teacher_job",
-           "teacher_outputs", "dataset_problem", "activation_problems", "reference_problems", "check_training_record",
-           "FAMILY"]
+__all__ = ["TrainTeacher", "TeacherViews", "RUN_OUTPUTS", "FULL_PRECISION_METHODS", "run_values", "teacher_validation",
+           "teacher_job", "teacher_kd_epochs", "teacher_outputs", "with_image_sizes", "dataset_problem",
+           "reference_problems", "check_training_record", "FAMILY"]
 
-RUN_OUTPUTS = {"model": "model.pt", "record": "record.json", "history": "history.csv"}
+RUN_OUTPUTS = {"model": "model.pt", "record": RECORD_NAME, "history": "history.csv"}
 VIEWS_PER_IMAGE = 162  # pad-4 crop offsets x flips (compresslib.training.teacher_views.view_count())
 # the method column of full-precision runs in size tables, by record kind
 FULL_PRECISION_METHODS = {"teacher": "fp-teacher", "distill": "fp-distilled", "undistilled": "fp-undistilled"}
@@ -54,7 +55,7 @@ class TrainTeacher(Job):
         """The TrainSpec values of this teacher."""
         entry = study.config["teachers"][self.teacher]
         return run_values(study.config, entry, self.teacher, entry["activation"], self.seed, kind="teacher",
-                          labels={}, validation=entry["validation"])
+                          labels={}, validation=teacher_validation(study.config, self.teacher))
 
     def inputs(self, study: Study) -> dict[str, Any]:
         return {"data": dataset_file(self.dataset)}
@@ -105,6 +106,11 @@ def teacher_job(config: dict, name: str) -> TrainTeacher:
     return TrainTeacher(entry["dataset"], name, entry["seed"])
 
 
+def teacher_validation(config: dict, name: str) -> dict:
+    """The validation settings teacher ``name`` trains with: its own, else the config's."""
+    return config["teachers"][name]["validation"] or config["validation"]
+
+
 def run_values(config: dict, entry: dict, teacher: str, activation: str, seed: int, kind: str, labels: dict,
                validation: dict | None = None) -> dict:
     """TrainSpec values shared by teacher and student runs: the entry's model and recipe, the validation policy
@@ -121,19 +127,25 @@ def run_values(config: dict, entry: dict, teacher: str, activation: str, seed: i
             "labels": {"dataset": teacher_entry["dataset"], "teacher": teacher, **labels}}
 
 
+def teacher_kd_epochs(study: Study) -> dict[str, int]:
+    """Per teacher, the epochs of the planned jobs that run it on every training batch (their ``teacher_passes``).
+    The teachers' own family is left out: it plans the views jobs this decides on."""
+    epochs = dict.fromkeys(study.config["teachers"], 0)
+    others = [family.name for family in study.families if family.name != FAMILY.name]
+    for job in dict.fromkeys(job for family in others for job in study.jobs_of(family)):
+        passes = job.teacher_passes(study)
+        if passes is not None:
+            epochs[passes[0]] += passes[1]
+    return epochs
+
+
 def teacher_outputs(study: Study) -> dict[str, str]:
     """Per teacher, where the logits of the jobs that run it on every training batch come from: ``cached`` (its
     views table, one teacher_views job) or ``online`` (the module docstring says which)."""
     def decide() -> dict[str, str]:
         config = study.config
-        epochs = dict.fromkeys(config["teachers"], 0)
-        others = [family.name for family in study.families if family.name != FAMILY.name]
-        for job in dict.fromkeys(job for family in others for job in study.jobs_of(family)):
-            passes = job.teacher_passes(study)
-            if passes is not None:
-                epochs[passes[0]] += passes[1]
         modes = {}
-        for name, count in epochs.items():
+        for name, count in teacher_kd_epochs(study).items():
             cacheable = count > 0 and DATASETS[config["teachers"][name]["dataset"]].kind == "image"
             wanted = count > VIEWS_PER_IMAGE if config["teacher_outputs"] == "auto" else \
                 config["teacher_outputs"] == "cached"
@@ -201,11 +213,18 @@ def check_training_record(record: dict, path: Path, labels: Iterable[str]) -> No
     require_keys(record, TRAINING_RECORD_KEYS, path, "record lacks required keys")
     require_keys(record["labels"], labels, path, f"{record['kind']} record lacks labels")
     require_keys(record["metrics"], ("final_test_acc", "best_test_acc"), path, "record lacks metrics")
-    require_keys(record.get("model"), ("params", "bytes_fp32"), path, "record lacks model keys")
+    require_keys(record.get("model"), MODEL_KEYS, path, "record lacks model keys")
 
 
 def check_record(record: dict, path: Path) -> None:
     check_training_record(record, path, ("dataset", "teacher"))
+
+
+def with_image_sizes(rows):
+    """``results.with_size_columns`` of image training runs: a full-precision run's method names its kind."""
+    from compresslib import results  # pandas: only aggregation needs it
+
+    return results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
 
 
 def table_paths(out_dir: Path) -> list[Path]:
@@ -215,8 +234,7 @@ def table_paths(out_dir: Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib import results  # pandas and scipy: only aggregation needs them
 
-    rows = results.runs_table([record for record in records if record["kind"] == "teacher"])
-    rows = results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
+    rows = with_image_sizes(results.runs_table([record for record in records if record["kind"] == "teacher"]))
     results.write_csv(results.summarize(rows, SUMMARY_KEYS, means=results.SIZE_COLUMNS), *table_paths(out_dir))
 
 
@@ -237,6 +255,6 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"teacher": alternatives(config["teachers"]), "seed": r"\d+"}
 
 
-FAMILY = Family(name="teachers", job_types=(TrainTeacher, TeacherViews), check=check, jobs=jobs, wildcards=wildcards,
+FAMILY = Family(name="teachers", check=check, jobs=jobs, wildcards=wildcards,
                 check_jobs=check_jobs, records=(TrainTeacher,), record_kinds=("teacher",), check_record=check_record,
                 table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -21,10 +21,10 @@ from typing import Any
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.catalog import TRANSLATION_MODEL_ARGUMENTS
 from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, overrides, \
-    positions, require_keys, unique_jobs
+    positions, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.corpora import corpus_file
-from compresslib.experiments.quantize import QUANTIZATION_RECORD_KEYS
 from compresslib.experiments.teachers import RUN_OUTPUTS, reference_problems
+from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
 from compresslib.specs.quantization import BUCKET_PATTERN, bucket_tag, parse_bucket_tag
 from compresslib.specs.translation import TranslationSpec, build_translation_spec
 
@@ -42,7 +42,6 @@ TEST_SPLIT = "test"  # the first test split: always a column, and the plotted on
 LABELS = ("corpus", "teacher", "student", "activation")  # the labels translation_table names plainly
 SUMMARY_KEYS = ["experiment", *LABELS, "method", "bits", "bucket"]
 MEASURED = ["timing.sentences_per_s", "memory.inference_peak_bytes"]  # of the first test split
-MEANS = ["model.params", "size_mb", "packed_bytes", "compression", "huffman_mean_bits", *MEASURED]
 # one marker per method, like its image counterpart's (compresslib.experiments.quantize), in legend order
 MARKERS = {"teacher": "*", "undistilled": "s", "word-kd": "D", "seq-kd": "P", "qd": "o"}
 
@@ -295,9 +294,9 @@ def check_record(record: dict, path: Path) -> None:
             and metrics["bleu"].keys() == metrics["ppl"].keys()):
         raise ValueError(f"{path}: {KIND} metrics bleu and ppl must map the same test splits to numbers, "
                          f"got {metrics['bleu']!r} and {metrics['ppl']!r}")
-    require_keys(record["model"], ("params", "bytes_fp32"), path, f"{KIND} record lacks model keys")
+    require_keys(record["model"], MODEL_KEYS, path, f"{KIND} record lacks model keys")
     if run_kind == "quantize":
-        require_keys(record.get("quantization"), QUANTIZATION_RECORD_KEYS, path,
+        require_keys(record.get("quantization"), QUANTIZATION_KEYS, path,
                      f"{KIND} qd record lacks quantization keys")
 
 
@@ -336,7 +335,7 @@ def in_experiment(record: dict, experiment: dict) -> bool:
 
 
 def translation_table(records: list[dict], experiments: dict):
-    """The rows of each translation experiment (``{name: experiment}``): the :func:`with_size_columns` frame of its
+    """The rows of each translation experiment (``{name: experiment}``): the ``results.with_size_columns`` frame of its
     members, with the columns ``experiment``, ``corpus``, ``teacher``, ``student``, ``activation`` (NaN for the
     teacher) put first.
 
@@ -374,7 +373,7 @@ def translation_table(records: list[dict], experiments: dict):
 def translation_summary(records: list[dict], experiments: dict):
     """summary-translation.csv: per configuration of :func:`translation_table` (:data:`SUMMARY_KEYS`),
     the statistics of BLEU (``bleu.<split>_mean``, ...) then of perplexity (``ppl.<split>_mean``, ...) of every test
-    split present ("test" always, first), then the means of :data:`MEANS`."""
+    split present ("test" always, first), then the means of the parameters, the sizes and :data:`MEASURED`."""
     from compresslib import results
 
     table = translation_table(records, experiments)
@@ -382,7 +381,8 @@ def translation_summary(records: list[dict], experiments: dict):
     splits = [TEST_SPLIT, *sorted(present - {TEST_SPLIT})]
     metrics = [f"metrics.{metric}.{split}" for metric in ("bleu", "ppl") for split in splits]
     table = table.reindex(columns=[*table.columns, *(metric for metric in metrics if metric not in table.columns)])
-    return results.summarize(table, SUMMARY_KEYS, metrics=metrics, means=MEANS)
+    return results.summarize(table, SUMMARY_KEYS, metrics=metrics,
+                             means=["model.params", *results.SIZE_COLUMNS, *MEASURED])
 
 
 def _markdown(summary, experiments: dict, records: list[dict]) -> str:
@@ -450,7 +450,7 @@ def plot_bleu_vs_size(summary, out_path: Path, title: str) -> None:
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "summary-translation.csv", Path(out_dir) / "summary-translation.md"]
+    return summary_paths(out_dir, "translation")
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -471,10 +471,7 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
                           f"{name}: students of {experiment['teacher']} on {experiment['corpus']}")
 
 
-FAMILY = Family(name="translation", job_types=(TrainTranslationTeacher, TranslateTrainingSplit,
-                                               TrainTranslationStudent),
-                check=check, jobs=jobs, check_jobs=check_jobs, records=(TrainTranslationTeacher,
-                                                                        TrainTranslationStudent),
-                record_kinds=(KIND,), check_record=check_record, experiments=experiments, wildcards=wildcards,
-                table_paths=table_paths,
+FAMILY = Family(name="translation", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+                records=(TrainTranslationTeacher, TrainTranslationStudent), record_kinds=(KIND,),
+                check_record=check_record, experiments=experiments, table_paths=table_paths,
                 write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -30,8 +30,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from compresslib.catalog import BOS_ID, EOS_ID, PAD_ID
 from compresslib.models.registry import register_model
-from compresslib.models.seq2seq import BOS_ID, EOS_ID, PAD_ID, Seq2Seq, State, allow_empty_rows
+from compresslib.models.seq2seq import Seq2Seq, State, allow_empty_rows
 
 __all__ = ["LSTM_CONFIGS", "LstmNMT", "lstm_nmt", "lstm_nmt_parameter_count"]
 

@@ -25,9 +25,9 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "State", "Seq2Seq", "reorder_state", "allow_empty_rows"]
+from compresslib.catalog import BOS_ID, EOS_ID, PAD_ID
 
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3  # special token ids, which the prepared corpus's SentencePiece models use
+__all__ = ["State", "Seq2Seq", "reorder_state", "allow_empty_rows"]
 
 State = dict[str, Any]
 

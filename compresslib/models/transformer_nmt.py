@@ -44,8 +44,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from compresslib.activations import LMA, create_activation
+from compresslib.catalog import BOS_ID, EOS_ID, PAD_ID
 from compresslib.models.registry import count_parameters, register_model
-from compresslib.models.seq2seq import BOS_ID, EOS_ID, PAD_ID, Seq2Seq, State, allow_empty_rows
+from compresslib.models.seq2seq import Seq2Seq, State, allow_empty_rows
 
 __all__ = ["TRANSFORMER_CONFIGS", "TransformerNMT", "transformer_nmt", "transformer_nmt_parameter_count"]
 

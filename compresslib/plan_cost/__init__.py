@@ -7,7 +7,7 @@ Every job the workflow would run for the config is the workflow's own (``compres
 objects its rules run, ESNAC's full trainings included) and is charged in units of a *cost group*: what one of
 its epochs costs depends on the model and its settings, the dataset, the batch size, the teacher it runs, its
 quantization and LIT, not on the seed or the learning rate. Each group is measured once
-(``compresslib.plan_cost.measure``), by running compresslib's own code on this device for two epochs on stand-in
+(``compresslib.plan_cost.measurement``), by running compresslib's own code on this device for two epochs on stand-in
 data of the real shape (random images or character ids with the real number of classes: speed does not depend on
 content):
 
@@ -35,19 +35,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from compresslib import experiments
 from compresslib.catalog import get_dataset_info
 from compresslib.data.corpus import load_corpus
 from compresslib.devices import place
-from compresslib.specs.esnac import SearchSpec
+from compresslib.experiments.corpora import corpus_file
 from compresslib.experiments.distill import DistillStudent, TrainUndistilled
 from compresslib.experiments.esnac import EsnacFullTrain, EsnacSearch
 from compresslib.experiments.lit import LitTrain
@@ -55,10 +53,12 @@ from compresslib.experiments.quantize import PostTrainingQuantize, QuantizeTrain
 from compresslib.experiments.teachers import VIEWS_PER_IMAGE, TeacherViews, TrainTeacher
 from compresslib.experiments.translation import TrainTranslationStudent, TrainTranslationTeacher, \
     TranslateTrainingSplit
+from compresslib.experiments.translation import teacher_job as translation_teacher
 from compresslib.io import write_json
-from compresslib.plan_cost.measure import DEFAULT_EXAMPLES, Context, CostGroup, device_name, measure
+from compresslib.plan_cost.measurement import DEFAULT_EXAMPLES, Context, CostGroup, device_name, json_key, measure
 from compresslib.settings import build_settings
-from compresslib.specs.training import ESNAC_MODEL, build_spec
+from compresslib.specs.esnac import SearchSpec
+from compresslib.specs.training import ESNAC_MODEL, TrainSpec, build_spec
 from compresslib.specs.translation import TranslationSpec
 
 __all__ = ["CostGroup", "Job", "Plan", "plan", "measure", "estimate", "main"]
@@ -87,10 +87,6 @@ class Plan:
     groups: list[CostGroup]  # each once, in first-use order
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True)
-
-
 def _split_sizes(config: dict, dataset: str) -> tuple[int, int]:
     info = get_dataset_info(dataset)
     if info.split_sizes is not None:
@@ -99,14 +95,15 @@ def _split_sizes(config: dict, dataset: str) -> tuple[int, int]:
     return options["train_size"], options["test_size"]
 
 
-def _training_cost(values: dict, teacher: dict | None = None) -> CostGroup:
-    spec = build_spec(values)
+def _training_cost(spec: TrainSpec, teacher: dict | None = None) -> CostGroup:
     fields = ("kind", "dataset", "model", "model_kwargs", "activation", "batch_size", "eval_batch_size", "augment",
               "mean", "std", "kd", "quant", "lit", "teacher_outputs")
-    return CostGroup("training", _json({key: spec.to_dict()[key] for key in fields}), _json(teacher))
+    values = spec.to_dict()
+    return CostGroup("training", json_key({key: values[key] for key in fields}), json_key(teacher))
 
 
 def _model_identity(entry: dict) -> dict:
+    """What a teacher's cost depends on: its network (a teacher entry's, or a student's spec values)."""
     return {"model": entry["model"], "model_kwargs": entry["model_kwargs"], "activation": entry["activation"]}
 
 
@@ -117,12 +114,11 @@ def plan(study: experiments.Study, directory: str | Path = REPO) -> Plan:
     jobs: list[Job] = []
 
     def teacher_identity(name: str) -> dict:
-        entry = config["teachers"][name]
-        return {"model": entry["model"], "model_kwargs": entry["model_kwargs"], "activation": entry["activation"]}
+        return _model_identity(config["teachers"][name])
 
     def training(job: experiments.Job, values: dict, teacher: dict | None = None) -> None:
         spec = build_spec(values)
-        group = _training_cost(values, teacher)
+        group = _training_cost(spec, teacher)
         train_n, test_n = _split_sizes(config, spec.dataset)
         held_out = spec.holdout_size if spec.validation == "holdout" else 0
         phases = [("", spec.epochs)] + ([("lit_", spec.lit.epochs)] if spec.lit is not None else [])
@@ -137,8 +133,8 @@ def plan(study: experiments.Study, directory: str | Path = REPO) -> Plan:
             training(job, job.spec_values(study))
         elif isinstance(job, TeacherViews):  # one pass over every view of every training image
             spec = build_spec(TrainTeacher(job.dataset, job.teacher, job.seed).spec_values(study))
-            group = CostGroup("teacher_views", _json({"dataset": spec.dataset, "mean": spec.mean, "std": spec.std}),
-                              _json(teacher_identity(job.teacher)))
+            group = CostGroup("teacher_views", json_key({"dataset": spec.dataset, "mean": spec.mean, "std": spec.std}),
+                              json_key(teacher_identity(job.teacher)))
             jobs.append(Job(job.rule, job.name(), {(group, "view"): VIEWS_PER_IMAGE * _split_sizes(config,
                                                                                                  spec.dataset)[0]}))
         elif isinstance(job, (DistillStudent, LitTrain)) or (isinstance(job, QuantizeTrain) and job.method == "qd"):
@@ -147,15 +143,14 @@ def plan(study: experiments.Study, directory: str | Path = REPO) -> Plan:
             training(job, job.spec_values(study))
         elif isinstance(job, QuantizeTrain):  # DQ's teacher is the distilled student itself
             values = job.spec_values(study)
-            training(job, values, {"model": values["model"], "model_kwargs": values["model_kwargs"],
-                                   "activation": job.activation})
+            training(job, values, _model_identity(values))
         elif isinstance(job, PostTrainingQuantize):  # no training: the distilled student evaluated twice
             student = job.distilled().spec_values(study) | {"kind": "undistilled", "kd": None,
                                                             "teacher_outputs": "online"}
-            jobs.append(Job(job.rule, job.name(), {(_training_cost(student), "eval"):
+            jobs.append(Job(job.rule, job.name(), {(_training_cost(build_spec(student)), "eval"):
                                                    2 * _split_sizes(config, job.dataset)[1]}))
         elif isinstance(job, (EsnacSearch, EsnacFullTrain)):
-            jobs.append(_esnac_job(study, job, _json(teacher_identity(job.teacher))))
+            jobs.append(_esnac_job(study, job, json_key(teacher_identity(job.teacher))))
     jobs += _translation_jobs(study, Path(directory))
     groups = list(dict.fromkeys(group for job in jobs for group, _ in job.units))
     return Plan(jobs, groups)
@@ -168,14 +163,15 @@ def _esnac_job(study: experiments.Study, job: EsnacSearch | EsnacFullTrain, teac
     train_n, test_n = _split_sizes(study.config, spec.dataset)
     if isinstance(job, EsnacFullTrain):
         full = build_spec(job.spec_values(study) | {"model": ESNAC_MODEL})
-        fields = {key: full.to_dict()[key] for key in ("dataset", "batch_size", "eval_batch_size", "augment")}
-        group = CostGroup("esnac_full_train", _json(fields), teacher)
+        values = full.to_dict()
+        fields = {key: values[key] for key in ("dataset", "batch_size", "eval_batch_size", "augment")}
+        group = CostGroup("esnac_full_train", json_key(fields), teacher)
         return Job(job.rule, job.name(), {(group, "train"): full.epochs * train_n,
                                           (group, "eval"): full.epochs * test_n})
     search_fields = {key: value for key, value in spec.identity().items()
                      if key in ("dataset", "batch_size", "eval_batch_size", "acquisition_samples", "kernel",
                                 "steps", "candidates_per_step")}
-    group = CostGroup("search", _json(search_fields), teacher)
+    group = CostGroup("search", json_key(search_fields), teacher)
     candidates = spec.steps * spec.candidates_per_step
     units = {(group, "candidate"): candidates * spec.epochs * train_n}  # train on N - holdout, score the holdout
     if spec.strategy == "esnac":
@@ -184,19 +180,19 @@ def _esnac_job(study: experiments.Study, job: EsnacSearch | EsnacFullTrain, teac
 
 
 def _translation_jobs(study: experiments.Study, directory: Path) -> list[Job]:
-    stats = {job.corpus: _corpus_stats(directory / _corpus_file(job.corpus))
+    stats = {job.corpus: _corpus_stats(directory / corpus_file(job.corpus))
              for job in study.of_type(TrainTranslationTeacher)}
 
     def charge(job: experiments.Job, values: dict, teacher: str | None, translate_train: bool = False) -> Job:
         spec = build_settings(TranslationSpec, values)
         corpus = stats[spec.corpus]
         if corpus is None:
-            return Job(job.rule, job.name(), missing=f"{directory / _corpus_file(spec.corpus)} is not prepared "
-                                                     f"(snakemake -c1 {_corpus_file(spec.corpus)})")
+            return Job(job.rule, job.name(), missing=f"{directory / corpus_file(spec.corpus)} is not prepared "
+                                                     f"(snakemake -c1 {corpus_file(spec.corpus)})")
         identity = {key: value for key, value in spec.identity().items() if key not in ("seed", "epochs", "labels")}
-        identity["corpus_file"] = str(directory / _corpus_file(spec.corpus))
+        identity["corpus_file"] = str(directory / corpus_file(spec.corpus))
         teacher_values = _teacher_values(study, teacher) if teacher else None
-        group = CostGroup("translation", _json(identity), _json(teacher_values and {
+        group = CostGroup("translation", json_key(identity), json_key(teacher_values and {
             key: teacher_values[key] for key in ("model", "model_kwargs")}))
         if translate_train:  # the teacher's beam translations of the training split
             return Job(job.rule, job.name(), {(group, "translate"): corpus["pairs"]["train"]})
@@ -220,12 +216,7 @@ def _translation_jobs(study: experiments.Study, directory: Path) -> list[Job]:
 
 
 def _teacher_values(study: experiments.Study, name: str) -> dict:
-    entry = study.config["translation"]["teachers"][name]
-    return TrainTranslationTeacher(entry["corpus"], name, entry["seed"]).spec_values(study)
-
-
-def _corpus_file(corpus: str) -> str:
-    return f"resources/{corpus}/corpus.pt"  # the workflow's path of a prepared corpus
+    return translation_teacher(study.config, name).spec_values(study)
 
 
 def _corpus_stats(path: Path) -> dict | None:

@@ -2,11 +2,12 @@
 the ESNAC search and post-training quantization.
 
 A job reads top to bottom as: open a :class:`Run` on its folder -> ``placed`` (the GPU it was given, a leased free
-GPU, or the CPU, with its threads; ``compresslib.devices``) -> its inputs, each described once by ``input_file``
-(path and sha256) -> ``resume`` from the folder's state file when there is one (refused, naming the settings,
-when it was written with others), then ``begin_session`` -> its own work, calling ``save_state`` after every unit
-of progress -> its output files (written atomically) -> ``record`` (timing, hardware, provenance filled in) ->
-``finish``, which writes record.json last, so its presence means "finished", and deletes the state file.
+GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``) -> its inputs, each
+described once by ``input_file`` (path and sha256) -> ``resume`` from the folder's state file when there is one
+(refused, naming the settings, when it was written with others), then ``begin_session`` -> its own work, calling
+``save_state`` after every unit of progress -> its output files (written atomically) -> ``record`` (timing,
+hardware, provenance filled in) -> ``finish``, which writes record.json last, so its presence means "finished", and
+deletes the state file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from compresslib import provenance
-from compresslib.devices import Placement, place
+from compresslib.devices import Placement, Precision, device_precision, place
 from compresslib.io import atomic_open, sha256_file
 from compresslib.runs.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
 from compresslib.runs.record import Record, write_record
@@ -49,16 +50,23 @@ class Run:
         self.state_path = self.run_dir / state_name
         self.sessions: list[dict] = []  # one entry per process that worked on the run
         self.placement: Placement | None = None
+        self.precision: Precision | None = None
         self._inputs: dict[Path, dict] = {}
 
     @contextlib.contextmanager
-    def placed(self, device: str, threads: int = 0) -> Iterator[Placement]:
+    def placed(self, device: str, threads: int = 0, precision: str = "auto", channels_last: bool | None = None,
+               images: bool = True) -> Iterator[Placement]:
         """Hold the job's device (``device`` as a spec gives it) for the block; ``threads`` CPU threads for torch
-        (0: torch's default)."""
+        (0: torch's default). How the job's models run there is :attr:`precision` (``devices.device_precision`` of
+        the spec's ``precision`` and ``channels_last``; ``images`` False: inputs with no image memory layout)."""
         with place(device) as placement:
             if placement.device.type == "cpu" and threads:
                 torch.set_num_threads(threads)
             self.placement = placement
+            self.precision = device_precision(placement.device, precision, channels_last, images)
+            lease = f" (GPU {placement.gpu_uuid}, lease {placement.lease})" if placement.lease else ""
+            log.info("device %s%s, %s, threads %d", placement.device, lease, self.precision.describe(),
+                     torch.get_num_threads())
             yield placement
 
     @property
@@ -98,14 +106,23 @@ class Run:
         """A record's ``timing``: the wall time so far, the job's own figures, and the sessions."""
         return {"wall_s": time.perf_counter() - self._wall_start, **facts, "sessions": self.sessions}
 
+    def epoch_timing(self, history: list[dict], **facts: object) -> dict:
+        """A training run's ``timing``: its training seconds and mean epoch seconds (training and evaluation) over
+        its ``history`` rows, the job's own figures, and the epoch its last session started from."""
+        epoch_seconds = [row["train_seconds"] + row["eval_seconds"] for row in history]
+        return self.timing(train_s=sum(row["train_seconds"] for row in history),
+                           epoch_s_mean=sum(epoch_seconds) / len(epoch_seconds), **facts,
+                           resumed_from_epoch=self.sessions[-1]["start_epoch"])
+
     def record(self, *, kind: str, labels: dict, seed: int, spec: dict, spec_hash: str, sections: dict,
-               timing: dict, data: dict, **models: dict | None) -> Record:
-        """The run's record: ``data`` is the facts of the data file it read (``input_file``), ``models`` those of the
-        model files (teacher_model=..., init_model=...); hardware and provenance are filled in."""
+               timing: dict, data: dict, **inputs: dict | None) -> Record:
+        """The run's record: ``data`` is the facts of the data file it read (``input_file``), ``inputs`` those of the
+        other files it read (teacher_model=..., init_model=..., teacher_views=...); hardware and provenance are
+        filled in."""
         return Record(kind=kind, run_dir=str(self.run_dir), labels=dict(labels), seed=seed, spec=spec,
                       spec_hash=spec_hash, sections=sections, timing=timing,
                       hardware=provenance.hardware(self.placement, torch.get_num_threads()),
-                      provenance=provenance.run_provenance(data, self.command, self.started_at, **models))
+                      provenance=provenance.run_provenance(data, self.command, self.started_at, **inputs))
 
     def finish(self, record: Record, *leftovers: str) -> dict:
         """Write record.json (last: the run is finished), then delete the state file and the ``leftovers`` (folders

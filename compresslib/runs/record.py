@@ -2,7 +2,8 @@
 
 Every job kind writes one ``record.json`` last, so its presence means "finished": a training run (image or
 translation), a post-training quantization, an ESNAC search. Aggregation reads only these files. Every record
-holds the same header (``format``, ``kind``, ``run_dir``, ``labels``, ``seed``, ``spec`` and ``spec_hash``), then
+holds the same header (``format``, ``kind``, ``run_dir``, ``labels``, ``seed``, checked on reading; then ``spec``
+and ``spec_hash``), then
 the sections its kind reports (metrics, curve, model, quantization, ...; ``compresslib.experiments`` checks each
 kind's), then ``timing``, ``hardware`` and ``provenance``. :class:`Record` builds it, :func:`write_record` writes it
 atomically, :func:`read_record` reads one back with the header checked and the file named in every error.
@@ -16,11 +17,16 @@ from typing import Any
 
 from compresslib.io import read_json_object, write_json
 
-__all__ = ["RECORD_FORMAT", "RECORD_NAME", "HEADER_KEYS", "Record", "write_record", "read_record"]
+__all__ = ["RECORD_FORMAT", "RECORD_NAME", "HEADER_KEYS", "MODEL_KEYS", "QUANTIZATION_KEYS", "Record", "write_record",
+           "read_record", "write_record_list", "read_record_list"]
 
 RECORD_FORMAT = 1
 RECORD_NAME = "record.json"
 HEADER_KEYS = ("format", "kind", "run_dir", "labels", "seed")  # what every record has, whatever its kind
+# what the tables read of a training record's ``model`` section, and of a quantized run's ``quantization``
+MODEL_KEYS = ("params", "bytes_fp32")
+QUANTIZATION_KEYS = ("method", "bits", "bucket_size", "quantized_params", "full_precision_params",
+                     "huffman_mean_bits", "size_reduction_factor", "size_mb", "packed_bytes", "compression")
 
 
 @dataclass(frozen=True)
@@ -65,3 +71,17 @@ def read_record(path: str | Path) -> dict[str, Any]:
     if record["format"] != RECORD_FORMAT:
         raise ValueError(f"{path}: record format {record['format']!r}, expected {RECORD_FORMAT}")
     return record
+
+
+def write_record_list(path: str | Path, records: list[str]) -> None:
+    """A record list, ``{"records": [record.json paths]}``: the records of jobs known only once a checkpoint job ran
+    (an ESNAC search's full trainings), which aggregation reads as if they were named to it."""
+    write_json(path, {"records": [str(record) for record in records]})
+
+
+def read_record_list(path: str | Path) -> list[Path]:
+    """The record paths a :func:`write_record_list` file names; errors name the file."""
+    listed = read_json_object(path, "record list").get("records")
+    if not isinstance(listed, list) or not all(isinstance(record, str) for record in listed):
+        raise ValueError(f"{path}: a record list must be {{\"records\": [paths]}}, got {listed!r}")
+    return [Path(record) for record in listed]

@@ -8,10 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from compresslib.catalog import HOLDOUT_SPLITS
-from compresslib.settings import PRECISIONS, Settings, require
+from compresslib.settings import Settings, check_runtime, require, require_choice
 
-__all__ = ["KernelSpec", "SearchSpec", "STRATEGIES", "SEARCH_LOSSES"]
+__all__ = ["KernelSpec", "SearchSpec", "STRATEGIES", "SEARCH_LOSSES", "SEARCH_TABLE", "TOP_DIR", "arch_file"]
 
+# a search's outputs in its run folder, which the workflow's rules name too
+SEARCH_TABLE = "search.csv"  # one row per candidate
+TOP_DIR = "top"  # arch-<rank>.pt and .json of the best candidates, written when the search ends
 STRATEGIES = ("esnac", "random")  # learned-kernel Bayesian optimisation, or random proposals at the same budget
 SEARCH_LOSSES = ("logit_mse", "cross_entropy")  # a candidate's training loss: MSE to the teacher's logits, or labels
 
@@ -60,20 +63,22 @@ class SearchSpec(Settings):
     threads: int = 0
     labels: dict = field(default_factory=dict)
 
-    RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
-
     def validate(self) -> None:
-        require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
-        require(self.loss in SEARCH_LOSSES, "loss", self.loss, f"one of {', '.join(SEARCH_LOSSES)}")
+        require_choice("strategy", self.strategy, STRATEGIES)
+        require_choice("loss", self.loss, SEARCH_LOSSES)
         for key in ("steps", "candidates_per_step", "acquisition_samples", "top_k", "epochs", "batch_size",
                     "holdout_size", "eval_batch_size"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
         require(0 < self.history_keep <= 1, "history_keep", self.history_keep, "a number in (0, 1]")
         require(self.lr > 0, "lr", self.lr, "a number > 0")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
-        require(self.holdout_split in HOLDOUT_SPLITS, "holdout_split", self.holdout_split,
-                f"one of {', '.join(HOLDOUT_SPLITS)}")
-        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        require_choice("holdout_split", self.holdout_split, HOLDOUT_SPLITS)
+        check_runtime(self)
         require(self.kernel.max_steps >= 1, "kernel.max_steps", self.kernel.max_steps, "an integer >= 1")
         for key in ("alpha", "beta", "lr", "tolerance"):
             require(getattr(self.kernel, key) > 0, f"kernel.{key}", getattr(self.kernel, key), "a number > 0")
+
+
+def arch_file(rank: int | str, suffix: str = "pt") -> str:
+    """The file name of the rank-``rank`` architecture in a search's :data:`TOP_DIR` (``.pt``: its model file)."""
+    return f"arch-{rank}.{suffix}"

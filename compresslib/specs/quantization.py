@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from compresslib.settings import SpecError, require
+from compresslib.settings import SpecError, require, require_choice
 
 __all__ = ["QuantSpec", "QUANT_METHODS", "SKIP_BY", "POINT_INITS", "MIN_BITS", "MAX_BITS", "check_settings",
            "bucket_tag", "parse_bucket_tag", "BUCKET_PATTERN"]
@@ -37,18 +37,17 @@ class QuantSpec:
     auto_bits: bool = True  # DQ: share the point budget between tensors by gradient norm
     gradient_batches: int = 5  # DQ auto_bits: training batches the gradient norms are averaged over (CNN: 5)
 
-    def validate(self, methods: tuple[str, ...] = QUANT_METHODS, prefix: str = "quant.") -> None:
-        """Check the values; ``methods`` are those the run accepts."""
-        require(self.method in methods, f"{prefix}method", self.method, f"one of {', '.join(methods)}")
+    def validate(self, methods: tuple[str, ...] = QUANT_METHODS) -> None:
+        """Check the values (the run's ``quant`` settings); ``methods`` are those the run accepts."""
+        require_choice("quant.method", self.method, methods)
         try:
             check_settings(self.bits, self.bucket_size)
         except ValueError as error:
-            raise SpecError(f"{prefix}{error}") from None
-        require(self.skip_by in SKIP_BY, f"{prefix}skip_by", self.skip_by, f"one of {', '.join(SKIP_BY)}")
-        require(self.points_init in POINT_INITS, f"{prefix}points_init", self.points_init,
-                f"one of {', '.join(POINT_INITS)}")
-        require(self.gradient_batches >= 1, f"{prefix}gradient_batches", self.gradient_batches, "an integer >= 1")
-        require(not (self.method != "qd" and self.stochastic), f"{prefix}stochastic", self.stochastic,
+            raise SpecError(f"quant.{error}") from None
+        require_choice("quant.skip_by", self.skip_by, SKIP_BY)
+        require_choice("quant.points_init", self.points_init, POINT_INITS)
+        require(self.gradient_batches >= 1, "quant.gradient_batches", self.gradient_batches, "an integer >= 1")
+        require(not (self.method != "qd" and self.stochastic), "quant.stochastic", self.stochastic,
                 f"false for method {self.method} (its points are nearest-assigned)")
 
 

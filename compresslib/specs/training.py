@@ -15,7 +15,8 @@ from compresslib.activation_tags import parse_activation
 from compresslib.catalog import DATASETS, HOLDOUT_SPLITS
 from compresslib.specs.quantization import QuantSpec
 from compresslib.schedules import SCHEDULES
-from compresslib.settings import PRECISIONS, Settings, SpecError, build_settings, check_kind, require
+from compresslib.settings import (Settings, SpecError, build_settings, check_kd, check_kind, check_runtime, require,
+                                  require_choice)
 
 __all__ = ["KDSpec", "LitSpec", "TrainSpec", "PostTrainingSpec", "build_spec", "KIND_GROUPS", "TEACHER_OUTPUTS",
            "KL_REDUCTIONS", "SOFT_LOSSES", "LIT_COMBINES", "ESNAC_MODEL"]
@@ -101,11 +102,9 @@ class TrainSpec(Settings):
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     labels: dict = field(default_factory=dict)  # names used by result tables (dataset/teacher/student)
 
-    RUNTIME_FIELDS = frozenset({"device", "precision", "channels_last", "threads", "labels"})
-
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
-        require(self.dataset in DATASETS, "dataset", self.dataset, f"one of {', '.join(DATASETS)}")
+        require_choice("dataset", self.dataset, DATASETS)
         if DATASETS[self.dataset].kind == "text":  # character ids: nothing to augment, normalise or lay out
             require(not self.augment, "augment", self.augment, f"false for the text dataset {self.dataset}")
             require(self.mean is None and self.std is None, "mean/std", [self.mean, self.std],
@@ -119,17 +118,14 @@ class TrainSpec(Settings):
         require(0 <= self.momentum < 1, "momentum", self.momentum, "a number in [0, 1)")
         require(self.weight_decay >= 0, "weight_decay", self.weight_decay, "a number >= 0")
         require(self.gamma > 0, "gamma", self.gamma, "a number > 0")
-        require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        require_choice("schedule", self.schedule, SCHEDULES)
         require(all(isinstance(m, int) and m >= 0 for m in self.milestones), "milestones", self.milestones,
                  "a list of integer epochs >= 0")
-        require(self.validation in VALIDATION_POLICIES, "validation", self.validation,
-                 f"one of {', '.join(VALIDATION_POLICIES)}")
+        require_choice("validation", self.validation, VALIDATION_POLICIES)
         require(self.holdout_size >= 1, "holdout_size", self.holdout_size, "an integer >= 1")
-        require(self.holdout_split in HOLDOUT_SPLITS, "holdout_split", self.holdout_split,
-                 f"one of {', '.join(HOLDOUT_SPLITS)}")
-        require(self.selection in SELECTIONS, "selection", self.selection, f"one of {', '.join(SELECTIONS)}")
-        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
+        require_choice("holdout_split", self.holdout_split, HOLDOUT_SPLITS)
+        require_choice("selection", self.selection, SELECTIONS)
+        check_runtime(self)
         for key in ("mean", "std"):
             value = getattr(self, key)
             require(value is None or (len(value) == 3 and all(isinstance(v, (int, float)) for v in value)),
@@ -140,14 +136,10 @@ class TrainSpec(Settings):
         except ValueError as error:
             raise SpecError(f"activation: {error}") from None
         if self.kd is not None:
-            require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
-            require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
-            require(self.kd.kl_reduction in KL_REDUCTIONS, "kd.kl_reduction", self.kd.kl_reduction,
-                     f"one of {', '.join(KL_REDUCTIONS)}")
-            require(self.kd.soft_loss in SOFT_LOSSES, "kd.soft_loss", self.kd.soft_loss,
-                     f"one of {', '.join(SOFT_LOSSES)}")
-        require(self.teacher_outputs in TEACHER_OUTPUTS, "teacher_outputs", self.teacher_outputs,
-                f"one of {', '.join(TEACHER_OUTPUTS)}")
+            check_kd(self.kd)
+            require_choice("kd.kl_reduction", self.kd.kl_reduction, KL_REDUCTIONS)
+            require_choice("kd.soft_loss", self.kd.soft_loss, SOFT_LOSSES)
+        require_choice("teacher_outputs", self.teacher_outputs, TEACHER_OUTPUTS)
         if self.teacher_outputs == "cached":
             require(self.kd is not None, "teacher_outputs", self.teacher_outputs,
                     "online for a run without kd settings (only a distilled student reads a teacher's logits)")
@@ -169,10 +161,8 @@ class TrainSpec(Settings):
             require(all(isinstance(m, int) and m >= 0 for m in self.lit.milestones), "lit.milestones",
                      self.lit.milestones, "a list of integer epochs >= 0")
             require(0 <= self.lit.beta <= 1, "lit.beta", self.lit.beta, "a number in [0, 1]")
-            require(self.lit.combine in LIT_COMBINES, "lit.combine", self.lit.combine,
-                    f"one of {', '.join(LIT_COMBINES)}")
-            require(self.lit.optimizer in LIT_OPTIMIZERS, "lit.optimizer", self.lit.optimizer,
-                     f"one of {', '.join(LIT_OPTIMIZERS)}")
+            require_choice("lit.combine", self.lit.combine, LIT_COMBINES)
+            require_choice("lit.optimizer", self.lit.optimizer, LIT_OPTIMIZERS)
         check_kind(self, KIND_GROUPS)
         require((self.kind == "esnac") == (self.model == ESNAC_MODEL), "kind", self.kind,
                 f"esnac exactly for the model {ESNAC_MODEL} (the full training of an architecture ESNAC found)")
@@ -194,9 +184,7 @@ class PostTrainingSpec(Settings):
     device: str = "auto"
     threads: int = 0
 
-    RUNTIME_FIELDS = frozenset({"device", "threads"})
-
     def validate(self) -> None:
         self.quant.validate(("pm",))
         require(self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size, "an integer >= 1")
-        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
+        check_runtime(self)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from compresslib.catalog import CORPORA, TRANSLATION_MODEL_ARGUMENTS
 from compresslib.specs.quantization import QuantSpec
-from compresslib.settings import PRECISIONS, Settings, build_settings, check_kind, require
+from compresslib.settings import Settings, build_settings, check_kd, check_kind, check_runtime, require, require_choice
 
 __all__ = ["NmtKDSpec", "TranslationSpec", "build_translation_spec", "KIND_GROUPS", "TRANSLATION_MODELS", "OPTIMIZERS"]
 
@@ -66,18 +66,16 @@ class TranslationSpec(Settings):
     threads: int = 0
     labels: dict = field(default_factory=dict)
 
-    RUNTIME_FIELDS = frozenset({"device", "precision", "threads", "labels"})
-
     def validate(self) -> None:
-        require(self.corpus in CORPORA, "corpus", self.corpus, f"one of {', '.join(CORPORA)}")
-        require(self.model in TRANSLATION_MODELS, "model", self.model, f"one of {', '.join(TRANSLATION_MODELS)}")
+        require_choice("corpus", self.corpus, CORPORA)
+        require_choice("model", self.model, TRANSLATION_MODELS)
         for key in ("src_vocab", "tgt_vocab"):
             require(key not in self.model_kwargs, f"model_kwargs.{key}", self.model_kwargs.get(key),
                     "absent (the vocabulary sizes come from the corpus)")
         for key in ("epochs", "batch_tokens", "eval_batch_tokens", "warmup", "start_decay_epoch", "beam_size",
                     "max_decode_length"):
             require(getattr(self, key) >= 1, key, getattr(self, key), "an integer >= 1")
-        require(self.optimizer in OPTIMIZERS, "optimizer", self.optimizer, f"one of {', '.join(OPTIMIZERS)}")
+        require_choice("optimizer", self.optimizer, OPTIMIZERS)
         require(self.lr > 0, "lr", self.lr, "a number > 0")
         require(self.max_grad_norm is None or self.max_grad_norm >= 0, "max_grad_norm", self.max_grad_norm,
                 "null or a number >= 0")
@@ -86,11 +84,9 @@ class TranslationSpec(Settings):
                 self.max_decode_ratio, "null or a number > 0")
         require(self.divergence_loss is None or self.divergence_loss > 0, "divergence_loss", self.divergence_loss,
                 "null or a number > 0")
-        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
-        require(self.threads >= 0, "threads", self.threads, "an integer >= 0")
+        check_runtime(self)
         if self.kd is not None:
-            require(self.kd.temperature > 0, "kd.temperature", self.kd.temperature, "a number > 0")
-            require(0 <= self.kd.weight <= 1, "kd.weight", self.kd.weight, "a number in [0, 1]")
+            check_kd(self.kd)
         if self.quant is not None:
             self.quant.validate(("qd",))  # differentiable quantization of translation models is not implemented
         check_kind(self, KIND_GROUPS)

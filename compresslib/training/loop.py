@@ -33,7 +33,7 @@ from compresslib.activation_tags import parse_activation
 from compresslib.catalog import get_dataset_info
 from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader, epoch_seed, holdout_split
-from compresslib.devices import device_precision, evaluation_batch_size
+from compresslib.devices import evaluation_batch_size
 from compresslib.lit import check_pair, copy_and_freeze_ends, phase_one_parameter_sets, section_mse, \
     train_phase_one_epoch
 from compresslib.losses import kd_loss
@@ -47,11 +47,10 @@ from compresslib.settings import spec_hash
 from compresslib.specs.training import ESNAC_MODEL, TrainSpec
 from compresslib.training.teacher_views import TeacherViews
 
-__all__ = ["train", "train_epoch", "evaluate", "OUTPUT_NAMES", "HISTORY_COLUMNS"]
+__all__ = ["train", "train_epoch", "evaluate", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAMES = ("model.pt", "history.csv", "record.json")
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                    "train_seconds", "eval_seconds", "examples_per_s")
 
@@ -87,7 +86,9 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError(f"teacher-views file {teacher_views_path} was given, but teacher_outputs is "
                          f"{spec.teacher_outputs!r} (the teacher runs on every batch); set teacher_outputs=cached")
 
-    with run.placed(spec.device, spec.threads):
+    # character ids in (N, L) have no image memory layout
+    images = get_dataset_info(spec.dataset).kind == "image"
+    with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last, images):
         return _train_placed(spec, run, data_path, teacher_path, init_path, teacher_views_path)
 
 
@@ -95,13 +96,8 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
                   init_path: str | Path | None, teacher_views_path: str | Path | None) -> dict:
     device, run_dir = run.device, run.run_dir
     info = get_dataset_info(spec.dataset)
-    # character ids in (N, L) have no image memory layout
-    precision = device_precision(device, spec.precision, spec.channels_last, images=info.kind == "image")
-    autocast, memory_format = precision.autocast, precision.memory_format
-    channels_last = memory_format == torch.channels_last
-    log.info("device %s%s, %s, threads %d", device,
-             f" (GPU {run.placement.gpu_uuid}, lease {run.placement.lease})" if run.placement.lease else "",
-             precision.describe(), torch.get_num_threads())
+    precision = run.precision
+    autocast, memory_format, channels_last = precision.autocast, precision.memory_format, precision.channels_last
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = load_dataset(data_path)
@@ -440,11 +436,8 @@ def _record(spec: TrainSpec, run: Run, model: nn.Module, history: list[dict], st
         **({"final_shadow_test_acc": final["shadow_test_acc"], "best_shadow_test_acc": best_row["shadow_test_acc"]}
            if "shadow_test_acc" in final else {}),
     }
-    timing = run.timing(
-        train_s=train_seconds,
-        epoch_s_mean=sum(row["train_seconds"] + row["eval_seconds"] for row in history) / len(history),
-        train_examples_per_s=sum(row["examples_per_s"] * row["train_seconds"] for row in history) / train_seconds,
-        resumed_from_epoch=run.sessions[-1]["start_epoch"])
+    examples = sum(row["examples_per_s"] * row["train_seconds"] for row in history)  # per second times seconds
+    timing = run.epoch_timing(history, train_examples_per_s=examples / train_seconds)
     sections = {
         "activation": spec.activation, "activation_family": family, "bins": bins, "metrics": metrics,
         "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},

@@ -50,9 +50,10 @@ def post_training_quantize(spec: PostTrainingSpec, model_path: str | Path, data_
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but {model_path} was trained on "
                          f"{meta['dataset']!r}")
     quant = {key: getattr(spec.quant, key) for key in PM_SETTINGS}
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    run.run_dir.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails before any work
 
-    with run.placed(spec.device, spec.threads) as placement:
+    # evaluated in fp32 (the images' default layout): the rounded weights are the result, not a speed-up
+    with run.placed(spec.device, spec.threads, precision="fp32", channels_last=False) as placement:
         run.begin_session()
         loader = DeviceLoader(dataset["test_inputs"], dataset["test_labels"], batch_size=spec.eval_batch_size,
                               augment=False, shuffle=False, device=placement.device, **meta["normalization"])
@@ -63,32 +64,33 @@ def post_training_quantize(spec: PostTrainingSpec, model_path: str | Path, data_
                                 quant["skip_by"])
         test_acc, test_loss = evaluate(model, loader)
         model.cpu()
-        log.info("test accuracy %.4f in full precision, %.4f at %d bits (bucket %s)", full_precision_acc, test_acc,
-                 quant["bits"], quant["bucket_size"])
+    log.info("test accuracy %.4f in full precision, %.4f at %d bits (bucket %s)", full_precision_acc, test_acc,
+             quant["bits"], quant["bucket_size"])
 
-        recorded_spec = {**source_spec, "kind": "quantize", "quant": quant}
-        spec_hash = hashlib.sha256(json.dumps({"source": meta.get("spec_hash"), "quant": quant}, sort_keys=True)
-                                   .encode()).hexdigest()
-        extra = {"dataset": meta["dataset"], "normalization": meta["normalization"], "spec": recorded_spec,
-                 "spec_hash": spec_hash}
-        quantization = {**quant, "full_precision_tensors": [name for name, _ in model.named_parameters()
-                                                            if name not in codes],
-                        **pack_and_measure(run.run_dir / PACKED_NAME, model, meta["name"], meta["kwargs"], codes,
-                                           quant["bits"], quant["bucket_size"], extra)}
-        save_model(run.run_dir / "model.pt", model, meta["name"], meta["kwargs"], extra=extra)
+    # the device is given back: packing and the files need only the CPU
+    recorded_spec = {**source_spec, "kind": "quantize", "quant": quant}
+    spec_hash = hashlib.sha256(json.dumps({"source": meta.get("spec_hash"), "quant": quant}, sort_keys=True)
+                               .encode()).hexdigest()
+    extra = {"dataset": meta["dataset"], "normalization": meta["normalization"], "spec": recorded_spec,
+             "spec_hash": spec_hash}
+    quantization = {**quant, "full_precision_tensors": [name for name, _ in model.named_parameters()
+                                                        if name not in codes],
+                    **pack_and_measure(run.run_dir / PACKED_NAME, model, meta["name"], meta["kwargs"], codes,
+                                       quant["bits"], quant["bucket_size"], extra)}
+    save_model(run.run_dir / "model.pt", model, meta["name"], meta["kwargs"], extra=extra)
 
-        family, bins = parse_activation(source_spec["activation"])
-        sections = {
-            "activation": source_spec["activation"], "activation_family": family, "bins": bins,
-            "metrics": {"final_test_acc": test_acc, "best_test_acc": test_acc, "final_test_loss": test_loss,
-                        "full_precision_test_acc": full_precision_acc,
-                        "full_precision_test_loss": full_precision_loss, "epochs_run": 0},
-            "curve": {key: [] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
-            "model": model_facts(model, meta["name"]), "quantization": quantization,
-        }
-        record = run.record(kind="quantize", labels=source_spec["labels"], seed=source_spec["seed"],
-                            spec=recorded_spec, spec_hash=spec_hash, sections=sections, timing=run.timing(),
-                            data=run.input_file(data_path, **dataset["provenance"]),
-                            source_model=run.input_file(model_path, name=meta["name"],
-                                                        spec_hash=meta.get("spec_hash")))
-        return run.finish(record)
+    family, bins = parse_activation(source_spec["activation"])
+    sections = {
+        "activation": source_spec["activation"], "activation_family": family, "bins": bins,
+        "metrics": {"final_test_acc": test_acc, "best_test_acc": test_acc, "final_test_loss": test_loss,
+                    "full_precision_test_acc": full_precision_acc,
+                    "full_precision_test_loss": full_precision_loss, "epochs_run": 0},
+        "curve": {key: [] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
+        "model": model_facts(model, meta["name"]), "quantization": quantization,
+    }
+    record = run.record(kind="quantize", labels=source_spec["labels"], seed=source_spec["seed"],
+                        spec=recorded_spec, spec_hash=spec_hash, sections=sections, timing=run.timing(),
+                        data=run.input_file(data_path, **dataset["provenance"]),
+                        source_model=run.input_file(model_path, name=meta["name"],
+                                                    spec_hash=meta.get("spec_hash")))
+    return run.finish(record)

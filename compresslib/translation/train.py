@@ -77,7 +77,6 @@ from torch import nn
 
 from compresslib.data.corpus import load_corpus, split_sentences, tokenizers
 from compresslib.data.loader import epoch_seed
-from compresslib.devices import device_precision
 from compresslib.io import atomic_open
 from compresslib.losses import nmt_loss
 from compresslib.models import create_model, load_model, model_facts, save_model
@@ -157,7 +156,7 @@ def train_translation(spec: TranslationSpec, corpus_path: str | Path, run_dir: s
             targets_path is not None and spec.kind not in ("seq_distill", "quantize")):
         raise ValueError("sequence-level KD (kind seq_distill) trains on a targets file, and only it and quantized "
                          f"distillation (kind quantize) read one (kind: {spec.kind}, targets file: {targets_path})")
-    with run.placed(spec.device, spec.threads):
+    with run.placed(spec.device, spec.threads, spec.precision, images=False):  # tokens: no memory layout
         return _Job(spec, run, Path(corpus_path), teacher_path, targets_path).train()
 
 
@@ -168,11 +167,7 @@ class _Job:
         self.teacher_path = Path(teacher_path) if teacher_path is not None else None
         self.targets_path = Path(targets_path) if targets_path is not None else None
         device = self.device = run.device
-        precision = device_precision(device, spec.precision, images=False)
-        self.autocast = precision.autocast
-        log.info("device %s%s, %s, threads %d", device,
-                 f" (GPU {run.placement.gpu_uuid})" if run.placement.lease else "",
-                 "bf16 autocast" if precision.bf16 else "fp32", torch.get_num_threads())
+        self.autocast = run.precision.autocast
 
         # ---- corpus --------------------------------------------------------------------------------
         corpus = self.corpus = load_corpus(corpus_path)
@@ -298,8 +293,8 @@ class _Job:
         worst = torch.zeros((), device=device)
         tokens, lr = 0, float("nan")
         for step, index in enumerate(batches, start=1):
-            src, tgt_in, tgt_out = collate([self.train_src[i] for i in index.tolist()],
-                                           [self.train_tgt[i] for i in index.tolist()],
+            rows = index.tolist()
+            src, tgt_in, tgt_out = collate([self.train_src[i] for i in rows], [self.train_tgt[i] for i in rows],
                                            model.pad_id, model.bos_id, model.eos_id)
             batch_tokens = int(tgt_out.ne(model.pad_id).sum())  # on the CPU tensor: no device sync
             src, tgt_in, tgt_out = (t.to(device, non_blocking=True) for t in (src, tgt_in, tgt_out))
@@ -424,11 +419,8 @@ class _Job:
                           "steps": sum(row["steps"] for row in history)},
             "quantization": quantization, "memory": memory,
         }
-        timing = run.timing(
-            train_s=train_seconds,
-            epoch_s_mean=sum(r["train_seconds"] + r["eval_seconds"] for r in history) / len(history),
-            train_tokens_per_s=sum(r["train_tokens"] for r in history) / train_seconds,
-            **timing, resumed_from_epoch=run.sessions[-1]["start_epoch"])
+        timing = run.epoch_timing(history, train_tokens_per_s=sum(r["train_tokens"] for r in history) / train_seconds,
+                                  **timing)
         return run.record(kind="translation", labels=spec.labels, seed=spec.seed, spec=spec.to_dict(),
                           spec_hash=spec_hash(spec), sections=sections, timing=timing, data=self.corpus_file,
                           teacher_model=self.teacher_info, targets=self.targets_info)

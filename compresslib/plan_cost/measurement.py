@@ -39,7 +39,7 @@ from compresslib.training.teacher_views import compute_teacher_views, save_teach
 from compresslib.specs.translation import TranslationSpec
 from compresslib.translation.train import train_translation
 
-__all__ = ["CostGroup", "Context", "measure", "device_name", "DEFAULT_EXAMPLES", "MEASURED_EPOCHS"]
+__all__ = ["CostGroup", "Context", "measure", "json_key", "device_name", "DEFAULT_EXAMPLES", "MEASURED_EPOCHS"]
 
 MEASURED_EPOCHS = 2  # the last is the warm one that is scaled up
 DEFAULT_EXAMPLES = {"cpu": 256, "cuda": 8192}  # stand-in training and test examples per measurement
@@ -47,7 +47,8 @@ ESNAC_CANDIDATES = 3  # random candidates of a searched teacher timed per search
 VIEWS_SHARE = 16  # a teacher_views measurement runs the teacher on every view of examples / VIEWS_SHARE images
 
 
-def _json(value: Any) -> str:
+def json_key(value: Any) -> str:
+    """``value`` as sorted JSON: the hashable key of a cost group's settings."""
     return json.dumps(value, sort_keys=True)
 
 
@@ -165,7 +166,7 @@ def _measure_esnac_full_train(group: CostGroup, context: Context) -> dict[str, f
                extra={"dataset": values["dataset"], "normalization": normalization})
     spec = values | {"kind": "esnac", "model": ESNAC_MODEL, "model_kwargs": architecture.model_kwargs(),
                      **normalization}
-    training = CostGroup("training", _json(spec))
+    training = CostGroup("training", json_key(spec))
     return _measure_training(training, context, init=init)
 
 
@@ -266,7 +267,7 @@ def _standin_model(context: Context, identity: dict, dataset: str, normalization
 
 
 def _digest(value: Any) -> str:
-    return hashlib.sha256(_json(value if not isinstance(value, CostGroup) else dataclasses.asdict(value))
+    return hashlib.sha256(json_key(value if not isinstance(value, CostGroup) else dataclasses.asdict(value))
                           .encode()).hexdigest()[:16]
 
 
