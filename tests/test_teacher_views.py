@@ -147,7 +147,8 @@ def test_cached_kd_matches_online_and_never_runs_the_teacher(views: Path, teache
     assert losses_cached == pytest.approx(losses_online, rel=1e-2)
     # ... and the test accuracy within 3 points (8 of 256 images; one epoch here moves it by 15)
     assert abs(cached["metrics"]["final_test_acc"] - online["metrics"]["final_test_acc"]) <= 0.03
-    assert online["metrics"]["final_test_acc"] > 0.3  # it learnt (chance: 0.1)
+    # It learnt: chance is 0.1; three epochs on all 256 images reach 0.54, on the 192 a 64-image holdout leaves 0.29
+    assert online["metrics"]["final_test_acc"] > 0.2
 
 
 def test_killed_cached_run_resumes_to_bit_identical_results(views: Path, teacher: Path, data: Path, tmp_path: Path):
