@@ -3,7 +3,7 @@
 The workflow's start-up and ``compresslib.experiments``' config checks read this module, and neither may load
 torch (a dry run must stay cheap). The torch side checks itself against it: ``compresslib.models`` refuses to
 register a constructor the catalogue does not list (and a test checks that every listed name is registered, with
-the translation models' arguments), and ``compresslib.data`` builds its dataset files from the entries here.
+every model's constructor arguments), and ``compresslib.data`` builds its dataset files from the entries here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Literal
 
 __all__ = ["DOCUMENT_LENGTH", "DatasetInfo", "DATASETS", "GENERATED_DATASETS", "HOLDOUT_SPLITS", "get_dataset_info",
            "PAD_ID", "UNK_ID", "BOS_ID", "EOS_ID", "CorpusInfo", "CORPORA", "corpus_info", "MODELS",
-           "TRANSLATION_MODEL_ARGUMENTS", "is_model", "list_models"]
+           "TRANSLATION_MODEL_ARGUMENTS", "CLASSIFIER_RUN_ARGUMENTS", "CLASSIFIER_MODEL_ARGUMENTS", "is_model",
+           "list_models"]
 
 # ---- datasets -------------------------------------------------------------------------------------------------------
 
@@ -123,6 +124,22 @@ TRANSLATION_MODEL_ARGUMENTS: dict[str, tuple[str, ...]] = {
     "transformer_nmt": ("layers", "d_model", "heads", "ffn", "dropout", "activation", "pad_id", "bos_id", "eos_id"),
     "lstm_nmt": ("layers", "hidden", "embedding", "dropout", "param_init", "pad_id", "bos_id", "eos_id"),
 }
+# the arguments of every image and text classifier's constructor that the run passes itself, and where from
+CLASSIFIER_RUN_ARGUMENTS: dict[str, str] = {"num_classes": "the dataset's class count",
+                                            "activation": "the entry's activation, or its experiment's activations"}
+# the other constructor arguments a config's model_kwargs may give, by the module defining the classifiers
+_CLASSIFIER_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    "convnet": ("conv", "pools", "dropout", "linear", "in_chans", "image_size"),
+    "graph_layers": ("layers", "inputs"),
+    "resnet_basic": ("width",),
+    "resnet_cifar": ("in_chans", "init"),
+    "shufflenet": (),
+    "vdcnn": ("blocks", "widths", "vocab_size", "embedding_dim", "hidden", "kmax", "bias"),
+    "vgg": (),
+    "wide_resnet": ("dropout", "final_bn_momentum"),
+}
+CLASSIFIER_MODEL_ARGUMENTS: dict[str, tuple[str, ...]] = {
+    name: arguments for module, arguments in _CLASSIFIER_ARGUMENTS.items() for name in _MODEL_FAMILIES[module]}
 
 
 def is_model(name: str) -> bool:

@@ -13,9 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-
-from compresslib.config import ConfigError, format_problems, load_schema, schema_errors, with_defaults
+from compresslib.config import ConfigError, format_problems, load_schema, read_config_file, schema_errors, \
+    with_defaults
 from compresslib.experiments import corpora, datasets, distill, esnac, lit, quantize, teachers, translation
 from compresslib.experiments.base import Family, Job, Study
 from compresslib.runs.record import read_record
@@ -43,9 +42,10 @@ def check_config(config: dict) -> Study:
 
 
 def load_config(path: str | Path, schema_path: str | Path) -> Study:
-    """A config file validated against the workflow's schema with its defaults filled in (what Snakemake's
-    ``validate`` does), then checked and planned; a bad config raises ConfigError naming every problem."""
-    config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    """A config file read as the workflow reads it (a YAML syntax error or a key given twice is refused), validated
+    against the workflow's schema with its defaults filled in (what Snakemake's ``validate`` does), then checked and
+    planned; a bad config raises ConfigError naming every problem."""
+    config = read_config_file(path)
     schema = load_schema(schema_path)
     problems = schema_errors(config, schema)
     if problems:

@@ -23,8 +23,9 @@ from typing import Any, ClassVar
 from compresslib.config import ConfigError, format_problems
 from compresslib.settings import format_overrides
 
-__all__ = ["Job", "Study", "Family", "ConfigError", "failures", "unique_jobs", "overrides", "json_argument",
-           "file_arguments", "summary_paths", "positions", "require_keys", "alternatives"]
+__all__ = ["Job", "Study", "Family", "ConfigError", "failures", "argument_problems", "milestone_problems",
+           "unique_jobs", "overrides", "json_argument", "file_arguments", "summary_paths", "positions", "require_keys",
+           "alternatives"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,24 @@ def failures(check: Callable[[Any], object], items: Iterable[tuple[str, Any]]) -
         except ValueError as error:
             problems.append(f"{where}: {error}")
     return problems
+
+
+def argument_problems(where: str, model: str, keys: Iterable[str], allowed: tuple[str, ...]) -> list[str]:
+    """``"<where>: <model> takes no argument ..."`` for every key (of a config's ``model_kwargs``) that is not
+    ``allowed``: a typo would otherwise fail only when its job builds the model."""
+    return [f"{where}: {model} takes no argument {key!r}; allowed: {', '.join(allowed) or '(none)'}"
+            for key in keys if key not in allowed]
+
+
+def milestone_problems(where: str, recipe: Mapping[str, Any]) -> list[str]:
+    """``"<where>.milestones[i]: ..."`` for every milestone of a multistep recipe (its ``epochs``, ``milestones`` and
+    ``schedule``; LIT's phases have no schedule, they are multistep) after its last epoch, where it never applies.
+    One at the end of the last epoch is allowed: LIT's VDCNN recipe lists one (``lit-code``'s config as written)."""
+    if recipe.get("schedule", "multistep") != "multistep":
+        return []
+    epochs = recipe["epochs"]
+    return [f"{where}.milestones[{index}]: {milestone} is beyond the {epochs} epochs; allowed: 0 to {epochs}"
+            for index, milestone in enumerate(recipe["milestones"]) if milestone > epochs]
 
 
 def unique_jobs(entries: Iterable[tuple[Job, Any]], conflict: Callable[[Job, Job], str]) -> list[Job]:

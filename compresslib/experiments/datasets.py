@@ -15,7 +15,7 @@ from typing import Any
 from compresslib.catalog import DATASETS, GENERATED_DATASETS
 from compresslib.experiments.base import Family, Job, Study, alternatives, json_argument
 
-__all__ = ["DownloadArchive", "PrepareDataset", "FAMILY", "dataset_file"]
+__all__ = ["DownloadArchive", "PrepareDataset", "FAMILY", "dataset_file", "training_examples"]
 
 RESOURCES = "resources/{dataset}"
 
@@ -23,6 +23,15 @@ RESOURCES = "resources/{dataset}"
 def dataset_file(dataset: str) -> str:
     """The prepared file of ``dataset``, which every job training on it reads."""
     return PrepareDataset(dataset).outputs()["dataset"]
+
+
+def training_examples(config: dict, dataset: str) -> int | None:
+    """The size of ``dataset``'s training split: its generator's ``train_size`` (``data.<dataset>``), else the
+    catalogue's; None where neither says."""
+    if dataset in GENERATED_DATASETS:
+        return config["data"][dataset]["train_size"]
+    split_sizes = DATASETS[dataset].split_sizes
+    return split_sizes[0] if split_sizes else None
 
 
 @dataclass(frozen=True)

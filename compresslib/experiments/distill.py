@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
-from compresslib.catalog import is_model, list_models
-from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, overrides, \
-    positions
+from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, \
+    milestone_problems, overrides, positions
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, TeacherViews, \
-    check_training_record, dataset_problem, reference_problems, run_values, teacher_job, teacher_outputs, \
-    with_image_sizes
+    check_training_record, dataset_problem, model_problems, reference_problems, run_values, teacher_job, \
+    teacher_outputs, with_image_sizes
 from compresslib.specs.training import TrainSpec, build_spec
 
 __all__ = ["DistillStudent", "TrainUndistilled", "STUDENT_LABELS", "student_values", "student_pairs", "is_student_run",
@@ -132,8 +131,8 @@ def student_pairs(config: dict, experiment: dict, job_type: type[Job]) -> list[J
 
 def check(config: dict) -> list[str]:
     teachers, students = config["teachers"], config.get("students", {})
-    problems = [f"students.{name}.model: {entry['model']!r} is not a registered model; allowed: "
-                f"{', '.join(list_models())}" for name, entry in students.items() if not is_model(entry["model"])]
+    problems = [problem for name, entry in students.items() for problem in [
+        *model_problems(f"students.{name}", entry), *milestone_problems(f"students.{name}.train", entry["train"])]]
     for name, experiment in config.get("distill", {}).items():
         problems += reference_problems(f"distill.{name}", experiment, teachers, students)
     return problems

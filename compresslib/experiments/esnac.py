@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.catalog import DATASETS
-from compresslib.experiments.base import Family, Job, Study, failures, overrides, require_keys, summary_paths, \
-    unique_jobs
+from compresslib.experiments.base import Family, Job, Study, failures, milestone_problems, overrides, \
+    require_keys, summary_paths, unique_jobs
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job, teacher_validation
 from compresslib.runs.record import RECORD_NAME
@@ -147,6 +147,11 @@ def check(config: dict) -> list[str]:
                 problems.append(f"{where}.teachers[{index}]: teacher {teacher!r} trains on the whole training set "
                                 "(validation policy test), but the search scores candidates on images the teacher has "
                                 "not seen; give it validation: {policy: holdout, holdout_split: last} (ESNAC's 45K/5K)")
+        search = experiment["search"]
+        if search["top_k"] > (budget := search["steps"] * search["candidates_per_step"]):
+            problems.append(f"{where}.search.top_k: {search['top_k']} is more than the {budget} candidates the search "
+                            f"evaluates (steps x candidates_per_step); allowed: 1 to {budget}")
+        problems += milestone_problems(f"{where}.full_train", experiment["full_train"])
         for searched, reference in experiment["reference_teachers"].items():
             if searched not in experiment["teachers"]:
                 problems.append(f"{where}.reference_teachers: {searched!r} is not one of the experiment's teachers")

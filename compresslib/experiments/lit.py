@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compresslib.experiments.base import Family, Job, Study, failures, overrides, positions, require_keys, \
-    summary_paths
+from compresslib.experiments.base import Family, Job, Study, failures, milestone_problems, overrides, positions, \
+    require_keys, summary_paths
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, student_values
 from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job
@@ -71,6 +71,8 @@ def check(config: dict) -> list[str]:
             if experiment[role] not in entries:
                 problems.append(f"{where}.{role}: {experiment[role]!r} names no {role}; "
                                 f"allowed: {', '.join(entries) or f'(no {role}s defined)'}")
+        problems += [problem for phase in ("lit", "full_model")
+                     for problem in milestone_problems(f"{where}.{phase}", experiment[phase])]
         pair = (experiment["teacher"], experiment["student"])
         if pair in pairs:  # one result folder per (teacher, student, seed)
             problems.append(f"{where}: lit.{pairs[pair]} already trains {pair[1]} from {pair[0]}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.activation_tags import canonical_tag
-from compresslib.experiments.base import Family, Job, Study, failures, file_arguments, overrides, positions, \
-    require_keys, summary_paths, unique_jobs
+from compresslib.experiments.base import Family, Job, Study, failures, file_arguments, milestone_problems, \
+    overrides, positions, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, is_student_run, \
     student_pairs, student_values
@@ -146,9 +146,13 @@ def _run(dataset: str, teacher: str, student: str, method: str, bits: int, bucke
 
 
 def check(config: dict) -> list[str]:
-    return [problem for name, experiment in config.get("quantize", {}).items()
-            for problem in reference_problems(f"quantize.{name}", experiment, config["teachers"],
-                                              config.get("students", {}))]
+    problems = []
+    for name, experiment in config.get("quantize", {}).items():
+        where = f"quantize.{name}"
+        problems += reference_problems(where, experiment, config["teachers"], config.get("students", {}))
+        problems += [problem for key in ("qd_train", "dq") if experiment[key]  # qd_train null: the student's recipe
+                     for problem in milestone_problems(f"{where}.{key}", experiment[key])]
+    return problems
 
 
 def jobs(study: Study) -> list[Job]:

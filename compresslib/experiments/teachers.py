@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.activation_tags import parse_activation
-from compresslib.catalog import DATASETS, is_model, list_models
-from compresslib.experiments.base import Family, Job, Study, alternatives, failures, overrides, require_keys
-from compresslib.experiments.datasets import dataset_file
+from compresslib.catalog import CLASSIFIER_MODEL_ARGUMENTS, CLASSIFIER_RUN_ARGUMENTS, DATASETS
+from compresslib.experiments.base import Family, Job, Study, alternatives, argument_problems, failures, \
+    milestone_problems, overrides, require_keys
+from compresslib.experiments.datasets import dataset_file, training_examples
 from compresslib.runs.record import MODEL_KEYS, RECORD_NAME
 from compresslib.specs.training import TrainSpec, build_spec
 
 __all__ = ["TrainTeacher", "TeacherViews", "RUN_OUTPUTS", "FULL_PRECISION_METHODS", "run_values", "teacher_validation",
            "teacher_job", "teacher_kd_epochs", "teacher_outputs", "with_image_sizes", "dataset_problem",
-           "reference_problems", "check_training_record", "FAMILY"]
+           "reference_problems", "model_problems", "check_training_record", "FAMILY"]
 
 RUN_OUTPUTS = {"model": "model.pt", "record": RECORD_NAME, "history": "history.csv"}
 VIEWS_PER_IMAGE = 162  # pad-4 crop offsets x flips (compresslib.training.teacher_views.view_count())
@@ -175,16 +176,49 @@ def reference_problems(where: str, experiment: dict, teachers: dict, students: d
                                            for index, tag in enumerate(experiment["activations"] or [])])
 
 
-def check(config: dict) -> list[str]:
+def model_problems(where: str, entry: dict) -> list[str]:
+    """The model of a teacher or student entry at ``where`` (an image or text classifier) and its ``model_kwargs``
+    (arguments its constructor takes, but not those the run passes itself)."""
+    model, kwargs = entry["model"], entry["model_kwargs"]
+    if model not in CLASSIFIER_MODEL_ARGUMENTS:
+        return [f"{where}.model: {model!r} is not a registered classifier model; "
+                f"allowed: {', '.join(sorted(CLASSIFIER_MODEL_ARGUMENTS))}"]
+    set_by_run = [f"{where}.model_kwargs.{key}: {value!r} is set by the run ({CLASSIFIER_RUN_ARGUMENTS[key]}); "
+                  "allowed: leave it out" for key, value in kwargs.items() if key in CLASSIFIER_RUN_ARGUMENTS]
+    return set_by_run + argument_problems(f"{where}.model_kwargs", model,
+                                          [key for key in kwargs if key not in CLASSIFIER_RUN_ARGUMENTS],
+                                          CLASSIFIER_MODEL_ARGUMENTS[model])
+
+
+def holdout_problems(config: dict) -> list[str]:
+    """Every held-out split that would take a whole training split: the top-level one on each teacher's dataset
+    (students train with it too), a teacher's own on its dataset."""
+    teachers = config["teachers"]
+    splits = [("validation", config["validation"], dict.fromkeys(entry["dataset"] for entry in teachers.values()))]
+    splits += [(f"teachers.{name}.validation", entry["validation"], [entry["dataset"]])
+               for name, entry in teachers.items() if entry["validation"]]
     problems = []
+    for where, validation, datasets in splits:
+        if validation["policy"] != "holdout":
+            continue
+        size = validation["holdout_size"]
+        for dataset in datasets:
+            examples = training_examples(config, dataset) if dataset in DATASETS else None  # else refused below
+            if examples is not None and size >= examples:
+                problems.append(f"{where}.holdout_size: {size} leaves nothing of the {examples} training examples "
+                                f"of {dataset} to train on; allowed: 1 to {examples - 1}")
+    return problems
+
+
+def check(config: dict) -> list[str]:
+    problems = holdout_problems(config)
     teachers, students = config["teachers"], config.get("students", {})
     for name in sorted(set(teachers) & set(students)):
         problems.append(f"teachers.{name} / students.{name}: a name cannot be both a teacher and a student "
                         "(their result paths would collide)")
     for name, teacher in teachers.items():
-        if not is_model(teacher["model"]):
-            problems.append(f"teachers.{name}.model: {teacher['model']!r} is not a registered model; "
-                            f"allowed: {', '.join(list_models())}")
+        problems += model_problems(f"teachers.{name}", teacher)
+        problems += milestone_problems(f"teachers.{name}.train", teacher["train"])
         if teacher["dataset"] not in DATASETS:
             problems.append(f"teachers.{name}.dataset: {teacher['dataset']!r} is not allowed; "
                             f"allowed: {', '.join(DATASETS)}")

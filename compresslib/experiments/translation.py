@@ -20,8 +20,8 @@ from typing import Any
 
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.catalog import TRANSLATION_MODEL_ARGUMENTS
-from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, overrides, \
-    positions, require_keys, summary_paths, unique_jobs
+from compresslib.experiments.base import Family, Job, Study, alternatives, argument_problems, failures, \
+    file_arguments, overrides, positions, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.corpora import corpus_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, reference_problems
 from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
@@ -194,8 +194,9 @@ def check(config: dict) -> list[str]:
             problems.append(f"translation.teachers.{name}.corpus: {teacher['corpus']!r} is not under "
                             f"translation.corpora; allowed: {', '.join(corpora) or '(no corpora defined)'}")
     for kind, entries in (("teachers", teachers), ("students", students)):
-        problems += [f"translation.{kind}.{name}.model_kwargs: {problem}" for name, entry in entries.items()
-                     for problem in _kwargs_problems(entry["model"], entry["model_kwargs"])]
+        problems += [problem for name, entry in entries.items() for problem in argument_problems(
+            f"translation.{kind}.{name}.model_kwargs", entry["model"], entry["model_kwargs"],
+            TRANSLATION_MODEL_ARGUMENTS[entry["model"]])]
     for name, student in students.items():
         if "activation" in student["model_kwargs"]:
             problems.append(f"translation.students.{name}.model_kwargs.activation: a student's FFN activation comes "
@@ -210,12 +211,6 @@ def check(config: dict) -> list[str]:
         if "qd" in experiment["methods"] and not experiment["bits"]:
             problems.append(f"{where}.bits: methods include qd, so give the bit widths to quantize to")
     return problems
-
-
-def _kwargs_problems(model: str, kwargs: dict) -> list[str]:
-    """Constructor arguments the model does not take (a typo would otherwise fail only when its job starts)."""
-    allowed = TRANSLATION_MODEL_ARGUMENTS[model]
-    return [f"{model} takes no argument {key!r}; allowed: {', '.join(allowed)}" for key in kwargs if key not in allowed]
 
 
 def student_activations(config: dict, experiment: dict) -> dict[str, list[str]]:
