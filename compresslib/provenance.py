@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import platform
 import socket
@@ -15,7 +17,7 @@ import torch
 
 from compresslib.devices import Placement
 
-__all__ = ["software", "hardware", "job_identity", "git_revision", "now_iso", "run_provenance"]
+__all__ = ["software", "hardware", "job_identity", "git_revision", "code_sha256", "now_iso", "run_provenance"]
 
 PACKAGES = ("compresslib", "torch", "torchvision", "numpy", "pandas", "snakemake", "snakemake-executor-plugin-slurm")
 
@@ -35,6 +37,19 @@ def git_revision(path: str | Path | None = None) -> dict:
         return {"git_revision": revision, "git_dirty": bool(status.strip())}
     except (OSError, subprocess.SubprocessError):  # not a checkout, or git missing: say so, don't fail
         return {"git_revision": None, "git_dirty": None}
+
+
+@functools.cache
+def code_sha256() -> str:
+    """The sha256 of the code a job runs: compresslib's Python files, and the workflow scripts beside it in a
+    checkout (by path and content); an edited but uncommitted checkout has its own."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for folder in (package, package.parent / "workflow_scripts"):
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{path.relative_to(package.parent)}\0{len(path.read_bytes())}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def software() -> dict:
@@ -75,6 +90,7 @@ def run_provenance(dataset: dict, command: list[str] | None, started_at: str, **
     """A record's ``provenance``: code and package versions, the dataset file, the input models, the command."""
     versions = software()
     return {"git_revision": versions["git_revision"], "git_dirty": versions["git_dirty"],
-            "packages": versions["packages"], "python": versions["python"], "dataset": dataset, **models,
+            "code_sha256": code_sha256(), "packages": versions["packages"], "python": versions["python"],
+            "dataset": dataset, **models,
             "command": command if command is not None else list(sys.argv),
             "started_at": started_at, "finished_at": now_iso()}

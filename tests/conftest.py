@@ -120,6 +120,8 @@ def killed_and_resumed(command: Callable[[Path], list[str]], root: Path) -> tupl
     for key, value in load_torch(reference_dir / "model.pt")["state_dict"].items():
         assert torch.equal(value, weights[key]), key
     assert not checkpoint.exists()  # removed once the outputs are complete
+    left = [path.name for path in resumed_dir.rglob("*") if path.name.endswith(".tmp") or path.name == ".lock"]
+    assert not left, f"the resumed run left {left}"  # the killed writer's temporary files are gone too
     return reference, resumed
 
 

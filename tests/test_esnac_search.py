@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from compresslib.esnac import search as search_module
 from compresslib.esnac.search import SEARCH_COLUMNS, STATE_NAME, reward, search
 from compresslib.esnac.space import Action, compress, extract_graph, parameter_count
 from compresslib.specs.esnac import KernelSpec, SearchSpec
-from compresslib.io import load_torch
+from compresslib.io import DamagedFile, load_torch
 from compresslib.models import count_parameters, create_model, load_model, save_model
 from compresslib.runs.checkpoint import CheckpointMismatch
 from conftest import REPO
@@ -313,12 +314,16 @@ def _interrupt_after_first_candidate(monkeypatch) -> None:
     monkeypatch.setattr(search_module._Search, "_evaluate", once)
 
 
-def test_a_state_written_with_other_settings_is_refused(env, tmp_path, monkeypatch):
-    run_dir = tmp_path / "run"
+def _stopped_after_one_candidate(env, run_dir, monkeypatch) -> None:
     with monkeypatch.context() as patch:
         _interrupt_after_first_candidate(patch)
         with pytest.raises(_Interrupted):
             search(_spec(), env["data"], env["teacher"], run_dir)
+
+
+def test_a_state_written_with_other_settings_is_refused(env, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    _stopped_after_one_candidate(env, run_dir, monkeypatch)
     assert len(load_torch(run_dir / STATE_NAME)["evaluated"]) == 1
     with pytest.raises(CheckpointMismatch, match="lr") as error:
         search(_spec(lr=2e-3), env["data"], env["teacher"], run_dir)
@@ -333,10 +338,7 @@ def test_a_state_written_with_other_settings_is_refused(env, tmp_path, monkeypat
 
 def test_a_refused_state_names_the_setting_that_differs(env, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    with monkeypatch.context() as patch:
-        _interrupt_after_first_candidate(patch)
-        with pytest.raises(_Interrupted):
-            search(_spec(), env["data"], env["teacher"], run_dir)
+    _stopped_after_one_candidate(env, run_dir, monkeypatch)
     with pytest.raises(CheckpointMismatch) as error:
         search(_spec(lr=2e-3), env["data"], env["teacher"], run_dir)
     message = str(error.value)
@@ -356,3 +358,12 @@ def test_a_teacher_of_another_dataset_is_refused(env, tmp_path):
     with pytest.raises(ValueError, match="trained on None"):
         search(_spec(), env["data"], unlabelled, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_damaged_candidate_is_refused_as_the_search_resumes(env, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    _stopped_after_one_candidate(env, run_dir, monkeypatch)
+    (weights,) = (run_dir / "candidates").iterdir()
+    weights.write_bytes(weights.read_bytes()[:200])  # truncated
+    with pytest.raises(DamagedFile, match=f"^{re.escape(str(weights))} is not a readable ESNAC candidate's weights"):
+        search(_spec(), env["data"], env["teacher"], run_dir)

@@ -165,7 +165,7 @@ def test_prepared_from_an_extracted_folder_loads_with_provenance(tmp_path, zhang
         inputs, labels = _expected(split, DOCUMENT_LENGTH)
         assert torch.equal(data[f"{split}_inputs"], torch.from_numpy(inputs))
         assert data[f"{split}_labels"].tolist() == labels
-    assert sorted(path.name for path in out.parent.iterdir()) == ["dataset.pt"]  # the scratch files are gone
+    assert sorted(path.name for path in out.parent.iterdir()) == ["dataset.pt", "dataset.pt.sha256"]  # no scratch file
 
 
 def test_bad_row_names_the_file_and_row_and_writes_nothing(tmp_path, zhang_csvs):

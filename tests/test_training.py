@@ -30,7 +30,8 @@ def teacher_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def test_teacher_outputs_and_record(teacher_run: Path, tiny_dataset: Path):
-    assert sorted(p.name for p in teacher_run.iterdir()) == ["history.csv", "model.pt", "record.json"]
+    assert sorted(p.name for p in teacher_run.iterdir()) == [".finished", "history.csv", "model.pt", "model.pt.sha256",
+                                                            "record.json"]
     record = json.loads((teacher_run / "record.json").read_text())
     history = pd.read_csv(teacher_run / "history.csv")
     assert list(history.columns) == list(HISTORY_COLUMNS) and list(history.epoch) == [1, 2, 3]

@@ -204,7 +204,7 @@ def test_prepare_synthetic_corpus(tmp_path: Path) -> None:
     assert corpus["provenance"] == {
         "corpus": "synthetic_translation", "source": "synthetic", "options": options, "test_sets": {},
         "settings": {"vocab_size": 120, "max_length": 8, "lowercase": True, "model_type": "unigram"}}
-    assert sorted(p.name for p in out.parent.iterdir()) == ["corpus.pt"]  # no temporary file left
+    assert sorted(p.name for p in out.parent.iterdir()) == ["corpus.pt", "corpus.pt.sha256"]  # no temporary file
 
     cased = tmp_path / "cased.pt"
     prepare_corpus.main(["--corpus", "synthetic_translation", "--out", str(cased), "--vocab-size", "120",

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from compresslib.data.corpus import load_corpus, prepare_corpus, split_sentences, tokenizers
 from compresslib.data.synthetic_translation import make_synthetic_translation
-from compresslib.io import load_torch, sha256_file
+from compresslib.io import atomic_path, load_torch, save_torch, sha256_file
 from compresslib.losses import nmt_loss
 from compresslib.models import load_model
 from compresslib.models.lstm_nmt import LstmNMT
@@ -263,7 +263,7 @@ def test_sequence_level_kd_trains_on_the_teachers_translations(teacher_run: tupl
     assert seen == expected  # every training target is the teacher's translation of its source
 
     other = tmp_path / "other.pt"
-    torch.save({**payload, "corpus_sha256": "0" * 64}, other)
+    save_torch(other, {**payload, "corpus_sha256": "0" * 64}, checksum=True)  # a whole file, of another corpus
     with pytest.raises(ValueError, match="different corpus file"):
         train_translation(spec_of(LSTM_STUDENT, 'kind="seq_distill"'), corpus_path, tmp_path / "bad",
                           targets_path=other)
@@ -408,7 +408,11 @@ def test_a_targets_file_is_read_by_sequence_level_kd_and_quantization_only(
 
     monkeypatch.setattr(train_module, "_Job", job)  # no training work: only what comes before it runs
     spec = spec_of(LSTM_STUDENT, *overrides)
-    targets = tmp_path / "targets.pt" if with_targets else None  # never read: the check comes first
+    targets = None
+    if with_targets:  # never read: the check comes first (its checksum is, with the corpus's, before any work)
+        targets = tmp_path / "targets.pt"
+        with atomic_path(targets, checksum=True) as tmp:
+            tmp.write_bytes(b"never read")
     run_dir = tmp_path / "run"
     if not refused:
         with pytest.raises(_JobStarted):

@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.esnac.search import search
 from compresslib.specs.esnac import SearchSpec
 from compresslib.settings import build_settings
@@ -29,13 +29,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (resources/<dataset>/dataset.pt)")
     parser.add_argument("--teacher", required=True, help="the teacher's model.pt")
-    parser.add_argument("--run-dir", required=True, help="directory for search.csv, top/, record.json")
+    add_run_options(parser, "search.csv, top/, record.json")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="SearchSpec settings")
     args = parser.parse_intermixed_args(argv)
     spec = build_settings(SearchSpec, {"threads": args.threads}, args.settings)
     logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
-    search(spec, args.data, args.teacher, args.run_dir, command=[sys.executable, *sys.argv])
+    search(spec, args.data, args.teacher, args.run_dir, command=[sys.executable, *sys.argv], overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

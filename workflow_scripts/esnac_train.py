@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.models import model_file_info
 from compresslib.training.loop import train
 from compresslib.specs.training import ESNAC_MODEL, build_spec
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (resources/<dataset>/dataset.pt)")
     parser.add_argument("--arch", required=True, help="an architecture file of a search (top/arch-<rank>.pt)")
-    parser.add_argument("--run-dir", required=True, help="directory for model.pt, history.csv, record.json")
+    add_run_options(parser, "model.pt, history.csv, record.json")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="TrainSpec settings")
     args = parser.parse_intermixed_args(argv)
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     spec = build_spec(values, args.settings)
     logging.getLogger("compresslib").info("spec (architecture omitted): %s", json.dumps(
         spec.to_dict() | {"model_kwargs": f"<{len(kwargs['layers'])} layers>"}, sort_keys=True))
-    train(spec, args.data, args.run_dir, init_path=args.arch, command=[sys.executable, *sys.argv])
+    train(spec, args.data, args.run_dir, init_path=args.arch, command=[sys.executable, *sys.argv],
+          overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.lit import from_lit_yaml
 from compresslib.models import model_file_info
 from compresslib.training.loop import train
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lit-config", type=Path, help="an original LIT YAML file")
     parser.add_argument("--data", help="prepared dataset (resources/<dataset>/dataset.pt)")
-    parser.add_argument("--run-dir", help="directory for model.pt, history.csv, record.json")
+    add_run_options(parser, "model.pt, history.csv, record.json", required=False)
     parser.add_argument("--teacher", help="teacher model.pt (a network with stem / sections / head)")
     parser.add_argument("--init", help="model.pt the student starts from (the stem and head are the teacher's)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"{teacher} is a {name}, but models.base_architecture asks for {teacher_model}")
     log.info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
     train(spec, args.data or f"resources/{spec.dataset}/dataset.pt", run_dir, teacher_path=teacher, init_path=init,
-          command=[sys.executable, *sys.argv])
+          command=[sys.executable, *sys.argv], overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.settings import build_settings
 from compresslib.training.post_training import post_training_quantize
 from compresslib.specs.training import PostTrainingSpec
@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="trained full-precision model.pt")
     parser.add_argument("--data", required=True, help="prepared dataset the model was trained on")
-    parser.add_argument("--run-dir", required=True, help="directory for model.pt, model.packed, record.json")
+    add_run_options(parser, "model.pt, model.packed, record.json")
     parser.add_argument("settings", nargs="*", metavar="key=value", help="PostTrainingSpec settings")
     args = parser.parse_intermixed_args(argv)
     spec = build_settings(PostTrainingSpec, {}, args.settings)
-    post_training_quantize(spec, args.model, args.data, args.run_dir, command=[sys.executable, *sys.argv])
+    post_training_quantize(spec, args.model, args.data, args.run_dir, command=[sys.executable, *sys.argv],
+                           overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import json
 import logging
 import sys
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.training.loop import train
 from compresslib.specs.training import build_spec
 
@@ -29,7 +29,7 @@ from compresslib.specs.training import build_spec
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="prepared dataset (resources/<dataset>/dataset.pt)")
-    parser.add_argument("--run-dir", required=True, help="directory for model.pt, history.csv, record.json")
+    add_run_options(parser, "model.pt, history.csv, record.json")
     parser.add_argument("--teacher", help="teacher model.pt: distil a student (needs kd settings)")
     parser.add_argument("--init", help="trained model.pt to start from (differentiable quantization: quant.method=dq)")
     parser.add_argument("--teacher-views", help="the teacher's views file (teacher_outputs=cached)")
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = build_spec({"threads": args.threads}, args.settings)
     logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
     train(spec, args.data, args.run_dir, teacher_path=args.teacher, init_path=args.init,
-          teacher_views_path=args.teacher_views, command=[sys.executable, *sys.argv])
+          teacher_views_path=args.teacher_views, command=[sys.executable, *sys.argv], overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

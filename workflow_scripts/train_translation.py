@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 
-from compresslib.cli import run_main
+from compresslib.cli import add_run_options, run_main
 from compresslib.specs.translation import build_translation_spec
 from compresslib.translation.train import train_translation
 
@@ -26,8 +26,7 @@ from compresslib.translation.train import train_translation
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", required=True, help="prepared corpus (prepare_corpus)")
-    parser.add_argument("--run-dir", required=True,
-                        help="directory for model.pt, translations/, history.csv, record.json")
+    add_run_options(parser, "model.pt, translations/, history.csv, record.json")
     parser.add_argument("--teacher", help="teacher model.pt: word-level KD (needs kd settings)")
     parser.add_argument("--targets", help="sequence-level KD targets (workflow_scripts/translate.py --ids)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -36,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = build_translation_spec({"threads": args.threads}, args.settings)
     logging.getLogger("compresslib").info("spec: %s", json.dumps(spec.to_dict(), sort_keys=True))
     train_translation(spec, args.corpus, args.run_dir, teacher_path=args.teacher, targets_path=args.targets,
-                      command=[sys.executable, *sys.argv])
+                      command=[sys.executable, *sys.argv], overwrite=args.overwrite)
 
 
 if __name__ == "__main__":

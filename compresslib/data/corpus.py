@@ -237,7 +237,7 @@ def prepare_corpus(
         "provenance": provenance,
     }
     _check_corpus(payload, str(out_path))
-    save_torch(out_path, payload)
+    save_torch(out_path, payload, checksum=True)
     return payload
 
 

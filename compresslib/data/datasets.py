@@ -39,11 +39,11 @@ GENERATORS = {"synthetic": make_synthetic, "synthetic_text": make_synthetic_text
 
 
 def save_dataset(path: str | Path, name: str, arrays: dict[str, Any], provenance: dict) -> None:
-    """Validate and write a prepared dataset atomically."""
+    """Validate and write a prepared dataset atomically, its checksum beside it."""
     payload = {"format": FORMAT_VERSION, "name": name, "classes": list(arrays["classes"]), "provenance": provenance}
     payload.update({key: arrays[key] for key in SPLIT_KEYS})
     _check_dataset(payload, str(path))
-    save_torch(path, payload)
+    save_torch(path, payload, checksum=True)
 
 
 def load_dataset(path: str | Path) -> dict[str, Any]:
@@ -111,7 +111,7 @@ def _read_source(name: str, scratch: Path, archive: str | Path | None, extracted
                  verify_checksums: bool, synthetic: dict | None, log: logging.Logger) -> tuple[dict, dict]:
     """The dataset's arrays and their provenance, from whichever source is given."""
     from compresslib.data.cifar import read_cifar
-    from compresslib.data.download import ARCHIVES, extract_archive
+    from compresslib.data.download import ARCHIVES, extract_archive, md5_file, require_md5
     from compresslib.data.zhang import ZHANG_RELEASES, read_zhang_release
 
     if name in GENERATORS:
@@ -133,7 +133,8 @@ def _read_source(name: str, scratch: Path, archive: str | Path | None, extracted
                                     expected_md5=ARCHIVES[name].md5 if archive is not None else None, log=log)
         extra = {"md5": arrays["md5"]} if archive is not None else {}
         return arrays, {**source, **extra, "files": arrays["files"], "rows": arrays["rows"]}
-    if archive is not None:
+    if archive is not None:  # checked whole first: a damaged member is reported as the archive's fault
+        require_md5(archive, md5_file(archive), ARCHIVES[name].md5)
         arrays = read_cifar(extract_archive(Path(archive), scratch / "extracted"), name, verify_checksums=True)
     else:
         if not verify_checksums:

@@ -46,6 +46,7 @@ __all__ = [
     "archive_source",
     "fetch_archive",
     "extract_archive",
+    "require_md5",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,13 @@ def md5_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def require_md5(path: str | os.PathLike, md5: str, expected: str | None) -> None:
+    """ChecksumError naming the file and both digests when its ``md5`` is not the ``expected`` (published) one."""
+    if expected is not None and md5 != expected:
+        raise ChecksumError(f"{path} has md5 {md5}, expected {expected}: the archive is corrupt or not the "
+                            "official one; delete it and download it again")
 
 
 def archive_source(archive: Archive, mirror: str | None) -> str:

@@ -29,7 +29,7 @@ from typing import BinaryIO, TextIO
 import numpy as np
 import torch
 
-from compresslib.data.download import ChecksumError, DownloadError
+from compresslib.data.download import DownloadError, require_md5
 from compresslib.catalog import DOCUMENT_LENGTH
 from compresslib.data.text import encode_texts, read_zhang_csv
 
@@ -126,9 +126,7 @@ def _stream_archive(archive: Path, members: dict[str, str], encode: Callable[[st
     if missing:
         raise ValueError(f"{archive} lacks {', '.join(missing)}")
     md5 = hashing.md5.hexdigest()
-    if expected_md5 is not None and md5 != expected_md5:
-        raise ChecksumError(f"{archive} has md5 {md5}, expected {expected_md5}: the archive is corrupt or not the "
-                            "official one; delete it and download it again")
+    require_md5(archive, md5, expected_md5)
     return md5
 
 

@@ -70,12 +70,26 @@ def reward(params: int, teacher_params: int, acc: float, teacher_acc: float) -> 
 
 
 def search(spec: SearchSpec, data_path: str | Path, teacher_path: str | Path, run_dir: str | Path,
-           command: list[str] | None = None) -> dict:
-    """Run (or resume) one search; write search.csv, top/arch-<r>.{pt,json} and record.json into ``run_dir``."""
-    run = Run(run_dir, command, state_name=STATE_NAME)
+           command: list[str] | None = None, overwrite: bool = False) -> dict:
+    """Run (or resume) one search; write search.csv, top/arch-<r>.{pt,json} and record.json into ``run_dir``
+    (``overwrite``: replacing a finished search there)."""
+    run = Run(run_dir, command, identity=_identity(spec), outputs=(SEARCH_TABLE, TOP_DIR), state_name=STATE_NAME,
+              work=(CANDIDATES_DIR,),
+              overwrite=overwrite)
     spec.validate()
-    with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last):
-        return _Search(spec, run, Path(data_path), Path(teacher_path)).search()
+    run.check_inputs(data=data_path, teacher=teacher_path)
+    with run.owned() as finished:
+        if finished is not None:
+            return finished
+        with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last):
+            return _Search(spec, run, Path(data_path), Path(teacher_path)).search()
+
+
+def _identity(spec: SearchSpec) -> dict:
+    """What a resumed search must share with the saved one besides its input files: every setting (flat, so that a
+    refusal names the setting that differs)."""
+    kernel = {f"kernel.{key}": value for key, value in spec.identity().pop("kernel").items()}
+    return {**{key: value for key, value in spec.identity().items() if key != "kernel"}, **kernel}
 
 
 @dataclass
@@ -242,25 +256,19 @@ class _Search:
 
     # ---- state and outputs ----------------------------------------------------------------------------------
 
-    def _identity(self) -> dict:
-        """What a resumed search must share with the saved one: every setting (flat, so that a refusal names the
-        setting that differs), the teacher and the data."""
-        kernel = {f"kernel.{key}": value for key, value in self.spec.identity().pop("kernel").items()}
-        settings = {key: value for key, value in self.spec.identity().items() if key != "kernel"}
-        return {**settings, **kernel, "teacher_sha256": self.teacher_file["sha256"],
-                "data_sha256": self.data_file["sha256"]}
-
     def _load_state(self) -> dict:
-        state = self.run.resume(self._identity())
+        state = self.run.resume()
         if state is None:
             state = {"evaluated": [], "pending": None, "top": []}
         else:
             log.info("resuming: %d candidates evaluated", len(state["evaluated"]))
+            for index in state["top"]:  # a damaged one is refused now, not after the rest of the search ran
+                self._top_weights(index)
         self.run.begin_session(evaluated_before=len(state["evaluated"]))
         return state
 
     def _save_state(self, state: dict) -> None:
-        self.run.save_state(self._identity(), {key: state[key] for key in ("evaluated", "pending", "top")})
+        self.run.save_state({key: state[key] for key in ("evaluated", "pending", "top")})
 
     def _keep_if_top(self, state: dict, row: dict, weights: dict) -> list[int]:
         """Keep the weights of the ``top_k`` best-rewarded candidates (ties: the earlier one), each in its own file
@@ -274,6 +282,9 @@ class _Search:
 
     def _weights_path(self, index: int) -> Path:
         return self.run_dir / CANDIDATES_DIR / f"{index}.pt"
+
+    def _top_weights(self, index: int) -> dict:
+        return load_torch(self._weights_path(index), check=True, what="ESNAC candidate's weights")
 
     def _finish(self, state: dict) -> dict:
         spec, run_dir = self.spec, self.run_dir
@@ -293,7 +304,7 @@ class _Search:
         for rank, row in enumerate(_ranked(rows)[:spec.top_k]):
             architecture = compress(self.graph, Action.from_dict(row["action"]))
             net = build_student(self.graph, architecture)
-            net.load_state_dict(load_torch(self._weights_path(row["index"])))
+            net.load_state_dict(self._top_weights(row["index"]))
             kwargs = {**architecture.model_kwargs(), "num_classes": num_classes, "activation": "relu"}
             facts = {key: row[key] for key in ("index", "step", "slot", "params", "compression", "times", "val_acc",
                                                "reward")}
@@ -321,7 +332,7 @@ class _Search:
                                  spec_hash=spec_hash(spec), sections=sections,
                                  timing=self.run.timing(train_s=sum(r["train_seconds"] for r in rows)),
                                  data=self.data_file, teacher_model=self.teacher_file)
-        return self.run.finish(record, CANDIDATES_DIR)  # the weights of the top candidates are in top/ now
+        return self.run.finish(record)  # the weights of the top candidates are in top/ now
 
 
 def _ranked(rows: list[dict]) -> list[dict]:

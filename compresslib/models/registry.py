@@ -71,11 +71,12 @@ def model_facts(model: nn.Module, name: str) -> dict:
 
 
 def save_model(path: str | Path, model: nn.Module, name: str, kwargs: dict, extra: dict | None = None) -> None:
-    """Write a model file: ``{format, name, kwargs, state_dict, **extra}``, atomically."""
+    """Write a model file: ``{format, name, kwargs, state_dict, **extra}``, atomically, its checksum beside it (the
+    jobs that read it check it: ``compresslib.io.verified_sha256``)."""
     payload = {"format": MODEL_FILE_FORMAT, "name": name, "kwargs": dict(kwargs),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     payload.update(extra or {})
-    save_torch(path, payload)
+    save_torch(path, payload, checksum=True)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -211,7 +211,7 @@ def _corpus_subset(context: Context, corpus: Path) -> Path:
             entry[f"{side}_text"] = entry[f"{side}_text"][:count]
         payload["stats"][split] |= {"pairs": count, "src_tokens": entry["src_ids"].numel(),
                                     "tgt_tokens": entry["tgt_ids"].numel()}
-    save_torch(out, payload)
+    save_torch(out, payload, checksum=True)  # the runs measured on it check it like a prepared corpus
     load_corpus(out)  # the subset passes the same checks as the corpus
     return out
 

@@ -3,9 +3,10 @@ resume check.
 
 The state holds plain state only (state_dicts, numbers, lists): what the job needs to continue (a training run:
 model, optimisers, schedule state, the history so far, the best epoch's weights when it selects them, the next
-epoch; a search: every evaluated candidate and the pending proposals), the identity that produced it (the settings,
-and for some jobs the checksums of their inputs), and ``sessions``, one entry per process that worked on the run.
-It is rewritten atomically after every unit of progress and deleted once the run's outputs are complete.
+epoch; a search: every evaluated candidate and the pending proposals), the identity that produced it (the settings
+and the checksums of the run's input files), and ``sessions``, one entry per process that worked on the run.
+It is rewritten atomically after every unit of progress and deleted once the run's outputs are complete. It carries
+its own checksums (the CRC32 torch records for each of its members), checked before it is loaded.
 Randomness needs no saved state: every epoch (or search step) reseeds from ``(seed, epoch)``.
 """
 
@@ -31,13 +32,14 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict | None:
-    """The state file at ``path``, or None when there is none; one of another layout is refused, naming it."""
+    """The state file at ``path``, or None when there is none; a damaged one, or one of another layout, is refused,
+    naming it."""
     path = Path(path)
     if not path.exists():
         return None
     return load_versioned(path, CHECKPOINT_FORMAT, "compresslib checkpoint",
                           "it was written by another compresslib version or is damaged; delete it to start the run "
-                          "over")
+                          "over", check=True)
 
 
 def check_resumable(saved_identity: dict, identity: dict, path: str | Path) -> None:

@@ -1,13 +1,17 @@
 """One job's lifecycle in its run folder, shared by every job kind: the image training loop, translation training,
 the ESNAC search and post-training quantization.
 
-A job reads top to bottom as: open a :class:`Run` on its folder -> ``placed`` (the GPU it was given, a leased free
-GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``) -> its inputs, each
-described once by ``input_file`` (path and sha256) -> ``resume`` from the folder's state file when there is one
-(refused, naming the settings, when it was written with others), then ``begin_session`` -> its own work, calling
-``save_state`` after every unit of progress -> its output files (written atomically) -> ``record`` (timing,
-hardware, provenance filled in) -> ``finish``, which writes record.json last, so its presence means "finished", and
-deletes the state file.
+A job reads top to bottom as: open a :class:`Run` on its folder -> ``check_inputs``: every file it reads that
+another job made, checked against the checksum that job recorded, before any work -> ``owned``: the folder's lock,
+held to the end (``compresslib.runs.folder``: a second process is refused, an unwritable folder fails here, killed
+runs' temporary files go, a finished run is replaced only with ``overwrite``, and this very run, finished before and
+its outputs deleted by Snakemake to run it again, is restored instead of trained again) -> ``placed`` (the GPU it
+was given, a leased free GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``)
+-> its inputs' facts by ``input_file`` (path and sha256, hashed once) -> ``resume`` from the folder's state file
+when there is one (refused, naming what differs, when it was written with other settings or from other input files),
+then ``begin_session`` -> its own work, calling ``save_state`` after every unit of progress -> its output files
+(written atomically) -> ``record`` (timing, hardware, provenance filled in) -> ``finish``, which writes record.json
+last, so its presence means "finished", keeps links to the finished run, and deletes the state file.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from torch import nn
 
 from compresslib import provenance
 from compresslib.devices import Placement, Precision, device_precision, place
-from compresslib.io import atomic_open, sha256_file
+from compresslib.io import atomic_open, verified_sha256
 from compresslib.runs.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
-from compresslib.runs.record import Record, write_record
+from compresslib.runs.folder import keep_finished, owned_folder, remove_leftovers, remove_run, restore_finished
+from compresslib.runs.record import RECORD_NAME, Record, read_record, write_record
 
 __all__ = ["Run", "TrainingDiverged", "cpu_state", "write_history"]
 
@@ -40,18 +45,52 @@ class TrainingDiverged(FloatingPointError):
 
 
 class Run:
-    """A job working in ``run_dir``; ``state_name`` is its state file there (deleted once the run finished)."""
+    """A job working in ``run_dir``. ``identity``: the settings its state file must match to be resumed (with its
+    input files' checksums). ``outputs`` are the names of the files and folders it writes there besides its record,
+    ``work`` those of the folders of its work in progress, deleted with its state file ``state_name`` once it
+    finished. ``overwrite``: a finished run in the folder is replaced (else refused)."""
 
-    def __init__(self, run_dir: str | Path, command: list[str] | None = None,
-                 state_name: str = CHECKPOINT_NAME) -> None:
+    def __init__(self, run_dir: str | Path, command: list[str] | None = None, *, identity: dict,
+                 outputs: tuple[str, ...], state_name: str = CHECKPOINT_NAME, work: tuple[str, ...] = (),
+                 overwrite: bool = False) -> None:
         self.started_at, self._wall_start = provenance.now_iso(), time.perf_counter()
-        self.run_dir = Path(run_dir)  # created by the first state write, after every input check passed
-        self.command = command
+        self.run_dir = Path(run_dir)  # created by ``owned``, after every input check passed
+        self.command, self.identity = command, identity
         self.state_path = self.run_dir / state_name
+        self.outputs, self.work, self.overwrite = outputs, work, overwrite
         self.sessions: list[dict] = []  # one entry per process that worked on the run
         self.placement: Placement | None = None
         self.precision: Precision | None = None
         self._inputs: dict[Path, dict] = {}
+        self._roles: dict[str, Path] = {}
+
+    def check_inputs(self, **paths: str | Path | None) -> None:
+        """Check each input file (by its role: data=..., teacher=...; None: not used) against the checksum of the job
+        that made it, before any work; their checksums join the identity a state file must match."""
+        for role, path in paths.items():
+            if path is not None:
+                self._roles[role] = Path(path)
+                self.input_file(path)
+
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[dict | None]:
+        """Hold the run folder for the block (created, locked, found writable, cleared of killed runs' temporary
+        files and, with ``overwrite``, of a finished run). Yields the record of this very run when it had finished
+        and Snakemake deleted its outputs to run it again (``compresslib.runs.folder.restore_finished``: they are
+        back, and the job has nothing to do), else None."""
+        names = (*self.outputs, self.state_path.name, *self.work)
+        with owned_folder(self.run_dir):
+            for leftover in remove_leftovers(self.run_dir, names):
+                log.info("removed %s, left by a killed run", leftover)
+            if not self.overwrite and restore_finished(self.run_dir, self._made_from()):
+                yield read_record(self.run_dir / RECORD_NAME)
+                return
+            if remove_run(self.run_dir, names, self.overwrite):
+                log.info("removed the finished run in %s (overwrite)", self.run_dir)
+            yield None
+
+    def _made_from(self) -> dict:
+        return {"identity": self._with_inputs(self.identity), "code_sha256": provenance.code_sha256()}
 
     @contextlib.contextmanager
     def placed(self, device: str, threads: int = 0, precision: str = "auto", channels_last: bool | None = None,
@@ -74,23 +113,26 @@ class Run:
         return self.placement.device
 
     def input_file(self, path: str | Path, /, **facts: object) -> dict:
-        """``{"path", "sha256", **facts}`` of an input file, hashed once per run whatever asks again. A fact named like
-        one of the file's own (a dataset prepared from a folder has a ``path`` of its own) is kept as
-        ``source_<name>``."""
+        """``{"path", "sha256", **facts}`` of an input file, checked against its producer's checksum and hashed once
+        per run whatever asks again. A fact named like one of the file's own (a dataset prepared from a folder has a
+        ``path`` of its own) is kept as ``source_<name>``."""
         path = Path(path)
         if path not in self._inputs:
-            self._inputs[path] = {"path": str(path), "sha256": sha256_file(path)}
+            self._inputs[path] = {"path": str(path), "sha256": verified_sha256(path)}
         own = self._inputs[path]
         return {**own, **{f"source_{key}" if key in own else key: value for key, value in facts.items()}}
 
-    def resume(self, identity: dict) -> dict | None:
-        """The folder's state, when there is one written with ``identity`` (else CheckpointMismatch naming what
-        differs); its sessions continue this run's. None for a fresh run."""
+    def resume(self) -> dict | None:
+        """The folder's state, when there is one written with this run's identity and from the same input files
+        (else CheckpointMismatch naming what differs); its sessions continue this run's. None for a fresh run."""
         state = load_checkpoint(self.state_path)
         if state is not None:
-            check_resumable(state["identity"], identity, self.state_path)
+            check_resumable(state["identity"], self._with_inputs(self.identity), self.state_path)
             self.sessions = state["sessions"]
         return state
+
+    def _with_inputs(self, identity: dict) -> dict:
+        return {**identity, **{f"{role}_sha256": self._inputs[path]["sha256"] for role, path in self._roles.items()}}
 
     def begin_session(self, **progress: object) -> None:
         """Record this process as a session of the run, with how far the run was when it started (``start_epoch``,
@@ -98,9 +140,10 @@ class Run:
         self.sessions.append({"started_at": self.started_at, **progress, **provenance.job_identity(),
                               "device": str(self.device)})
 
-    def save_state(self, identity: dict, state: dict) -> None:
+    def save_state(self, state: dict) -> None:
         """Rewrite the state file (atomically) with the run's identity and sessions."""
-        save_checkpoint(self.state_path, {"identity": identity, "sessions": self.sessions, **state})
+        save_checkpoint(self.state_path, {"identity": self._with_inputs(self.identity), "sessions": self.sessions,
+                                          **state})
 
     def timing(self, **facts: object) -> dict:
         """A record's ``timing``: the wall time so far, the job's own figures, and the sessions."""
@@ -124,12 +167,13 @@ class Run:
                       hardware=provenance.hardware(self.placement, torch.get_num_threads()),
                       provenance=provenance.run_provenance(data, self.command, self.started_at, **inputs))
 
-    def finish(self, record: Record, *leftovers: str) -> dict:
-        """Write record.json (last: the run is finished), then delete the state file and the ``leftovers`` (folders
-        of the run's work in progress); returns the record as written."""
+    def finish(self, record: Record) -> dict:
+        """Write record.json (last: the run is finished), keep links to it and the outputs (``.finished/``), then
+        delete the state file and the folders of the run's work in progress; returns the record as written."""
         write_record(self.run_dir, record)
+        keep_finished(self.run_dir, self.outputs, self._made_from())
         self.state_path.unlink(missing_ok=True)
-        for name in leftovers:
+        for name in self.work:
             shutil.rmtree(self.run_dir / name, ignore_errors=True)
         return record.to_json()
 

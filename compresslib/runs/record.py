@@ -17,11 +17,13 @@ from typing import Any
 
 from compresslib.io import read_json_object, write_json
 
-__all__ = ["RECORD_FORMAT", "RECORD_NAME", "HEADER_KEYS", "MODEL_KEYS", "QUANTIZATION_KEYS", "Record", "write_record",
+__all__ = ["RECORD_FORMAT", "RECORD_NAME", "MODEL_NAME", "HISTORY_NAME", "HEADER_KEYS", "MODEL_KEYS",
+           "QUANTIZATION_KEYS", "Record", "write_record",
            "read_record", "write_record_list", "read_record_list"]
 
 RECORD_FORMAT = 1
 RECORD_NAME = "record.json"
+MODEL_NAME, HISTORY_NAME = "model.pt", "history.csv"  # a training run's model and per-epoch history
 HEADER_KEYS = ("format", "kind", "run_dir", "labels", "seed")  # what every record has, whatever its kind
 # what the tables read of a training record's ``model`` section, and of a quantized run's ``quantization``
 MODEL_KEYS = ("params", "bytes_fp32")

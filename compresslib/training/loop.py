@@ -42,6 +42,7 @@ from compresslib.quantization.differentiable import LearnedPointsQuantizer, allo
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
 from compresslib.schedules import Schedule, build_schedule
 from compresslib.settings import spec_hash
 from compresslib.specs.training import ESNAC_MODEL, TrainSpec
@@ -51,13 +52,14 @@ __all__ = ["train", "train_epoch", "evaluate", "HISTORY_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
+OUTPUTS = (MODEL_NAME, HISTORY_NAME, PACKED_NAME)  # what a run writes besides its record
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                    "train_seconds", "eval_seconds", "examples_per_s")
 
 
 def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_path: str | Path | None = None,
           command: list[str] | None = None, init_path: str | Path | None = None,
-          teacher_views_path: str | Path | None = None) -> dict:
+          teacher_views_path: str | Path | None = None, overwrite: bool = False) -> dict:
     """Run (or resume) one training job; write model.pt, history.csv and record.json into ``run_dir``.
 
     With ``teacher_path`` the run distils from that teacher with ``spec.kd`` (and ``spec.lit``: LIT's two
@@ -65,10 +67,10 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
     (differentiable quantization needs one: it learns that model's quantization points; LIT may take one).
     With ``spec.teacher_outputs == "cached"`` the KD logits come from ``teacher_views_path``, a views file made
     from exactly that teacher file and dataset file (compresslib.training.teacher_views), and the teacher
-    itself is never loaded. A quantized run also writes ``model.packed``. The device is held (a leased GPU)
-    for the whole run. Returns the record.
+    itself is never loaded. A quantized run also writes ``model.packed``. The run folder and the device (a leased
+    GPU) are held for the whole run; ``overwrite`` replaces a finished run there. Returns the record.
     """
-    run = Run(run_dir, command)
+    run = Run(run_dir, command, identity=spec.identity(), outputs=OUTPUTS, overwrite=overwrite)
     spec.validate()
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("a student run needs both a teacher model and kd settings; a teacher run neither "
@@ -86,10 +88,14 @@ def train(spec: TrainSpec, data_path: str | Path, run_dir: str | Path, teacher_p
         raise ValueError(f"teacher-views file {teacher_views_path} was given, but teacher_outputs is "
                          f"{spec.teacher_outputs!r} (the teacher runs on every batch); set teacher_outputs=cached")
 
+    run.check_inputs(data=data_path, teacher=teacher_path, init=init_path, teacher_views=teacher_views_path)
     # character ids in (N, L) have no image memory layout
     images = get_dataset_info(spec.dataset).kind == "image"
-    with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last, images):
-        return _train_placed(spec, run, data_path, teacher_path, init_path, teacher_views_path)
+    with run.owned() as finished:
+        if finished is not None:
+            return finished
+        with run.placed(spec.device, spec.threads, spec.precision, spec.channels_last, images):
+            return _train_placed(spec, run, data_path, teacher_path, init_path, teacher_views_path)
 
 
 def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path: str | Path | None,
@@ -161,7 +167,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
     if spec.lit is not None:  # phase 1 starts from the teacher's stem and head (a checkpoint's weights follow)
         check_pair(teacher, model, example)
         frozen = copy_and_freeze_ends(teacher, model)
-    checkpoint = run.resume(spec.identity())
+    checkpoint = run.resume()
     quantizer, trainable = None, list(model.parameters())
     if spec.quant is not None:
         names = quantized_parameter_names(model, example, spec.quant.quantize_first_last, spec.quant.skip_by)
@@ -249,7 +255,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
         })
         if spec.selection == "best" and _best_row(history) is history[-1]:
             best_state = cpu_state(model)
-        run.save_state(spec.identity(), {
+        run.save_state({
             "next_epoch": epoch + 1, "stopped_early": stopped_early,
             "model": cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
             "schedule": schedule.state_dict(), "history": history, "best_state": best_state,
@@ -274,8 +280,8 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
             quantization["points_per_tensor"] = {name: tensor.levels for name, tensor in codes.items()}
         quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, model_kwargs, codes,
                                          spec.quant.bits, spec.quant.bucket_size, model_extra)
-    save_model(run_dir / "model.pt", model, spec.model, model_kwargs, extra=model_extra)
-    write_history(run_dir / "history.csv", history, HISTORY_COLUMNS)
+    save_model(run_dir / MODEL_NAME, model, spec.model, model_kwargs, extra=model_extra)
+    write_history(run_dir / HISTORY_NAME, history, HISTORY_COLUMNS)
     lit = _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None
     return run.finish(_record(spec, run, model, history, stopped_early, data_file, quantization, lit,
                               teacher_model=teacher_info, init_model=init_info, teacher_views=views_info))

@@ -21,6 +21,7 @@ from compresslib.models import load_model, model_facts, save_model
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import quantize_model_
 from compresslib.runs.lifecycle import Run
+from compresslib.runs.record import MODEL_NAME
 from compresslib.training.loop import evaluate
 from compresslib.specs.training import PostTrainingSpec
 
@@ -33,10 +34,17 @@ PM_SETTINGS = ("method", "bits", "bucket_size", "quantize_first_last", "skip_by"
 
 
 def post_training_quantize(spec: PostTrainingSpec, model_path: str | Path, data_path: str | Path,
-                           run_dir: str | Path, command: list[str] | None = None) -> dict:
-    """Quantize the trained model in ``model_path``, evaluate it, write its outputs; return the record."""
-    run = Run(run_dir, command)
+                           run_dir: str | Path, command: list[str] | None = None, overwrite: bool = False) -> dict:
+    """Quantize the trained model in ``model_path``, evaluate it, write its outputs; return the record.
+    ``overwrite`` replaces a finished run in ``run_dir``."""
+    run = Run(run_dir, command, identity=spec.identity(), outputs=(MODEL_NAME, PACKED_NAME), overwrite=overwrite)
     spec.validate()
+    run.check_inputs(data=data_path, source_model=model_path)
+    with run.owned() as finished:
+        return finished if finished is not None else _quantize(spec, run, Path(model_path), Path(data_path))
+
+
+def _quantize(spec: PostTrainingSpec, run: Run, model_path: Path, data_path: Path) -> dict:
     model, meta = load_model(model_path)
     source_spec = meta.get("spec")
     if source_spec is None:
@@ -50,7 +58,6 @@ def post_training_quantize(spec: PostTrainingSpec, model_path: str | Path, data_
         raise ValueError(f"{data_path} holds dataset {dataset['name']!r}, but {model_path} was trained on "
                          f"{meta['dataset']!r}")
     quant = {key: getattr(spec.quant, key) for key in PM_SETTINGS}
-    run.run_dir.mkdir(parents=True, exist_ok=True)  # a folder that cannot be made fails before any work
 
     # evaluated in fp32 (the images' default layout): the rounded weights are the result, not a speed-up
     with run.placed(spec.device, spec.threads, precision="fp32", channels_last=False) as placement:
@@ -77,7 +84,7 @@ def post_training_quantize(spec: PostTrainingSpec, model_path: str | Path, data_
                                                         if name not in codes],
                     **pack_and_measure(run.run_dir / PACKED_NAME, model, meta["name"], meta["kwargs"], codes,
                                        quant["bits"], quant["bucket_size"], extra)}
-    save_model(run.run_dir / "model.pt", model, meta["name"], meta["kwargs"], extra=extra)
+    save_model(run.run_dir / MODEL_NAME, model, meta["name"], meta["kwargs"], extra=extra)
 
     family, bins = parse_activation(source_spec["activation"])
     sections = {

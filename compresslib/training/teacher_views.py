@@ -30,7 +30,7 @@ from torch import nn
 from compresslib.data.datasets import load_dataset
 from compresslib.data.loader import DeviceLoader, EpochPlan
 from compresslib.devices import device_precision, place
-from compresslib.io import load_versioned, save_torch, sha256_file
+from compresslib.io import load_versioned, save_torch, verified_sha256
 from compresslib.models import load_model
 
 __all__ = ["TEACHER_VIEWS_FORMAT", "view_count", "view_index", "compute_teacher_views", "TeacherViews",
@@ -138,15 +138,15 @@ class TeacherViews:
 
 def save_teacher_views(path: str | Path, logits: torch.Tensor, *, pad: int, augment: bool, teacher: dict,
                        dataset: dict, normalization: dict) -> None:
-    """Write a views file atomically. ``teacher`` and ``dataset`` describe the files the table was made from
-    (``{path, sha256, ...}``); ``normalization`` is ``{mean, std}`` of the teacher's inputs."""
+    """Write a views file atomically, its checksum beside it. ``teacher`` and ``dataset`` describe the files the
+    table was made from (``{path, sha256, ...}``); ``normalization`` is ``{mean, std}`` of the teacher's inputs."""
     _check_shape(logits, pad, augment)
     for role, facts in (("teacher", teacher), ("dataset", dataset)):
         if not {"path", "sha256"} <= set(facts):
             raise ValueError(f"a teacher-views file names its {role} file by path and sha256, got {facts}")
     save_torch(path, {"format": TEACHER_VIEWS_FORMAT, "logits": logits.to("cpu", torch.bfloat16), "pad": pad,
                       "augment": augment, "teacher": dict(teacher), "dataset": dict(dataset),
-                      "normalization": dict(normalization)})
+                      "normalization": dict(normalization)}, checksum=True)
 
 
 def make_teacher_views(teacher_path: str | Path, data_path: str | Path, out_path: str | Path, *,
@@ -154,7 +154,9 @@ def make_teacher_views(teacher_path: str | Path, data_path: str | Path, out_path
     """The teacher_views job: run the teacher file on every pad-4 crop and flip of every training image of the
     dataset file, with the teacher's own normalisation, and write the views file ``out_path`` naming both files.
     ``device`` as the training loop places a job (auto: the GPU it was given or a free one, else the CPU);
-    ``threads`` CPU threads for torch (0: torch's default)."""
+    ``threads`` CPU threads for torch (0: torch's default). Both files are checked against the checksums their jobs
+    recorded first."""
+    teacher_sha256, data_sha256 = verified_sha256(teacher_path), verified_sha256(data_path)
     with place(device) as placement:
         device = placement.device
         if device.type == "cpu" and threads:
@@ -173,7 +175,7 @@ def make_teacher_views(teacher_path: str | Path, data_path: str | Path, out_path
         seconds = time.perf_counter() - tick  # .cpu() waited for the device: this is the computation's time
         log.info("%.0f s, %.0f images/s", seconds, logits.shape[0] * logits.shape[1] / seconds)
         save_teacher_views(out_path, logits, pad=LOOP_PAD, augment=True,
-                           teacher={"path": str(teacher_path), "sha256": sha256_file(teacher_path),
+                           teacher={"path": str(teacher_path), "sha256": teacher_sha256,
                                     "name": meta["name"], "spec_hash": meta.get("spec_hash")},
-                           dataset={"path": str(data_path), "sha256": sha256_file(data_path), "name": dataset["name"]},
+                           dataset={"path": str(data_path), "sha256": data_sha256, "name": dataset["name"]},
                            normalization=normalization)

@@ -22,7 +22,7 @@ import torch
 
 from compresslib.data.corpus import load_corpus, split_sentences, tokenizers
 from compresslib.devices import device_precision, place
-from compresslib.io import atomic_open, load_versioned, save_torch, sha256_file
+from compresslib.io import atomic_open, load_versioned, save_torch, verified_sha256
 from compresslib.models import load_model
 from compresslib.translation.evaluate import translate_ids
 
@@ -47,10 +47,10 @@ def translate_split(model_path: str | Path, corpus_path: str | Path, split: str,
         raise ValueError("beam size, max length and batch tokens must be >= 1")
     if max_ratio is not None and max_ratio <= 0:
         raise ValueError(f"max ratio must be > 0, got {max_ratio}")
+    corpus_sha256, model_sha256 = verified_sha256(corpus_path), verified_sha256(model_path)
     if threads:
         torch.set_num_threads(threads)
     corpus = load_corpus(corpus_path)
-    corpus_sha256 = sha256_file(corpus_path)
     with place(device) as placement:
         model, meta = load_model(model_path, placement.device)
         if meta.get("corpus_sha256") != corpus_sha256:
@@ -67,7 +67,7 @@ def translate_split(model_path: str | Path, corpus_path: str | Path, split: str,
         with atomic_open(text_path, "w", encoding="utf-8") as handle:
             handle.writelines(line.replace("\n", " ") + "\n" for line in tokenizers(corpus)[1].decode(ids))
     if ids_path is not None:
-        save_targets(ids_path, ids, corpus_sha256=corpus_sha256, model_sha256=sha256_file(model_path), split=split,
+        save_targets(ids_path, ids, corpus_sha256=corpus_sha256, model_sha256=model_sha256, split=split,
                      beam_size=beam_size, max_length=max_length, max_ratio=max_ratio, command=command)
 
 
@@ -78,7 +78,7 @@ def save_targets(path: str | Path, ids: list[list[int]], **facts: object) -> Non
     offsets[1:] = lengths.cumsum(0)
     save_torch(path, {"format": TARGETS_FORMAT, **facts,
                       "tgt_ids": torch.tensor(list(itertools.chain.from_iterable(ids)), dtype=torch.int32),
-                      "tgt_offsets": offsets})
+                      "tgt_offsets": offsets}, checksum=True)
 
 
 def load_targets(path: str | Path, corpus_sha256: str, sentences: int,

@@ -84,6 +84,7 @@ from compresslib.models.seq2seq import Seq2Seq
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, select_quantized
 from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
 from compresslib.schedules import NoamSchedule, OnmtDecay
 from compresslib.settings import spec_hash
 from compresslib.translation.batching import collate, sentence_widths, token_batches
@@ -140,14 +141,16 @@ def nmt_quantized_names(model: nn.Module, quantize_first_last: bool, skip_by: st
 
 def train_translation(spec: TranslationSpec, corpus_path: str | Path, run_dir: str | Path, *,
                       teacher_path: str | Path | None = None, targets_path: str | Path | None = None,
-                      command: list[str] | None = None) -> dict:
-    """Run (or resume) one translation training job (see the module docstring); return its record.
+                      command: list[str] | None = None, overwrite: bool = False) -> dict:
+    """Run (or resume) one translation training job (see the module docstring); return its record. ``overwrite``
+    replaces a finished run in ``run_dir``.
 
     ``teacher_path`` (a translation model.pt, trained on the same corpus file) with ``spec.kd``: word-level KD.
     ``targets_path`` (``compresslib.translation.targets``: the teacher's translations of the training split):
     sequence-level KD (kind seq_distill). A quantized run (kind quantize) may use either, both or neither.
     """
-    run = Run(run_dir, command)
+    run = Run(run_dir, command, identity=spec.identity(),
+              outputs=(MODEL_NAME, HISTORY_NAME, PACKED_NAME, TRANSLATIONS_DIR), overwrite=overwrite)
     spec.validate()
     if (teacher_path is None) != (spec.kd is None):
         raise ValueError("word-level KD needs both a teacher model and kd settings; other runs neither "
@@ -156,8 +159,12 @@ def train_translation(spec: TranslationSpec, corpus_path: str | Path, run_dir: s
             targets_path is not None and spec.kind not in ("seq_distill", "quantize")):
         raise ValueError("sequence-level KD (kind seq_distill) trains on a targets file, and only it and quantized "
                          f"distillation (kind quantize) read one (kind: {spec.kind}, targets file: {targets_path})")
-    with run.placed(spec.device, spec.threads, spec.precision, images=False):  # tokens: no memory layout
-        return _Job(spec, run, Path(corpus_path), teacher_path, targets_path).train()
+    run.check_inputs(corpus=corpus_path, teacher=teacher_path, targets=targets_path)
+    with run.owned() as finished:
+        if finished is not None:
+            return finished
+        with run.placed(spec.device, spec.threads, spec.precision, images=False):  # tokens: no memory layout
+            return _Job(spec, run, Path(corpus_path), teacher_path, targets_path).train()
 
 
 class _Job:
@@ -217,12 +224,6 @@ class _Job:
         self.divergence_loss = spec.divergence_loss or DIVERGENCE_FACTOR * math.log(self.vocab["tgt"])
         self.valid_batches = self._eval_batches(self.valid_split)
 
-    def identity(self) -> dict:
-        """What a checkpoint must match: the spec's identity and the input files."""
-        return {**self.spec.identity(), "corpus_sha256": self.corpus_sha256,
-                "teacher_sha256": self.teacher_info["sha256"] if self.teacher_info else None,
-                "targets_sha256": self.targets_info["sha256"] if self.targets_info else None}
-
     def _eval_batches(self, split: str) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         model = self.model
         return eval_batches(split_sentences(self.corpus, split, "src"), split_sentences(self.corpus, split, "tgt"),
@@ -236,7 +237,7 @@ class _Job:
     def train(self) -> dict:
         spec, model, run_dir = self.spec, self.model, self.run_dir
         optimizer, schedule = build_optimizer(spec, model)
-        checkpoint = self.run.resume(self.identity())
+        checkpoint = self.run.resume()
         history: list[dict] = []
         start_epoch = 0
         if checkpoint is not None:
@@ -270,7 +271,7 @@ class _Job:
                             "val_ppl": val_ppl, "steps": len(batches), "train_tokens": self.train_tokens,
                             "train_seconds": train_seconds, "eval_seconds": eval_seconds,
                             "tokens_per_s": self.train_tokens / train_seconds, **shadow})
-            self.run.save_state(self.identity(), {
+            self.run.save_state({
                 "next_epoch": epoch + 1, "model": cpu_state(model), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "history": history,
             })
@@ -375,8 +376,8 @@ class _Job:
         if codes is not None:
             quantization |= pack_and_measure(run_dir / PACKED_NAME, model, spec.model, self.model_kwargs, codes,
                                              spec.quant.bits, spec.quant.bucket_size, model_extra)
-        save_model(run_dir / "model.pt", model, spec.model, self.model_kwargs, extra=model_extra)
-        write_history(run_dir / "history.csv", history, HISTORY_COLUMNS)
+        save_model(run_dir / MODEL_NAME, model, spec.model, self.model_kwargs, extra=model_extra)
+        write_history(run_dir / HISTORY_NAME, history, HISTORY_COLUMNS)
         return self.run.finish(self._record(history, results, timing, memory, quantization, lowercase))
 
     def _memory_facts(self) -> dict:

@@ -1,0 +1,104 @@
+"""Stopping a running workflow and running it again, as README "Stopping a run" tells a user to: every finished
+epoch is kept. A `kill -INT` of Snakemake alone lets the running job finish but records none of it (its outputs are
+marked incomplete): the rerun restores the finished run instead of training it again. Ctrl-C (SIGINT to the whole
+process group) stops the job too: the rerun resumes from its last checkpoint. SIGTERM to Snakemake (what a scheduler
+sends) lets the running job finish, recorded: the rerun has nothing to do. A job run again on purpose (--forcerun)
+trains again."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from compresslib.experiments.teachers import TrainTeacher
+from compresslib.io import load_torch
+from conftest import REPO, SNAKEMAKE, run_snakemake
+from test_workflow import dry_run_jobs
+
+pytestmark = pytest.mark.slow
+
+EPOCHS = 10
+
+
+def _config() -> dict:
+    """The demo config with its image teacher cut to a small net on a small synthetic dataset (a fraction of a second
+    per epoch on one thread)."""
+    config = copy.deepcopy(yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text()))
+    config["data"]["synthetic"] = {"train_size": 1000, "test_size": 200, "seed": 0}
+    config["teachers"]["demo-teacher"]["model"] = "demo_conv_student0"
+    config["teachers"]["demo-teacher"]["train"].update(epochs=EPOCHS, milestones=[])
+    return config
+
+
+def _start(common: list[str], *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([str(SNAKEMAKE), *common, *extra], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _when_training(checkpoint: Path, process: subprocess.Popen) -> None:
+    """Wait until the job has saved its first epoch (and has more to go)."""
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if checkpoint.exists() and 1 <= load_torch(checkpoint)["next_epoch"] < EPOCHS - 2:
+                return
+        except Exception:  # written as we read: look again
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"the job never saved its first epoch:\n{process.communicate()[0][-3000:]}")
+
+
+def test_a_stopped_workflow_keeps_every_finished_epoch(tmp_path: Path):
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(_config()))
+    workdir = tmp_path / "run"
+    common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
+              "--directory", str(workdir), "--cores", "1", "--set-threads", "train_teacher=1", "--rerun-incomplete"]
+    run_snakemake(*common, "--until", "prepare_dataset")
+    teacher = next(wildcards for rule, wildcards, _ in dry_run_jobs(*common, "--until", "train_teacher")
+                   if rule == "train_teacher" and wildcards["teacher"] == "demo-teacher")
+    target = TrainTeacher.from_wildcards(teacher).outputs()["record"]
+    run_dir = workdir / Path(target).parent
+    record, checkpoint = run_dir / "record.json", run_dir / "checkpoint.pt"
+
+    # kill -INT of Snakemake alone: the job trains on to the end, unrecorded; the rerun restores it
+    snakemake = _start(common, target)
+    _when_training(checkpoint, snakemake)
+    snakemake.send_signal(signal.SIGINT)
+    assert snakemake.wait(300) != 0
+    finished = json.loads(record.read_text())
+    assert finished["metrics"]["epochs_run"] == EPOCHS
+    assert "Incomplete" in run_snakemake(*[c for c in common if c != "--rerun-incomplete"], "--dry-run", target,
+                                         check=False).stdout
+    run_snakemake(*common, target)
+    assert json.loads(record.read_text()) == finished  # the same run, not trained again
+    assert any("restored the finished run" in log.read_text() for log in (workdir / "logs").rglob("*.log"))
+
+    # Ctrl-C: SIGINT to the process group, the job included; run again on purpose, it trains from the start
+    snakemake = _start(common, target, "--forcerun", "train_teacher")
+    _when_training(checkpoint, snakemake)
+    os.killpg(snakemake.pid, signal.SIGINT)
+    assert snakemake.wait(300) != 0
+    assert not record.exists()
+    saved = load_torch(checkpoint)["next_epoch"]
+    run_snakemake(*common, target)
+    resumed = json.loads(record.read_text())
+    assert [session["start_epoch"] for session in resumed["timing"]["sessions"]] == [0, saved]
+    assert resumed["metrics"] == finished["metrics"]  # deterministic: the resumed run ends where the first did
+    assert not checkpoint.exists() and not list(run_dir.glob(".*.tmp"))
+
+    # SIGTERM to Snakemake alone: the running job finishes and is recorded; nothing is left to do
+    snakemake = _start(common, target, "--forcerun", "train_teacher")
+    _when_training(checkpoint, snakemake)
+    snakemake.send_signal(signal.SIGTERM)
+    snakemake.wait(300)
+    assert json.loads(record.read_text())["timing"]["sessions"][0]["start_epoch"] == 0
+    nothing = run_snakemake(*common, target)
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
