@@ -118,9 +118,13 @@ def test_the_lifecycle_resumes_its_own_state_and_finishes_clean(tmp_path: Path, 
     # no state, work or lock; the finished run's files are also linked in .finished/
     assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [
         ".finished", "model.pt", "model.pt.sha256", "record.json"]
-    assert sorted(path.name for path in (tmp_path / "run" / ".finished").iterdir()) == [
-        "made-from.json", "model.pt", "model.pt.sha256", "record.json"]
-    assert (tmp_path / "run" / ".finished" / "model.pt").stat().st_ino == (tmp_path / "run" / "model.pt").stat().st_ino
+    kept = tmp_path / "run" / ".finished"
+    files = json.loads((kept / "made-from.json").read_text())["files"]
+    assert sorted(files) == ["model.pt", "model.pt.sha256", "record.json"]  # each under its sha256: no second
+    assert sorted(path.name for path in kept.iterdir()) == sorted([*files.values(), "made-from.json"])  # record.json
+    for name, sha256 in files.items():
+        assert (kept / sha256).stat().st_ino == (tmp_path / "run" / name).stat().st_ino
+        assert hashlib.sha256((kept / sha256).read_bytes()).hexdigest() == sha256
 
 
 def _finished_run(run_dir: Path, data: Path) -> dict:
@@ -165,7 +169,8 @@ def test_a_kept_run_is_not_restored_for_another_job_or_when_damaged(tmp_path: Pa
     if change == "code":
         monkeypatch.setattr(provenance, "code_sha256", lambda: "0" * 64)
     if change == "damaged":
-        kept = run_dir / ".finished" / "model.pt"
+        files = json.loads((run_dir / ".finished" / "made-from.json").read_text())["files"]
+        kept = run_dir / ".finished" / files["model.pt"]
         kept.write_bytes(kept.read_bytes()[:-1] + b"x")
     again = _run(run_dir, lr=lr)
     again.check_inputs(data=data)

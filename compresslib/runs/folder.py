@@ -137,22 +137,23 @@ def remove_run(run_dir: Path, names: Iterable[str], overwrite: bool) -> bool:
 
 def keep_finished(run_dir: Path, names: Iterable[str], made_from: dict) -> None:
     """Link the finished run's record and its ``names`` (and their checksum files) into ``.finished/`` with
-    ``made_from`` and every file's checksum. A file system without hard links keeps nothing (logged)."""
+    ``made_from`` and where each file goes. The links are named by their sha256 (no ``record.json`` or ``model.pt``
+    there for a search of the results to find twice). A file system without hard links keeps nothing (logged)."""
     kept = run_dir / FINISHED_DIR
     shutil.rmtree(kept, ignore_errors=True)
-    files = [path for name in (*names, RECORD_NAME) for path in _files(run_dir / name)]
+    files = {str(path.relative_to(run_dir)): path for name in (*names, RECORD_NAME) for path in _files(run_dir / name)}
+    digests = {name: sha256_file(path) for name, path in files.items()}
     try:
-        for path in files:
-            link = kept / path.relative_to(run_dir)
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.link(path, link)
+        kept.mkdir()
+        for name, path in files.items():
+            if not (kept / digests[name]).exists():  # files of the same bytes share one link
+                os.link(path, kept / digests[name])
     except OSError as error:
         log.warning("%s: cannot keep hard links of the finished run (%s); a rerun after its outputs are deleted "
                     "trains it again", run_dir, error)
         shutil.rmtree(kept, ignore_errors=True)
         return
-    write_json(kept / _MADE_FROM, {**made_from, "files": {str(path.relative_to(run_dir)): sha256_file(path)
-                                                         for path in files}})
+    write_json(kept / _MADE_FROM, {**made_from, "files": digests})
 
 
 def restore_finished(run_dir: Path, made_from: dict) -> bool:
@@ -169,7 +170,7 @@ def restore_finished(run_dir: Path, made_from: dict) -> bool:
         saved = read_json_object(kept / _MADE_FROM, "finished run's description")
         files = saved.pop("files")
         whole = saved == json.loads(json.dumps(made_from)) and all(
-            sha256_file(kept / name) == sha256 for name, sha256 in files.items())
+            sha256_file(kept / sha256) == sha256 for sha256 in set(files.values()))
     except (OSError, ValueError, KeyError):
         whole = False
     if not whole:
@@ -179,7 +180,7 @@ def restore_finished(run_dir: Path, made_from: dict) -> bool:
         target = run_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         link = target.with_name(f".{target.name}.restored.tmp")  # a leftover a killed restore leaves is cleaned
-        os.link(kept / name, link)
+        os.link(kept / files[name], link)
         os.replace(link, target)
         os.utime(target)
     log.info("%s: restored the finished run kept in %s (same settings, input files and code; every file checked)"
