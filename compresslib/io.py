@@ -56,13 +56,16 @@ def atomic_path(path: str | os.PathLike, checksum: bool = False) -> Iterator[Pat
     file's sha256 is recorded in ``<path>.sha256`` once it is in place (the old one is removed first, so a write
     killed half-way leaves a file without a checksum, never one with a wrong one).
 
-    On any exception the temporary file is removed and ``path`` is left untouched; an OS error (raised in the block
+    Temporary files a killed writer of ``path`` left are removed first (a file has one writer: its job). On any
+    exception the temporary file is removed and ``path`` is left untouched; an OS error (raised in the block
     or by the library that wrote the file, which may wrap it) of storage that names no file is raised again naming
     ``path``.
     """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in temporaries(path):
+            leftover.unlink(missing_ok=True)
         if checksum:
             checksum_path(path).unlink(missing_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

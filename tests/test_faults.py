@@ -295,3 +295,18 @@ def test_a_job_stopped_by_sigterm_cleans_up_and_keeps_its_last_epoch(tiny_datase
     assert "stopped by SIGTERM; a rerun resumes from the last saved state" in log
     assert sorted(path.name for path in run_dir.iterdir()) == ["checkpoint.pt"]  # no lock, no temporary file
     assert load_checkpoint(run_dir / "checkpoint.pt")["next_epoch"] >= 1
+
+
+def test_a_rewritten_file_and_a_prepared_dataset_clear_what_their_killed_writers_left(tmp_path: Path):
+    """Jobs without a run folder (views tables, targets, prepared data, downloads) leave temporaries when killed;
+    the next write of the same file removes them."""
+    from compresslib.data.datasets import prepare_dataset
+
+    views = tmp_path / "views.pt"
+    (tmp_path / ".views.pt.k1l2.tmp").write_bytes(b"half a table")
+    scratch = tmp_path / ".dataset.pt.prepare-x7"  # a killed preparation's unpacked archive
+    (scratch / "extracted").mkdir(parents=True)
+    save_torch(views, {"logits": torch.zeros(2)}, checksum=True)
+    prepare_dataset("synthetic", tmp_path / "dataset.pt", synthetic={"train_size": 64, "test_size": 32, "seed": 1})
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dataset.pt", "dataset.pt.sha256", "views.pt",
+                                                                "views.pt.sha256"]

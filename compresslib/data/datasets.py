@@ -16,6 +16,7 @@ go to an embedding.
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,12 @@ def prepare_dataset(
     get_dataset_info(name)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # Scratch beside the output (same filesystem, cleaned up whatever happens): an unpacked CIFAR archive, or
-    # the encoded text splits that the saved tensors are mapped from until they are written.
-    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".prepare-") as scratch:
+    # Scratch beside the output (same filesystem, cleaned up whatever happens, and a killed job's by its rerun): an
+    # unpacked CIFAR archive, or the encoded text splits that the saved tensors are mapped from until written.
+    prefix = f".{out_path.name}.prepare-"
+    for leftover in out_path.parent.glob(f"{prefix}*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=prefix) as scratch:
         arrays, provenance = _read_source(name, Path(scratch), archive, extracted, verify_checksums, synthetic, log)
         save_dataset(out_path, name, arrays, provenance)
     log.info("prepared %s: %d train / %d test examples -> %s", name, len(arrays["train_labels"]),
