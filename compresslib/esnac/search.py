@@ -88,8 +88,9 @@ def search(spec: SearchSpec, data_path: str | Path, teacher_path: str | Path, ru
 def _identity(spec: SearchSpec) -> dict:
     """What a resumed search must share with the saved one besides its input files: every setting (flat, so that a
     refusal names the setting that differs)."""
-    kernel = {f"kernel.{key}": value for key, value in spec.identity().pop("kernel").items()}
-    return {**{key: value for key, value in spec.identity().items() if key != "kernel"}, **kernel}
+    identity = spec.identity()
+    kernel = identity.pop("kernel")
+    return {**identity, **{f"kernel.{key}": value for key, value in kernel.items()}}
 
 
 @dataclass

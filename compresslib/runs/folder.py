@@ -104,7 +104,7 @@ def remove_leftovers(run_dir: Path, names: Iterable[str]) -> list[Path]:
     leftovers = []
     for name in names:
         path = run_dir / name
-        leftovers += temporaries(path) + temporaries(checksum_path(path))
+        leftovers += temporaries(path)  # its checksum file's too: `.<name>.sha256.*.tmp` matches
         if path.is_dir():
             leftovers += sorted(path.rglob(".*.tmp"))
     for leftover in leftovers:
