@@ -13,16 +13,22 @@ from compresslib.config import ConfigError, check_config_files
 min_version("9.0")
 
 CONFIG_FILE = "config.yaml"
+# The study is config.yaml (the paper matrix) or, when given, the --configfile files (of the command line or a
+# profile) alone: Snakemake would merge them into config.yaml, and a study of five jobs would run the paper's
+# hundreds. --config key=value goes on top of either.
+STUDY_FILES = list(workflow.overwrite_configfiles) or [CONFIG_FILE]
 # YAML keeps the last of a key given twice without a word, and Snakemake reports a YAML syntax error without saying
-# where it is: check the files it reads first, the --configfile ones (of the command line or a profile; Snakemake has
-# read those before this file runs, so a syntax error in one of them stops it with its own message) and this one.
+# where it is: check the study's files first (Snakemake has read the --configfile ones before this file runs, so a
+# syntax error in one of them stops it with its own message; a missing config.yaml gets its message below).
 try:
-    check_config_files([*workflow.configfiles, *filter(os.path.exists, [CONFIG_FILE])])
+    check_config_files(filter(os.path.exists, STUDY_FILES))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 
-configfile: CONFIG_FILE
+if not workflow.overwrite_configfiles:
+
+    configfile: CONFIG_FILE
 
 
 include: "rules/common.smk"
@@ -34,6 +40,7 @@ include: "rules/lit.smk"
 include: "rules/esnac.smk"
 include: "rules/translation.smk"
 include: "rules/aggregate.smk"
+include: "rules/slurm.smk"
 
 
 rule all:
@@ -41,3 +48,4 @@ rule all:
     input:
         TABLES,
         PLOTS,
+        unfinished_records,

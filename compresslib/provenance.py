@@ -1,4 +1,8 @@
-"""What a run needs to record to be reproduced: software versions, git revision, hardware."""
+"""What a run needs to record to be reproduced: software versions, git revision, hardware, the job it ran in.
+
+torch is imported by ``hardware`` alone: every job names itself in its log with ``job_identity`` (``compresslib.cli``),
+also those that never use torch (downloads, aggregation).
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,17 @@ import functools
 import hashlib
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from compresslib.devices import Placement
+if TYPE_CHECKING:
+    from compresslib.devices import Placement
 
 __all__ = ["software", "hardware", "job_identity", "git_revision", "code_sha256", "now_iso", "run_provenance"]
 
@@ -63,13 +68,41 @@ def software() -> dict:
 
 
 def job_identity() -> dict:
-    """The host and, under SLURM, the job this process runs in (a resubmitted job gets a new id)."""
-    return {"hostname": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-            "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT")}
+    """The host and, under SLURM, the job this process runs in, its node, and how often SLURM restarted the job: a
+    job resubmitted by Snakemake gets a new id, one requeued by SLURM keeps its id and counts one restart more."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return {"hostname": socket.gethostname(), "slurm_job_id": job, "slurm_node": os.environ.get("SLURMD_NODENAME"),
+            "slurm_restart_count": _restart_count(job)}
+
+
+def _restart_count(job: str | None) -> int | None:
+    if job is None:
+        return None
+    count = os.environ.get("SLURM_RESTART_COUNT", "")
+    return int(count) if count.isdigit() else _scontrol_restarts(job)
+
+
+_SCONTROL_TIMEOUT_S = 5  # a controller that does not answer must not hold the job up
+
+
+@functools.cache  # a job's restarts do not change while it runs: a requeue ends the process
+def _scontrol_restarts(job: str) -> int | None:
+    """``Restarts=`` of ``scontrol show job -o <job>`` (SLURM's controller; no accounting database needed): the job
+    steps snakemake-executor-plugin-slurm starts (2.8.0) lose SLURM_RESTART_COUNT with every other SLURM_ variable
+    but the job's id. None when scontrol is missing, fails or is slow."""
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, check=True,
+                               timeout=_SCONTROL_TIMEOUT_S).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"(?:^|\s)Restarts=(\d+)", shown)
+    return int(match.group(1)) if match else None
 
 
 def hardware(placement: Placement, threads: int) -> dict:
     """The device the run used (and how it got it), CPU threads, host and interpreter."""
+    import torch
+
     device = placement.device
     info = {
         **placement.describe(),

@@ -23,4 +23,4 @@ rule aggregate:
         SOFTWARE_ENV
     shell:
         "python {input.script} --tables {params.tables} --plots {params.plots}"
-        " --experiments {params.experiments} {input.records} --record-lists {input.record_lists} > {log} 2>&1"
+        " --experiments {params.experiments} {input.records} --record-lists {input.record_lists} >> {log} 2>&1"

@@ -11,6 +11,7 @@ import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
@@ -36,6 +37,10 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _PREFIX += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
 shell.prefix(_PREFIX)
 SOFTWARE_ENV = "envs/compresslib.yaml"  # for `--sdm conda`; relative to the rules/ files
+try:  # each training rule's `gpu`: sbatch --gpus on SLURM; locally, --resources gpu=N caps the jobs running at once
+    GPUS_PER_JOB = experiments.gpus_per_job()
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
 
 
 wildcard_constraints:
@@ -77,6 +82,28 @@ def checkpoint_records(checkpoint, output, job_type, wildcards):
     folder = getattr(checkpoint.get(**wildcards).output, output)
     ranks = sorted(int(rank) for rank in glob_wildcards(os.path.join(folder, arch_file("{rank,\\d+}"))).rank)
     return [planned(job_type, {**wildcards, "rank": rank}).outputs()["record"] for rank in ranks]
+
+
+# Runs that started and did not finish. Snakemake runs a job whose outputs are missing only when a job after it must
+# run, so a job run again on purpose (--forcerun, -f, a changed setting with --until) and stopped would stay
+# unfinished while the jobs after it look up to date. The default target asks for their records: they run again,
+# resuming from their checkpoints, and the jobs after them rerun on their newer outputs. Only the main process plans
+# (a cluster job's own Snakemake would see every running job's folder).
+UNFINISHED = experiments.unfinished_runs(STUDY.jobs) if workflow.is_main_process else []
+if UNFINISHED:
+    logger.info(f"{len(UNFINISHED)} run(s) started and did not finish (a run folder without its record.json); the "
+                "default target runs them again, resuming from their last checkpoints, and the jobs after them:\n    "
+                + "\n    ".join(job.folder() for job in UNFINISHED))
+
+
+def unfinished_records(wildcards):
+    """The records of the unfinished runs. One that a checkpoint job's outputs name (an ESNAC full training reads an
+    architecture of its search's top/) is asked for once that job is done, so that Snakemake orders it after a rerun
+    of the checkpoint job (else its input would look like a file no job makes)."""
+    for job in UNFINISHED:
+        if (source := job.checkpoint()) is not None:
+            getattr(checkpoints, source.rule).get(**source.wildcards())
+    return [job.outputs()["record"] for job in UNFINISHED]
 
 
 AGGREGATED = experiments.aggregate_inputs(STUDY)  # the record files (and lists of them) aggregation reads

@@ -23,7 +23,7 @@ rule download_archive:
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --dataset {wildcards.dataset} --out {output.archive} {params.arguments} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output.archive} {params.arguments} >> {log} 2>&1"
 
 
 rule prepare_dataset:
@@ -40,4 +40,4 @@ rule prepare_dataset:
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --dataset {wildcards.dataset} --out {output.dataset} {params.arguments} > {log} 2>&1"
+        "python {input.script} --dataset {wildcards.dataset} --out {output.dataset} {params.arguments} >> {log} 2>&1"

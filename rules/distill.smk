@@ -16,12 +16,12 @@ rule distill_student:
         arguments=job_arguments(DistillStudent),
     threads: 1
     resources:
-        gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"
 
 
 rule train_undistilled:
@@ -38,9 +38,9 @@ rule train_undistilled:
         arguments=job_arguments(TrainUndistilled),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"

@@ -23,12 +23,12 @@ checkpoint esnac_search:
         arguments=job_arguments(EsnacSearch),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
-        " --threads {threads} {params.arguments} > {log} 2>&1"
+        " --threads {threads} {params.arguments} >> {log} 2>&1"
 
 
 rule esnac_full_train:
@@ -45,12 +45,12 @@ rule esnac_full_train:
         arguments=job_arguments(EsnacFullTrain),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --arch {input.arch} --run-dir {params.run_dir}"
-        " --threads {threads} {params.arguments} > {log} 2>&1"
+        " --threads {threads} {params.arguments} >> {log} 2>&1"
 
 
 rule esnac_collect:

@@ -16,9 +16,9 @@ rule lit_train:
         arguments=job_arguments(LitTrain),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
-        " --threads {threads} {params.arguments} > {log} 2>&1"
+        " --threads {threads} {params.arguments} >> {log} 2>&1"

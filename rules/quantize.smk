@@ -20,12 +20,12 @@ rule quantize_train:
         arguments=job_arguments(QuantizeTrain),
     threads: 1
     resources:
-        gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"
 
 
 rule quantize_post_training:
@@ -47,4 +47,4 @@ rule quantize_post_training:
         SOFTWARE_ENV
     shell:
         "python {input.script} --model {input.model} --data {input.data} --run-dir {params.run_dir}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"

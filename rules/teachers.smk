@@ -17,12 +17,12 @@ rule train_teacher:
         arguments=job_arguments(TrainTeacher),
     threads: 1
     resources:
-        gpu=1,  # the portable key: sbatch --gpus=1 on SLURM; locally, --resources gpu=N runs N at a time
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"
 
 
 rule teacher_views:
@@ -36,9 +36,9 @@ rule teacher_views:
         TeacherViews.benchmark_pattern()
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --teacher {input.teacher} --data {input.data} --out {output.views}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} >> {log} 2>&1"

@@ -27,7 +27,7 @@ rule download_translation_file:
         SOFTWARE_ENV
     shell:
         "python {input.script} --source {wildcards.source} --file {wildcards.filename} --out {output.file}"
-        " --record {output.record} {params.arguments} > {log} 2>&1"
+        " --record {output.record} {params.arguments} >> {log} 2>&1"
 
 
 rule prepare_corpus:
@@ -44,7 +44,7 @@ rule prepare_corpus:
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --corpus {wildcards.corpus} --out {output.corpus} {params.arguments} > {log} 2>&1"
+        "python {input.script} --corpus {wildcards.corpus} --out {output.corpus} {params.arguments} >> {log} 2>&1"
 
 
 rule train_translation_teacher:
@@ -61,12 +61,12 @@ rule train_translation_teacher:
         arguments=job_arguments(TrainTranslationTeacher),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"
 
 
 rule translate_training_split:
@@ -82,12 +82,12 @@ rule translate_training_split:
         arguments=job_arguments(TranslateTrainingSplit),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --model {input.model} --corpus {input.corpus} --split train --ids {output.ids}"
-        " --text {output.text} --threads {threads} {params.arguments} > {log} 2>&1"
+        " --text {output.text} --threads {threads} {params.arguments} >> {log} 2>&1"
 
 
 rule train_translation_student:
@@ -104,9 +104,9 @@ rule train_translation_student:
         arguments=job_arguments(TrainTranslationStudent),
     threads: 1
     resources:
-        gpu=1,
+        gpu=GPUS_PER_JOB,
     conda:
         SOFTWARE_ENV
     shell:
         "python {input.script} --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
-        " {params.arguments} > {log} 2>&1"
+        " {params.arguments} >> {log} 2>&1"

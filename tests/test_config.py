@@ -11,9 +11,11 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from compresslib import experiments
 from compresslib.config import load_schema, schema_errors
 from compresslib.experiments import ConfigError, Job, Study, check_config, distill, load_config
 from compresslib.experiments.distill import DistillStudent, TrainUndistilled
+from compresslib.experiments.esnac import EsnacFullTrain, EsnacSearch
 from compresslib.experiments.lit import LitTrain
 from compresslib.experiments.quantize import PostTrainingQuantize, QuantizeTrain
 from compresslib.experiments.teachers import TrainTeacher
@@ -443,3 +445,29 @@ def test_load_config_refuses_a_bad_config_naming_every_problem(tmp_path: Path):
         load_config(tmp_path / "c.yaml", SCHEMA_PATH)
     assert "distill.demo.activations[0]: 'gelu' is not allowed" in str(error.value)
     assert "students.demo-s0.train.epochs: 0 is out of range" in str(error.value)
+
+
+def test_unfinished_runs_are_planned_run_folders_without_their_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What the workflow asks for again at start: every planned run whose folder exists (it started) without its
+    record.json (it did not finish), whatever else the folder holds; folders of jobs that are no runs do not count."""
+    study = load_config(DEMO_PATH, SCHEMA_PATH)
+    monkeypatch.chdir(tmp_path)
+    assert experiments.unfinished_runs(study.jobs) == []
+    teacher = study.job(TrainTeacher, {"dataset": "synthetic", "teacher": "demo-teacher", "seed": "1"})
+    stopped = study.job(DistillStudent, {"dataset": "synthetic", "teacher": "demo-teacher", "student": "demo-s0",
+                                         "activation": "lma8", "seed": "2"})
+    finished = study.job(DistillStudent, {**stopped.wildcards(), "seed": "1"})
+    search = study.job(EsnacSearch, {"dataset": "synthetic", "teacher": "demo-esnac-teacher", "strategy": "esnac",
+                                     "seed": "1"})
+    full_training = study.job(EsnacFullTrain, {**search.wildcards(), "rank": "0"})
+    Path(teacher.folder()).mkdir(parents=True)  # Snakemake made it, the job was stopped before its first epoch
+    Path(stopped.folder()).mkdir(parents=True)
+    Path(stopped.folder(), "checkpoint.pt").touch()
+    Path(finished.folder()).mkdir(parents=True)
+    Path(finished.folder(), "record.json").touch()
+    Path(full_training.folder()).mkdir(parents=True)  # inside its search's folder, which has no record either
+    Path(full_training.folder(), "checkpoint.pt").touch()
+    Path("resources/synthetic").mkdir(parents=True)  # prepare_dataset's folder, no dataset.pt: not a run
+    assert experiments.unfinished_runs(study.jobs) == [teacher, stopped, search, full_training]
+    # the full training is known to Snakemake once its search has run: the workflow asks for it after the search
+    assert [job.checkpoint() for job in (teacher, search, full_training)] == [None, None, search]

@@ -9,6 +9,7 @@ import errno
 import hashlib
 import io
 import itertools
+import json
 import os
 import re
 import resource
@@ -236,7 +237,8 @@ def test_a_full_disk_names_the_file_and_the_cause_and_leaves_no_temporary(tiny_d
     last = limited.stderr.strip().splitlines()[-1]
     assert limited.returncode == 1
     assert last.endswith(f"OSError: [Errno {errno.EFBIG}] File too large: '{run_dir / 'checkpoint.pt'}'"), last
-    assert not run_dir.exists()  # no temporary, no lock: the folder the job made is empty, so it is gone too
+    # no temporary, no lock: the folder holds the failed process as a session of the run, and nothing else
+    assert sorted(path.name for path in run_dir.iterdir()) == ["sessions.json"]
     record = tmp_path / "record.json"
     limited = subprocess.run([sys.executable, "-c", f"from compresslib.io import write_json\n"
                               f"write_json({str(record)!r}, {{'x': 'y' * 5000}})"], capture_output=True, text=True,
@@ -293,8 +295,39 @@ def test_a_job_stopped_by_sigterm_cleans_up_and_keeps_its_last_epoch(tiny_datase
     _, log = job.communicate(timeout=60)
     assert job.returncode == 128 + signal.SIGTERM
     assert "stopped by SIGTERM; a rerun resumes from the last saved state" in log
-    assert sorted(path.name for path in run_dir.iterdir()) == ["checkpoint.pt"]  # no lock, no temporary file
+    # no lock, no temporary file
+    assert sorted(path.name for path in run_dir.iterdir()) == ["checkpoint.pt", "sessions.json"]
     assert load_checkpoint(run_dir / "checkpoint.pt")["next_epoch"] >= 1
+
+
+def test_a_job_killed_in_its_first_epoch_is_a_session_of_the_run_and_its_lines_stay_in_the_log(tiny_dataset: Path,
+                                                                                               tmp_path: Path):
+    """SIGKILL before the run saved any state (here: as its first epoch starts); Snakemake deletes the log, and the
+    rerun trains the run from its start. Both processes are sessions of the record, and the log holds both."""
+    run_dir, log = tmp_path / "run", tmp_path / "logs" / "seed1.log"
+    log.parent.mkdir()
+    command = train_script_command(tiny_dataset, run_dir, TINY)
+    killed_in_first_epoch = ("import os, runpy, signal, sys\n"
+                             "from compresslib.training import loop\n"
+                             "loop.train_epoch = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)\n"
+                             f"sys.argv = {command[1:]!r}\n"
+                             "runpy.run_path(sys.argv[0], run_name='__main__')\n")
+    for attempt in ([sys.executable, "-c", killed_in_first_epoch], command):
+        log.unlink(missing_ok=True)  # what Snakemake does before each attempt of a job
+        with open(log, "a") as handle:  # the rules' `>> {log} 2>&1`
+            finished = subprocess.run(attempt, stdout=handle, stderr=handle)
+        assert finished.returncode == (-signal.SIGKILL if attempt is not command else 0), log.read_text()
+        if attempt is not command:
+            assert sorted(path.name for path in run_dir.iterdir()) == [".lock", "sessions.json"]  # no state yet
+    sessions = json.loads((run_dir / "record.json").read_text())["timing"]["sessions"]
+    assert [session["start_epoch"] for session in sessions] == [0, 0]
+    assert sessions[0]["started_at"] <= sessions[1]["started_at"]
+    text = log.read_text()
+    headers = [index for index, line in enumerate(text.splitlines()) if line.startswith("=== attempt started ")]
+    assert len(headers) == 2 and headers[0] == 0 and "device cpu" in "\n".join(text.splitlines()[:headers[1]])
+    assert text.count("epoch 1/2") == 1 and "epoch 2/2" in text  # only the second attempt finished an epoch
+    assert sorted(path.name for path in log.parent.iterdir()) == ["seed1.log"]
+    assert "sessions.json" not in {path.name for path in run_dir.iterdir()}
 
 
 def test_a_rewritten_file_and_a_prepared_dataset_clear_what_their_killed_writers_left(tmp_path: Path):

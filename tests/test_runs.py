@@ -7,7 +7,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,13 +72,26 @@ def _run(run_dir: Path, lr: float = 0.1, command: list[str] | None = None) -> Ru
     return Run(run_dir, command=command, identity={"lr": lr}, outputs=("model.pt",), work=("work",))
 
 
+def _scontrol(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, script: str) -> Path:
+    """A fake SLURM ``scontrol`` first on PATH, running ``script`` (sh); returns the file each call's arguments are
+    noted in."""
+    calls, fake = tmp_path / "scontrol-calls", tmp_path / "bin" / "scontrol"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n{script}\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
 def test_the_lifecycle_resumes_its_own_state_and_finishes_clean(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     data = _input(tmp_path / "data.bin", b"12345")
     data_sha256 = hashlib.sha256(b"12345").hexdigest()
     # each process (session) of the run: its start time, and the SLURM job it ran in
     monkeypatch.setattr(provenance, "now_iso", lambda: "2024-01-01T00:00:00+00:00")
     monkeypatch.setenv("SLURM_JOB_ID", "101")
+    monkeypatch.setenv("SLURMD_NODENAME", "gpu07")
     monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    _scontrol(tmp_path, monkeypatch, "exit 1")  # no controller to ask: the restart count is unknown
     first = _run(tmp_path / "run", command=["first"])
     first.check_inputs(data=data)
     with first.owned() as finished, first.placed("cpu"):
@@ -108,9 +124,9 @@ def test_the_lifecycle_resumes_its_own_state_and_finishes_clean(tmp_path: Path, 
     host = socket.gethostname()
     assert written["timing"]["train_s"] == 2.0 and written["timing"]["sessions"] == [
         {"started_at": "2024-01-01T00:00:00+00:00", "start_epoch": 0, "hostname": host, "slurm_job_id": "101",
-         "slurm_restart_count": None, "device": "cpu"},
+         "slurm_node": "gpu07", "slurm_restart_count": None, "device": "cpu"},
         {"started_at": "2024-01-02T00:00:00+00:00", "start_epoch": 1, "hostname": host, "slurm_job_id": "102",
-         "slurm_restart_count": "1", "device": "cpu"}]
+         "slurm_node": "gpu07", "slurm_restart_count": 1, "device": "cpu"}]
     assert written["provenance"]["dataset"] == {"path": str(data), "sha256": data_sha256}
     assert written["provenance"]["started_at"] == "2024-01-02T00:00:00+00:00"
     assert written["provenance"]["code_sha256"] == provenance.code_sha256()
@@ -236,3 +252,169 @@ def test_a_job_snakemake_recorded_as_finished_is_run_again_not_restored(tmp_path
     again.check_inputs(data=data)
     with again.owned() as finished:
         assert finished is None and not (run_dir / ".finished").exists()
+
+
+# ---- sessions from the start, SLURM's restart counts, every attempt in the log ------------------------------------
+
+def test_a_session_is_on_disk_before_any_state_and_a_requeued_jobs_sessions_are_told_apart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Processes killed before the run's state was next saved (the first before any) are sessions of the finished
+    run; SLURM's requeues keep the job id and count up the restarts."""
+    run_dir, data = tmp_path / "run", _input(tmp_path / "data.bin", b"12345")
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+
+    def session(restarts: int, epoch: int, save: bool = False, finish: bool = False) -> dict | None:
+        """One process of the run; unless it finishes, it goes as a killed one goes (its lock freed, nothing else
+        done)."""
+        monkeypatch.setenv("SLURM_RESTART_COUNT", str(restarts))
+        run = _run(run_dir)
+        run.check_inputs(data=data)
+        with run.owned(), run.placed("cpu"):
+            state = run.resume()
+            assert (state["next_epoch"] if state else 0) == epoch
+            run.begin_session(start_epoch=epoch)
+            if save:
+                run.save_state({"next_epoch": epoch + 1})
+            if finish:
+                save_torch(run_dir / "model.pt", {"w": torch.ones(1)}, checksum=True)
+                return run.finish(run.record(kind="teacher", labels={}, seed=1, spec={}, spec_hash="h", sections={},
+                                             timing=run.epoch_timing([{"train_seconds": 1.0, "eval_seconds": 0.5}]),
+                                             data=run.input_file(data)))
+        return None
+
+    session(0, 0)  # killed in its first epoch
+    assert sorted(path.name for path in run_dir.iterdir()) == ["sessions.json"]
+    saved = json.loads((run_dir / "sessions.json").read_text())
+    assert saved["identity"] == {"lr": 0.1, "data_sha256": hashlib.sha256(b"12345").hexdigest()}
+    assert [(s["start_epoch"], s["slurm_job_id"], s["slurm_restart_count"]) for s in saved["sessions"]] == [
+        (0, "7", 0)]
+    session(1, 0, save=True)
+    session(2, 1)  # killed before its epoch's state
+    written = session(3, 1, finish=True)
+    sessions = written["timing"]["sessions"]
+    assert [(s["start_epoch"], s["slurm_job_id"], s["slurm_restart_count"]) for s in sessions] == [
+        (0, "7", 0), (0, "7", 1), (1, "7", 2), (1, "7", 3)]
+    assert written["timing"]["resumed_from_epoch"] == 1
+    assert not (run_dir / "sessions.json").exists() and not (run_dir / "checkpoint.pt").exists()
+
+
+def test_sessions_of_other_settings_are_not_taken_and_a_state_file_alone_gives_its_own(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    run_dir, data = tmp_path / "run", _input(tmp_path / "data.bin", b"12345")
+    for lr in (0.2, 0.1):  # a run killed before its first epoch, then one of other settings in its folder
+        run = _run(run_dir, lr=lr)
+        run.check_inputs(data=data)
+        with run.owned(), run.placed("cpu"):
+            assert run.resume() is None
+            run.begin_session(start_epoch=0)
+            assert len(run.sessions) == 1
+            if lr == 0.1:
+                run.save_state({"next_epoch": 1})
+    (run_dir / "sessions.json").unlink()  # a state file written before runs kept a sessions file
+    run = _run(run_dir)
+    run.check_inputs(data=data)
+    with run.owned(), run.placed("cpu"):
+        run.resume()
+        run.begin_session(start_epoch=1)
+    assert [s["start_epoch"] for s in run.sessions] == [0, 1]
+    assert json.loads((run_dir / "sessions.json").read_text())["sessions"] == run.sessions
+
+
+REALISTIC_SCONTROL = (  # `scontrol show job -o <id>` of a job SLURM requeued twice (Requeue= is another field)
+    "JobId={job} JobName=3f2a9c1e UserId=alice(1000) GroupId=alice(1000) MCS_label=N/A Priority=4294901757 Nice=0 "
+    "Account=(null) QOS=normal JobState=RUNNING Reason=None Dependency=(null) Requeue=1 Restarts=2 BatchFlag=1 "
+    "Reboot=0 ExitCode=0:0 RunTime=00:00:07 TimeLimit=00:02:00 TimeMin=N/A SubmitTime=2026-12-07T11:59:50 "
+    "StartTime=2026-12-07T12:00:00 EndTime=2026-12-07T12:02:00 Partition=gpu AllocNode:Sid=login1:4242 "
+    "NodeList=gpu07 BatchHost=gpu07 NumNodes=1 NumCPUs=4 NumTasks=1 CPUs/Task=4 "
+    "AllocTRES=cpu=4,mem=16000M,node=1,billing=4,gres/gpu=1 WorkDir=/scratch/alice/compresslib "
+    "StdOut=/scratch/alice/compresslib/logs/slurm/rule_train_teacher/{job}.log TresPerJob=gres/gpu:1")
+
+
+@pytest.mark.parametrize(("job", "restart_count", "scontrol", "restarts", "asked"), [
+    ("9101", None, f"echo '{REALISTIC_SCONTROL}'", 2, True),  # the job step lost it: SLURM says
+    ("9102", "3", "exit 1", 3, False),
+    ("9103", None, "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1", None, True),
+    ("9104", None, "exec sleep 30", None, True),  # a controller that does not answer
+    ("9105", None, "echo JobId={job} JobState=RUNNING", None, True),
+    (None, None, "exit 1", None, False),  # not under SLURM
+], ids=["from scontrol", "from the environment", "scontrol fails", "scontrol hangs", "no Restarts", "no SLURM"])
+def test_the_restart_count_comes_from_slurm_where_the_job_step_lost_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, job: str | None, restart_count: str | None, scontrol: str,
+        restarts: int | None, asked: bool):
+    """Each case has a job id of its own: a process asks SLURM once per job."""
+    for name, value in (("SLURM_JOB_ID", job), ("SLURM_RESTART_COUNT", restart_count)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    calls = _scontrol(tmp_path, monkeypatch, scontrol.format(job=job))
+    monkeypatch.setattr(provenance, "_SCONTROL_TIMEOUT_S", 0.5)
+    identities = [provenance.job_identity() for _ in range(2)]
+    assert [(identity["slurm_job_id"], identity["slurm_restart_count"]) for identity in identities] == [
+        (job, restarts)] * 2
+    assert (calls.read_text().splitlines() if calls.exists() else []) == ([f"show job -o {job}"] if asked else [])
+
+
+def test_scontrol_absent_gives_no_restart_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "91999")
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol anywhere
+    assert provenance.job_identity()["slurm_restart_count"] is None
+
+
+# A job through compresslib.cli.run_main: it prints "working", then ends as told ("kill", "fail", "ok").
+_JOB = """
+import os, signal, sys
+from compresslib.cli import run_main
+
+def main(argv):
+    print("working:", sys.argv[1], file=sys.stderr, flush=True)
+    if sys.argv[1] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if sys.argv[1] == "fail":
+        raise ValueError("bad input")
+    print("torch loaded:", "torch" in sys.modules, file=sys.stderr)
+
+run_main(main)
+"""
+
+
+def _attempt(how: str, log: Path | None, **slurm: str) -> subprocess.CompletedProcess:
+    """One attempt of the job, its stdout and stderr appended to ``log`` (as the rules' `>> {log} 2>&1`) or, without
+    a log, captured (a run by hand)."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("SLURM")} | slurm
+    if log is None:
+        return subprocess.run([sys.executable, "-c", _JOB, how], env=env, capture_output=True, text=True)
+    with open(log, "a") as handle:
+        return subprocess.run([sys.executable, "-c", _JOB, how], env=env, stdout=handle, stderr=handle, text=True)
+
+
+def test_every_attempt_of_a_job_is_kept_in_its_log_under_a_header(tmp_path: Path):
+    """Snakemake deletes a job's log before each attempt; the killed and the failed attempts' lines stay in it."""
+    log = tmp_path / "logs" / "train_teacher" / "seed1.log"
+    log.parent.mkdir(parents=True)
+    kept = log.parent / ".seed1.log.attempts"
+    assert _attempt("kill", log).returncode == -signal.SIGKILL
+    assert kept.samefile(log)
+    for how, code, slurm in (("fail", 1, {"SLURM_JOB_ID": "42", "SLURM_RESTART_COUNT": "1"}), ("ok", 0, {})):
+        log.unlink()  # Snakemake, before the next attempt
+        assert _attempt(how, log, **slurm).returncode == code
+    assert not kept.exists()  # the job succeeded: its log holds every attempt
+    host, when = re.escape(socket.gethostname()), r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00"
+    lines = log.read_text().splitlines()
+    assert [line for line in lines if line.startswith("===")] == [lines[0], lines[2], lines[5]]
+    assert re.fullmatch(f"=== attempt started {when} on host {host} ===", lines[0])
+    assert lines[1] == "working: kill"
+    assert re.fullmatch(f"=== attempt started {when} on host {host}, SLURM job 42 \\(restart 1\\) ===", lines[2])
+    assert lines[3] == "working: fail" and lines[4].endswith("ERROR compresslib: ValueError: bad input")
+    assert re.fullmatch(f"=== attempt started {when} on host {host} ===", lines[5])
+    assert lines[6:] == ["working: ok", "torch loaded: False"]  # naming itself costs a job no torch
+    assert sorted(path.name for path in log.parent.iterdir()) == ["seed1.log"]
+
+
+def test_a_job_run_by_hand_without_a_log_prints_its_header_and_keeps_nothing(tmp_path: Path):
+    finished = _attempt("ok", None)
+    assert finished.returncode == 0
+    assert re.fullmatch(f"=== attempt started .+ on host {re.escape(socket.gethostname())} ===\nworking: ok\n"
+                        "torch loaded: False\n", finished.stderr)

@@ -1,12 +1,16 @@
-"""`snakemake --profile slurm` on a real single-node SLURM cluster (.ci/slurm-local.sh, fake GPUs as GRES).
+"""`snakemake --profile slurm` on a real single-node SLURM cluster with accounting (.ci/slurm-local.sh, slurmdbd, fake
+GPUs as GRES), in the status mode the plugin uses on such a cluster (sacct).
 
-One run of a shrunk demo DAG (same rules, teacher, students, activations and aggregation as the demo)
-through the shipped profile, installed with `make slurm-profile`, checked against a local run of the same
-DAG made at the same time. The run is built to hit three things at once: the teacher is sized (from a
-measured epoch time) to outlive a 1-minute limit, so SLURM kills it and the retry must resume from its
-checkpoint with a 2-minute limit; one extra student diverges on purpose and must be reported as FAILED
-with its log while everything else completes; every job asks for a GPU of a given model and a partition
-that only the environment names.
+One run of a shrunk demo DAG (same rules, teacher, students, activations and aggregation as the demo) through the
+shipped profile, installed with `make slurm-profile`, checked against a local run of the same DAG made at the same
+time. The run meets the faults of a production cluster while it runs: the teacher is sized (from a measured epoch
+time) to outlive a 1-minute limit, so SLURM kills it and the retry must resume from its checkpoint with a 2-minute
+limit; one student is cancelled (`scancel`) mid-epoch and another loses its node mid-epoch (node down, its processes
+killed, node back): each is retried or requeued and resumes, and every record's sessions list every SLURM job that
+worked on it. One extra student diverges on purpose and must be reported as FAILED with its log while everything
+else completes; every job asks for a GPU of a given model and a partition that only the environment names. Then the
+students run again packed two to a SLURM job, which must ask for one GPU and their summed time and run them one
+after another.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,12 +40,17 @@ pytestmark = pytest.mark.slow
 CLUSTER_SCRIPT = REPO / ".ci" / "slurm-local.sh"
 PARTITION = "compresslib-ci"  # not the cluster's default: jobs only land here through COMPRESSLIB_SLURM_PARTITION
 GPU_MODEL = "fake"
+NODE = "vm"  # the node name .ci/slurm-local.sh gives the machine
+SLURM_LOCAL_DIR = Path("/tmp/slurm-local")  # the script's state folder (its default)
+CLUSTER_ENV = {**os.environ, "SLURM_LOCAL_ACCOUNTING": "slurmdbd", "SLURM_LOCAL_PARTITION": f"debug {PARTITION}",
+               "SLURM_LOCAL_GPUS": "2", "SLURM_LOCAL_GPU_TYPE": GPU_MODEL, "SLURM_LOCAL_DIR": str(SLURM_LOCAL_DIR)}
 TEACHER_SECONDS = 75  # training time the teacher is sized to: beyond a 1-minute limit, well within 1 + 2 minutes
 DIVERGING = "demo-diverge"
 QUICK_TEACHER = "quick-teacher"
 DIVERGING_RUN = f"synthetic/{QUICK_TEACHER}/{DIVERGING}/relu/seed1"
+STUDENTS = [(activation, seed) for activation in ("relu", "lma8") for seed in (1, 2)]
+STUDENT_EPOCHS = 3
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
-SLURM_PACKAGES = ("slurmctld", "slurmd", "slurm-client", "munge")  # what .ci/slurm-local.sh installs
 TIMING_COLUMNS = {"train_seconds", "eval_seconds", "examples_per_s"}
 
 
@@ -50,32 +61,69 @@ def _require_root_and_apt() -> None:
         pytest.skip("starting a local SLURM cluster needs apt-get (Debian or Ubuntu)")
 
 
-def _installed(packages: tuple[str, ...]) -> set[str]:
-    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *packages],
-                           capture_output=True, text=True)
+def _installed_packages() -> set[str]:
+    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n"], capture_output=True,
+                           text=True)
     return {line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")}
+
+
+def _job_processes(job_ids: set[int] | None = None) -> list[int]:
+    """Processes started by SLURM jobs (of ``job_ids``, or any): what a job leaves behind when its node dies
+    without cgroups to kill it."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        job = next((entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"SLURM_JOB_ID=")), None)
+        if proc.name.isdigit() and job is not None and (job_ids is None or int(job) in job_ids):
+            found.append(int(proc.name))
+    return found
+
+
+def _processes_named(name: str) -> list[int]:
+    """Live processes called ``name`` (not zombies, which a container's PID 1 may never reap)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command, state = (proc / "stat").read_text().rsplit(")", 1)
+        except (OSError, ValueError):
+            continue
+        if command.split("(", 1)[-1] == name and state.split()[0] != "Z":
+            found.append(int(proc.name))
+    return found
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """Start the cluster; afterwards stop it and remove the SLURM packages this test installed.
+    """Start the cluster with its accounting database; afterwards stop it, kill anything its jobs left, and remove
+    every package this test installed.
 
-    Removing them matters: with SLURM's client tools installed but no controller, the plugin asks
-    `scontrol` for its settings on every Snakemake start and waits 10 s for an answer.
+    Removing them matters: with SLURM's client tools installed but no controller, the plugin asks `scontrol` for
+    its settings on every Snakemake start and waits 10 s for an answer.
     """
     _require_root_and_apt()
-    installed_before = _installed(SLURM_PACKAGES)
-    env = {**os.environ, "SLURM_LOCAL_PARTITION": f"debug {PARTITION}", "SLURM_LOCAL_GPUS": "2",
-           "SLURM_LOCAL_GPU_TYPE": GPU_MODEL}
-    subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], env=env, check=True, timeout=900,
+    installed_before = _installed_packages()
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], env=CLUSTER_ENV, check=True, timeout=900,
                    capture_output=True, text=True)
     try:
         yield
-    finally:
-        subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], env=env, timeout=120, capture_output=True)
-        added = sorted(set(SLURM_PACKAGES) - installed_before)
+    finally:  # no job may outlive the test: cancelled, or else killed with the cluster's job steps
+        subprocess.run(["scancel", "--user", str(os.getuid())], timeout=60, capture_output=True)
+        subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], env=CLUSTER_ENV, timeout=120, capture_output=True)
+        _kill([*_processes_named("slurmstepd"), *_job_processes()])
+        added = sorted(_installed_packages() - installed_before)
         if added:
-            subprocess.run(["apt-get", "purge", "-y", "-q", *added], timeout=300, capture_output=True,
+            subprocess.run(["apt-get", "purge", "-y", "-q", *added], timeout=600, capture_output=True,
                            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
@@ -98,7 +146,7 @@ def _workflow_profile(tmp_path: Path) -> Path:
     config["data"]["synthetic"] = {"train_size": 3000, "test_size": 500, "seed": 0}
     epochs = max(6, math.ceil(TEACHER_SECONDS / _epoch_seconds(tmp_path, config)))
     config["teachers"]["demo-teacher"]["train"].update(epochs=epochs, milestones=[epochs - 2])
-    config["students"]["demo-s1"]["train"].update(epochs=2, milestones=[1])
+    config["students"]["demo-s1"]["train"].update(epochs=STUDENT_EPOCHS, milestones=[1])
     # the diverging student learns from a one-epoch teacher, so that its tries overlap the slow teacher's
     config["teachers"][QUICK_TEACHER] = copy.deepcopy(config["teachers"]["demo-teacher"])
     config["teachers"][QUICK_TEACHER]["train"].update(epochs=1, milestones=[])
@@ -141,7 +189,8 @@ def _finish(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
 
 
 def _slurm_jobs() -> pd.DataFrame:
-    """Every job SLURM still knows (MinJobAge keeps finished ones for 10 minutes), from its own queue."""
+    """Every job SLURM still knows (MinJobAge keeps finished ones for 10 minutes), as its queue shows it: one row per
+    job id, with what it asked for and its last state."""
     fields = "JobID:|,Comment:|,State:|,Partition:|,TimeLimit:|,tres-per-job:|"
     lines = subprocess.run(["squeue", "--states=all", "--noheader", "-O", fields],
                            check=True, capture_output=True, text=True).stdout.split()
@@ -151,8 +200,72 @@ def _slurm_jobs() -> pd.DataFrame:
     return jobs.sort_values("id")
 
 
+def _job_instances(since: str) -> pd.DataFrame:
+    """Every run of every job from the accounting database, a requeued job once per run (sacct --duplicates), job
+    steps included (``<id>.<step>``), with the state SLURM gave each ("CANCELLED by 0" as it writes it)."""
+    fields = "JobIDRaw,Comment,State,Start,End,ElapsedRaw,NodeList"
+    lines = subprocess.run(["sacct", "--duplicates", "--parsable2", "--noheader", "--starttime", since, "-o", fields],
+                           check=True, capture_output=True, text=True).stdout.splitlines()
+    columns = ["id", "comment", "state", "start", "end", "seconds", "node"]
+    return pd.DataFrame([line.split("|") for line in lines], columns=columns).astype({"seconds": int})
+
+
 def _runs(workdir: Path) -> dict[str, Path]:
     return {str(path.parent.relative_to(workdir)): path.parent for path in (workdir / "results").rglob("record.json")}
+
+
+def _student_dir(workdir: Path, activation: str, seed: int) -> Path:
+    return workdir / f"results/distill/synthetic/demo-teacher/demo-s1/{activation}/seed{seed}"
+
+
+def _running_job(activation: str, seed: int) -> int | None:
+    jobs = _slurm_jobs()
+    student = jobs[jobs["comment"].str.endswith(f"demo-s1_{activation}_{seed}") & (jobs["state"] == "RUNNING")]
+    return int(student["id"].iloc[0]) if len(student) else None
+
+
+def _student_past_its_first_epoch(workdir: Path, skip: set) -> tuple[tuple[str, int], int] | None:
+    """A student whose SLURM job runs and whose first epoch is checkpointed (so it is in the middle of a later one)."""
+    for student in STUDENTS:
+        if student not in skip and (_student_dir(workdir, *student) / "checkpoint.pt").exists():
+            job = _running_job(*student)
+            if job is not None:
+                return student, job
+    return None
+
+
+def _fail_the_node(running: set[int]) -> None:
+    """A power loss: slurmd and every process of the node's jobs die with it, SLURM marks the node DOWN and requeues
+    its jobs, the node boots (a fresh slurmd) and returns to service."""
+    pid_file = SLURM_LOCAL_DIR / "run" / "slurmd.pid"
+    slurmd = int(pid_file.read_text())
+    _kill([slurmd, *_processes_named("slurmstepd"), *_job_processes()])
+    while _processes_named("slurmd"):
+        time.sleep(0.1)
+    pid_file.unlink()  # the start script takes a pid that answers kill -0 for a running slurmd: a zombie's does
+    subprocess.run(["scontrol", "update", f"nodename={NODE}", "state=down", "reason=ci-node-failure"], check=True)
+    subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], env={**CLUSTER_ENV, "SLURM_LOCAL_INSTALL": "0",
+                   "SLURM_LOCAL_SMOKE": "0"}, check=True, timeout=120, capture_output=True)
+    for job in running:  # SLURM holds a requeued batch job back for two minutes before it may start; skip the wait
+        subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], capture_output=True)
+
+
+def _inject_faults(workdir: Path, stop: threading.Event, faults: dict) -> None:
+    """While the cluster run goes on: cancel one student's job in its second epoch, then fail the node under
+    another's."""
+    while not stop.wait(0.2):
+        found = _student_past_its_first_epoch(workdir, skip=set(faults.values()))
+        if found is None:
+            continue
+        student, job = found
+        if "cancelled" not in faults:
+            subprocess.run(["scancel", str(job)], check=True)
+            faults["cancelled"] = student
+            continue
+        running = set(_slurm_jobs().query("state == 'RUNNING'")["id"])
+        _fail_the_node(running)
+        faults["node_failed"], faults["requeued"] = student, running
+        return
 
 
 @pytest.fixture(scope="module")
@@ -164,31 +277,45 @@ def slurm_run(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     # the README's set-up step, into a private Snakemake config folder
     subprocess.run(["make", "-s", "slurm-profile"], cwd=REPO, env=env, check=True, capture_output=True)
     before = set(_slurm_jobs()["id"])
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
 
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
     slurm_dir.mkdir()
     local_dir.mkdir()
     diverging_target = f"results/distill/{DIVERGING_RUN}/record.json"
     # the local reference runs alongside on one core, niced so that the cluster jobs' timing stays as measured
-    local = _snakemake(["--workflow-profile", str(profile), "--cores", "1"], local_dir, env, prefix=("nice", "-n", "19"))
+    local = _snakemake(["--workflow-profile", str(profile), "--cores", "1"], local_dir, env,
+                       prefix=("nice", "-n", "19"))
+    # the profile as shipped, on a cluster with accounting (sacct); polled soon, as CI jobs are short
     cluster = ["--profile", "slurm", "--workflow-profile", str(profile),
-               # the CI cluster keeps no accounting database: poll squeue, and soon
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2"]
-    returncode, output = _finish(_snakemake([*cluster, "all", diverging_target], slurm_dir, env), 480)
+               "--slurm-init-seconds-before-status-checks", "2"]
+    faults: dict = {}
+    stop = threading.Event()
+    injector = threading.Thread(target=_inject_faults, args=(slurm_dir, stop, faults))
+    injector.start()
+    try:
+        returncode, output = _finish(_snakemake([*cluster, "all", diverging_target], slurm_dir, env), 600)
+    finally:
+        stop.set()
+        injector.join()
     local_returncode, local_output = _finish(local, 120)
     assert local_returncode == 0, local_output[-6000:]
     jobs = _slurm_jobs()
     jobs = jobs[~jobs["id"].isin(before)]
+    instances = _job_instances(since)
     weights = {name: load_torch(path / "model.pt")["state_dict"] for name, path in _runs(slurm_dir).items()}
+    records = {name: json.loads((path / "record.json").read_text()) for name, path in _runs(slurm_dir).items()}
 
-    # the students again, packed two to a SLURM job (two GPUs), as a user would pack many short runs
+    # the students again, packed two to a SLURM job, as a user would pack many short runs
     grouped_returncode, grouped_output = _finish(_snakemake(
         [*cluster, "--groups", "distill_student=students", "--group-components", "students=2",
-         "--forcerun", "distill_student", "all"], slurm_dir, env), 300)
+         "--forcerun", "distill_student", "all"], slurm_dir, env), 420)
     assert grouped_returncode == 0, grouped_output[-6000:]
     grouped_jobs = _slurm_jobs()
-    return {"returncode": returncode, "output": output, "jobs": jobs, "weights": weights,
-            "grouped_jobs": grouped_jobs[grouped_jobs["id"] > jobs["id"].max()],
+    grouped_jobs = grouped_jobs[grouped_jobs["id"] > jobs["id"].max()]
+    return {"returncode": returncode, "output": output, "jobs": jobs, "instances": instances, "weights": weights,
+            "records": records, "faults": faults, "grouped_jobs": grouped_jobs,
+            "grouped_steps": _job_instances(since).query("id.str.contains('[.][0-9]', regex=True)"),
             "slurm_dir": slurm_dir, "local_dir": local_dir}
 
 
@@ -198,12 +325,20 @@ def _job_kind(comment: str) -> str:
     return "diverging" if DIVERGING in comment else "student"
 
 
+def _sessions(record: dict) -> list[tuple[int, int]]:
+    return [(int(session["slurm_job_id"]), session["slurm_restart_count"]) for session in record["timing"]["sessions"]]
+
+
+def _student_record(slurm_run: dict, activation: str, seed: int) -> dict:
+    return slurm_run["records"][f"results/distill/synthetic/demo-teacher/demo-s1/{activation}/seed{seed}"]
+
+
 def test_every_job_ran_in_slurm_on_the_partition_and_gpu_it_was_given(slurm_run: dict):
     jobs = slurm_run["jobs"].assign(kind=lambda frame: frame["comment"].map(_job_kind))
     assert set(jobs["partition"]) == {PARTITION}, jobs
     assert set(jobs["gpus"]) == {f"gres:gpu:{GPU_MODEL}:1"}, jobs  # --gpus=fake:1 from COMPRESSLIB_GPU_MODEL
     students = jobs[jobs["kind"] == "student"]
-    assert len(students) == 4 and set(students["state"]) == {"COMPLETED"}, students
+    assert len(students) == 4 + 1 and set(students["state"]) == {"COMPLETED", "CANCELLED"}, students  # one retried
     assert list(jobs.loc[jobs["kind"] == "quick-teacher", "state"]) == ["COMPLETED"]
     teacher = jobs[jobs["kind"] == "teacher"]
     assert teacher["state"].iloc[-1] == "COMPLETED" and set(teacher["state"].iloc[:-1]) == {"TIMEOUT"}, teacher
@@ -216,14 +351,66 @@ def test_a_timed_out_job_is_retried_with_more_runtime_and_resumes(slurm_run: dic
     teacher = jobs[jobs["comment"].map(_job_kind) == "teacher"]
     assert len(teacher) >= 2, teacher  # killed at least once by its 1-minute limit
     assert list(teacher["time_limit"]) == [f"{attempt}:00" for attempt in range(1, len(teacher) + 1)]
-    record = json.loads((slurm_run["slurm_dir"] / "results/teachers/synthetic/demo-teacher/seed1/record.json").read_text())
+    record = slurm_run["records"]["results/teachers/synthetic/demo-teacher/seed1"]
     sessions = record["timing"]["sessions"]
     assert [int(s["slurm_job_id"]) for s in sessions] == list(teacher["id"])
     assert sessions[0]["start_epoch"] == 0
     assert all(later["start_epoch"] > earlier["start_epoch"] for earlier, later in zip(sessions, sessions[1:]))
     # a GPU job on a node without CUDA: SLURM's device, the CPU, and the record says both
     assert record["hardware"]["cuda_visible_devices"] in {"0", "1"} and record["hardware"]["device"] == "cpu"
-    assert "resuming" in (slurm_run["slurm_dir"] / "logs/train_teacher/synthetic/demo-teacher/seed1.log").read_text()
+    log = (slurm_run["slurm_dir"] / "logs/train_teacher/synthetic/demo-teacher/seed1.log").read_text()
+    assert "resuming" in log
+    for job in teacher["id"]:  # every attempt's lines are kept, each under a header naming its SLURM job
+        assert f"SLURM job {job}" in log
+
+
+def _started_runs(slurm_run: dict, student: tuple[str, int]) -> pd.DataFrame:
+    """The SLURM job runs that started on ``student``, in order (a requeued job once per run)."""
+    instances = slurm_run["instances"]
+    return instances[instances["comment"].str.endswith("demo-s1_{}_{}".format(*student))
+                     & ~instances["id"].str.contains(".", regex=False) & (instances["start"] != "Unknown")]
+
+
+def test_a_cancelled_job_is_retried_and_resumes(slurm_run: dict):
+    """`scancel` mid-epoch: sacct says "CANCELLED by 0", which the plugin alone polled as running for ever."""
+    student = slurm_run["faults"]["cancelled"]
+    runs = _started_runs(slurm_run, student)
+    assert runs["state"].iloc[0].startswith("CANCELLED") and runs["state"].iloc[-1] == "COMPLETED", runs
+    assert runs["id"].nunique() >= 2  # retried as a new SLURM job
+    sessions = _student_record(slurm_run, *student)["timing"]["sessions"]
+    assert [int(session["slurm_job_id"]) for session in sessions] == [int(job) for job in runs["id"]]
+    assert sessions[1]["start_epoch"] >= 1  # resumed after its first epoch, not started over
+
+
+def test_a_failed_node_requeues_its_jobs_which_resume_and_later_jobs_still_submit(slurm_run: dict):
+    instances = slurm_run["instances"]
+    for job in slurm_run["faults"]["requeued"]:  # each job that ran on the node: a NODE_FAIL run, then a finished one
+        runs = instances[instances["id"] == str(job)]
+        assert runs["state"].iloc[0] == "NODE_FAIL" and runs["state"].iloc[-1] in {"COMPLETED", "FAILED"}, runs
+    student = slurm_run["faults"]["node_failed"]
+    runs = _started_runs(slurm_run, student)
+    job = int(runs["id"].iloc[-1])
+    record = _student_record(slurm_run, *student)
+    assert _sessions(record)[-2:] == [(job, 0), (job, 1)]  # one job id, its SLURM restarts told apart
+    assert record["timing"]["sessions"][-1]["start_epoch"] >= 1
+    # the plugin went on submitting after the node failure (no `--exclude=None assigned`)
+    assert "Unable to open file" not in slurm_run["output"] and "--exclude" not in slurm_run["output"]
+
+
+def test_every_record_lists_every_slurm_job_that_worked_on_it(slurm_run: dict):
+    """Each session is a run of a SLURM job, told apart by the job's restarts; every run that lasted long enough to
+    start training (SLURM killed one on the failed node as it started) is a session."""
+    instances = slurm_run["instances"]
+    runs = instances[~instances["id"].str.contains(".", regex=False) & (instances["start"] != "Unknown")]
+    runs = runs.assign(restart=runs.groupby("id").cumcount(),
+                       wildcards=runs["comment"].str.split("_wildcards_").str[-1])
+    for name, record in slurm_run["records"].items():  # results/<family>/<wildcard values>, "seed" before the seed
+        worked = runs[runs["wildcards"] == "_".join(name.split("/")[2:]).replace("seed", "")]
+        sessions = set(_sessions(record))
+        assert sessions <= {(int(job), restart) for job, restart in zip(worked["id"], worked["restart"])}, name
+        long = worked[worked["seconds"] >= 15]
+        assert len(long) and {(int(job), restart) for job, restart in zip(long["id"], long["restart"])} <= sessions, (
+            name, worked, sessions)
 
 
 def test_a_failing_job_is_reported_with_its_log_and_the_rest_completes(slurm_run: dict):
@@ -240,12 +427,14 @@ def test_a_failing_job_is_reported_with_its_log_and_the_rest_completes(slurm_run
     assert all(str(path) in output for path in slurm_logs)
     rule_log = slurm_run["slurm_dir"] / f"logs/distill_student/{DIVERGING_RUN}.log"
     assert "TrainingDiverged: training diverged in epoch 1" in rule_log.read_text()
-    assert not list((slurm_run["slurm_dir"] / "results/distill" / DIVERGING_RUN).rglob("*.*"))
+    assert not {"model.pt", "record.json"} & {path.name for path in (slurm_run["slurm_dir"] / "results/distill"
+                                                                    / DIVERGING_RUN).iterdir()}
     # the rest of the DAG, aggregation included, finished
     assert (slurm_run["slurm_dir"] / "results/tables/summary-distill.csv").exists()
 
 
 def test_outputs_match_a_local_run(slurm_run: dict):
+    """Bit for bit, the interrupted runs (time limit, scancel, node failure) included."""
     slurm_runs, local_runs = _runs(slurm_run["slurm_dir"]), _runs(slurm_run["local_dir"])
     assert sorted(slurm_runs) == sorted(local_runs) == sorted(slurm_run["weights"]) and len(local_runs) == 2 + 4
     for name, local_dir in local_runs.items():
@@ -260,19 +449,18 @@ def test_outputs_match_a_local_run(slurm_run: dict):
     pd.testing.assert_frame_equal(pd.read_csv(slurm_run["slurm_dir"] / summary), pd.read_csv(slurm_run["local_dir"] / summary))
 
 
-def test_short_jobs_can_share_a_slurm_job(slurm_run: dict):
-    """Four students, two per SLURM job. The job asks for both students' GPUs; each student's job step gets one.
-
-    (Plugin 2.8.0 runs a group's members one after another: snakemake-executor-plugin-slurm#469.)
-    """
+def test_packed_students_ask_for_one_gpu_and_their_summed_time_and_run_one_after_another(slurm_run: dict):
+    """Four students, two per SLURM job: the job steps run one after another on the job's one GPU."""
     grouped = slurm_run["grouped_jobs"]
     assert len(grouped) == 2 and set(grouped["state"]) == {"COMPLETED"}, grouped
-    assert set(grouped["gpus"]) == {f"gres:gpu:{GPU_MODEL}:2"}, grouped
+    assert set(grouped["gpus"]) == {f"gres:gpu:{GPU_MODEL}:1"}, grouped
+    assert set(grouped["time_limit"]) == {"4:00"}, grouped  # 2 + 2 minutes: each student's `2 * attempt`
     students = [json.loads(path.read_text())
                 for path in (slurm_run["slurm_dir"] / "results/distill/synthetic/demo-teacher").rglob("record.json")]
-    job_of = [int(record["timing"]["sessions"][-1]["slurm_job_id"]) for record in students]
-    assert sorted(job_of) == sorted(list(grouped["id"]) * 2)
-    for record in students:  # one GPU of its job's two (and, without CUDA, the CPU)
-        hardware = record["hardware"]
-        assert hardware["cuda_visible_devices"] in {"0", "1"} and hardware["slurm_gpus"] == hardware["cuda_visible_devices"]
-        assert hardware["device"] == "cpu"
+    for job in grouped["id"]:
+        members = [record for record in students if int(record["timing"]["sessions"][-1]["slurm_job_id"]) == job]
+        assert len(members) == 2
+        assert len({record["hardware"]["cuda_visible_devices"] for record in members}) == 1  # the same GPU
+        steps = slurm_run["grouped_steps"]
+        steps = steps[steps["id"].str.startswith(f"{job}.") & ~steps["id"].str.endswith("batch")].sort_values("start")
+        assert len(steps) == 2 and steps["end"].iloc[0] <= steps["start"].iloc[1], steps  # one after another

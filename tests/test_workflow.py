@@ -31,7 +31,11 @@ DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 
 def dry_run_jobs(*args: str) -> list[tuple[str, dict, frozenset]]:
     """(rule, wildcards, outputs) of every job a dry run would execute, in its order (`all` has no outputs)."""
-    output = run_snakemake("--dry-run", *args).stdout
+    return listed_jobs(run_snakemake("--dry-run", *args).stdout)
+
+
+def listed_jobs(output: str) -> list[tuple[str, dict, frozenset]]:
+    """(rule, wildcards, outputs) of every job a dry run's output lists, in its order."""
     jobs = []
     for line in map(str.strip, output.splitlines()):
         header = JOB_HEADER.match(line)
@@ -91,7 +95,7 @@ def jobs_compresslib_plans(config: Path) -> Counter:
     """(rule, its outputs) of every job compresslib plans for a config, the jobs that join the DAG only after a
     checkpoint (ESNAC's full trainings) aside."""
     study = experiments.load_config(config, REPO / "rules/schemas/config.schema.yaml")
-    return Counter((job.rule, frozenset(job.outputs().values())) for job in study.jobs if not job.AFTER_CHECKPOINT)
+    return Counter((job.rule, frozenset(job.outputs().values())) for job in study.jobs if job.checkpoint() is None)
 
 
 # the tables every config's aggregation writes (one per family, whatever the config asks for)
@@ -126,6 +130,25 @@ def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str |
     assert {path for path in aggregate[0] if path.startswith("results/tables/")} == TABLES
     assert {f"results/plots/{name}" for name in PLOTS[profile]} <= aggregate[0] <= TABLES | {
         path for path in aggregate[0] if path.startswith("results/plots/") and path.endswith(".png")}
+
+
+def test_a_study_file_replaces_config_yaml_and_config_values_go_on_top(tmp_path: Path):
+    """`--configfile my-study.yaml` runs exactly that study: config.yaml, the default study, is not merged in.
+    `--config key=value` changes a value of either."""
+    study = {"data": {"synthetic": {"train_size": 1000, "test_size": 200, "seed": 0}},
+             "teachers": {"t": {"dataset": "synthetic", "model": "demo_conv_teacher", "train": {"epochs": 2}}},
+             "students": {"s": {"model": "demo_conv_student0", "train": {"epochs": 2}, "kd": {"temperature": 2.0}}},
+             "distill": {"mine": {"teacher": "t", "students": ["s"], "activations": ["relu", "lma8"], "seeds": [1]}}}
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
+    mine = Counter({"prepare_dataset": 1, "train_teacher": 1, "distill_student": 2, "aggregate": 1, "all": 1})
+    named = ("--configfile", str(tmp_path / "study.yaml"), "--directory", str(tmp_path / "run"))
+    assert Counter(rule for rule, _ in planned_jobs(*named)) == mine
+    # the teacher's logits cached for its students: one job more
+    cached = Counter(rule for rule, _ in planned_jobs(*named, "--config", "teacher_outputs=cached"))
+    assert cached == mine + Counter({"teacher_views": 1})
+    # without --configfile, the working directory's config.yaml is the study
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(study))
+    assert Counter(rule for rule, _ in planned_jobs("--directory", str(tmp_path / "run"))) == mine
 
 
 HEAVY_LIBRARIES = ("torch", "pandas", "scipy", "matplotlib")
@@ -241,7 +264,7 @@ def test_local_corpus_files_skip_the_download(tmp_path: Path):
         role: f"/data/{role}.txt" for role in ("train_src", "train_tgt", "test_src", "test_tgt")}
     config["translation"]["test_sets"] = {"newstest2013": {"src": "/data/nt13.de", "ref": "/data/nt13.en"}}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    args = ("--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "resources/onmt_integration/corpus.pt")
+    args = ("resources/onmt_integration/corpus.pt", "--configfile", str(tmp_path / "c.yaml"))
     assert [rule for rule, _ in planned_jobs(*args)] == ["prepare_corpus"]
     shell = run_snakemake("-n", "-p", *args).stdout
     assert '"train_src": "/data/train_src.txt"' in shell and '"src": "/data/nt13.de"' in shell
@@ -252,11 +275,9 @@ def test_extracted_folder_skips_the_download(tmp_path: Path):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["data"].update(extracted={"cifar10": "/data/cifar"}, verify_checksums=False)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    jobs = planned_jobs("--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--printshellcmds",
-                        "resources/cifar10/dataset.pt")
+    jobs = planned_jobs("resources/cifar10/dataset.pt", "--configfile", str(tmp_path / "c.yaml"))
     assert [rule for rule, _ in jobs] == ["prepare_dataset"]
-    shell = run_snakemake("-n", "-p", "--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config",
-                          "resources/cifar10/dataset.pt").stdout
+    shell = run_snakemake("-n", "-p", "resources/cifar10/dataset.pt", "--configfile", str(tmp_path / "c.yaml")).stdout
     assert "--extracted /data/cifar --no-verify" in shell
 
 
@@ -342,7 +363,7 @@ def test_download_rule_with_a_mirror_serving_the_wrong_bytes_fails_cleanly(tmp_p
         config["teachers"]["demo-teacher"]["dataset"] = "cifar10"  # so that cifar10 is a dataset of the DAG
         config["data"] = {"mirror": f"http://127.0.0.1:{server.server_port}/"}
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-        process = run_snakemake("--cores", "1", "--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config",
+        process = run_snakemake("--cores", "1", "--configfile", str(tmp_path / "c.yaml"),
                                 "--directory", str(tmp_path / "run"), "resources/cifar10/archive.tar.gz", check=False)
     finally:
         server.shutdown()
@@ -548,7 +569,7 @@ def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
     del config["teachers"]["demo-esnac-teacher"]
     config["translation"] = {}
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    common = ["--configfile", str(tmp_path / "c.yaml"), "--replace-workflow-config", "--workflow-profile", "none",
+    common = ["--configfile", str(tmp_path / "c.yaml"), "--workflow-profile", "none",
               "--directory", str(tmp_path / "run"), "--cores", "4", "--set-threads", "train_teacher=1",
               "distill_student=1"]
 

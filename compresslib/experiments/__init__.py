@@ -10,22 +10,35 @@ pandas, scipy or matplotlib (the workflow's dry run imports it); aggregation loa
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 from compresslib.config import ConfigError, format_problems, load_schema, read_config_file, schema_errors, \
     with_defaults
 from compresslib.experiments import corpora, datasets, distill, esnac, lit, quantize, teachers, translation
-from compresslib.experiments.base import Family, Job, Study
+from compresslib.experiments.base import Family, Job, Study, unfinished_runs
 from compresslib.runs.record import read_record
 
-__all__ = ["FAMILIES", "ConfigError", "Job", "Study", "check_config", "load_config", "wildcard_constraints",
-           "aggregation_experiments", "aggregate_inputs", "table_paths", "plot_paths", "load_records",
-           "write_tables", "write_plots"]
+__all__ = ["FAMILIES", "ConfigError", "Job", "Study", "unfinished_runs", "check_config", "load_config",
+           "wildcard_constraints", "gpus_per_job", "aggregation_experiments", "aggregate_inputs", "table_paths",
+           "plot_paths", "load_records", "write_tables", "write_plots"]
 
 FAMILIES: tuple[Family, ...] = (datasets.FAMILY, teachers.FAMILY, distill.FAMILY, quantize.FAMILY, lit.FAMILY,
                                 esnac.FAMILY, corpora.FAMILY, translation.FAMILY)
 RUNS_TABLE = "runs.csv"  # every training record flattened, one row each
+GPUS_PER_JOB_ENV = "COMPRESSLIB_GPUS_PER_JOB"
+
+
+def gpus_per_job() -> int:
+    """The GPUs each training job asks for (the rules' ``gpu`` resource): 1, or 0 where ``COMPRESSLIB_GPUS_PER_JOB=0``
+    says the cluster (or machine) has none. Cluster jobs inherit the submitting shell's value, so their own Snakemake
+    plans the same."""
+    value = os.environ.get(GPUS_PER_JOB_ENV, "1")
+    if value not in ("0", "1"):
+        raise ConfigError(f"{GPUS_PER_JOB_ENV}={value!r}: must be 1 (a GPU per training job) or 0 (none, on a cluster "
+                          "without GPUs)")
+    return int(value)
 
 
 def check_config(config: dict) -> Study:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shlex
 from collections.abc import Callable, Iterable, Mapping
@@ -21,11 +22,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from compresslib.config import ConfigError, format_problems
+from compresslib.runs.record import RECORD_NAME
 from compresslib.settings import format_overrides
 
-__all__ = ["Job", "Study", "Family", "ConfigError", "failures", "argument_problems", "milestone_problems",
-           "unique_jobs", "overrides", "json_argument", "file_arguments", "summary_paths", "positions", "require_keys",
-           "alternatives"]
+__all__ = ["Job", "Study", "Family", "ConfigError", "unfinished_runs", "failures", "argument_problems",
+           "milestone_problems", "unique_jobs", "overrides", "json_argument", "file_arguments", "summary_paths",
+           "positions", "require_keys", "alternatives"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,6 @@ class Job:
     OUTPUTS: ClassVar[dict[str, str]]  # output role -> file name in the folder
     LOG: ClassVar[str]  # its log's and benchmark's path under logs/<rule>/ and benchmarks/<rule>/
     WHAT: ClassVar[str] = "a job"  # what a planned job of this kind is, for the refusal of a stray one
-    AFTER_CHECKPOINT: ClassVar[bool] = False  # known to Snakemake only once a checkpoint job has run
 
     @property
     def rule(self) -> str:
@@ -72,6 +73,11 @@ class Job:
     def folder(self) -> str:
         return self.FOLDER.format(**self.wildcards())
 
+    def run_folder(self) -> str | None:
+        """Its folder when the job is a run in a folder of its own (``compresslib.runs``: one run, its record.json
+        written last), else None (a download's record sits beside its file among others)."""
+        return self.folder() if self.OUTPUTS.get("record") == RECORD_NAME else None
+
     def name(self) -> str:
         """The job's name among its rule's jobs (its log's path under logs/<rule>/)."""
         return self.LOG.format(**self.wildcards())
@@ -86,6 +92,11 @@ class Job:
     def arguments(self, study: Study) -> str:
         """Its workflow script's arguments beyond the fixed ones of its rule (shell-quoted)."""
         return ""
+
+    def checkpoint(self) -> Job | None:
+        """The checkpoint job whose outputs add this job to Snakemake's DAG (it is known to Snakemake only once that
+        job has run), or None."""
+        return None
 
     def unplanned_problem(self, study: Study) -> str | None:
         """Why this job, which no experiment of the config asks for, cannot run when a user asks for its outputs by
@@ -165,6 +176,17 @@ class Study:
         if problem is not None:
             raise ConfigError(problem)
         return wanted
+
+
+def unfinished_runs(jobs: Iterable[Job]) -> list[Job]:
+    """The jobs among ``jobs`` whose run folder (under the working directory) holds a run that started and did not
+    finish: the folder exists (Snakemake makes it as the job starts, the run keeps its state file there) and has no
+    record.json (a run writes it last). Snakemake runs a job whose outputs are missing only when a job after it has
+    to run, so a job run again on purpose (``--forcerun``, which deletes its outputs first) and stopped would stay
+    unfinished while the jobs after it look up to date: the workflow asks for these records. Two stats per job and
+    no torch: the workflow asks this of every planned job whenever it starts."""
+    return [job for job in jobs if (folder := job.run_folder()) is not None and os.path.isdir(folder)
+            and not os.path.exists(os.path.join(folder, RECORD_NAME))]
 
 
 def failures(check: Callable[[Any], object], items: Iterable[tuple[str, Any]]) -> list[str]:

@@ -88,7 +88,6 @@ class EsnacFullTrain(Job):
     OUTPUTS = RUN_OUTPUTS
     LOG = SEARCH_LOG + "/final-{rank}"
     WHAT = "the full training of an architecture of any esnac search"
-    AFTER_CHECKPOINT = True
 
     dataset: str
     teacher: str
@@ -99,6 +98,8 @@ class EsnacFullTrain(Job):
 
     def search(self) -> EsnacSearch:
         return EsnacSearch(self.dataset, self.teacher, self.strategy, self.seed, self.experiment)
+
+    checkpoint = search  # its architecture file is in the search's top/
 
     def spec_values(self, study: Study) -> dict:
         """TrainSpec values of the full training (the model, its architecture and the input normalisation come

@@ -8,19 +8,28 @@ and the checksums of the run's input files), and ``sessions``, one entry per pro
 It is rewritten atomically after every unit of progress and deleted once the run's outputs are complete. It carries
 its own checksums (the CRC32 torch records for each of its members), checked before it is loaded.
 Randomness needs no saved state: every epoch (or search step) reseeds from ``(seed, epoch)``.
+
+The sessions are also written, with the identity, to ``sessions.json`` as each process starts, before its first unit
+of progress: a job killed before it saved any state is still a session of the run. That file, when written for the
+same identity, is the run's list of sessions; a state file's own list serves where there is no such file.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from pathlib import Path
 
-from compresslib.io import load_versioned, save_torch
+from compresslib.io import load_versioned, read_json_object, save_torch, write_json
 
-__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "CheckpointMismatch", "save_checkpoint", "load_checkpoint",
-           "check_resumable"]
+__all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "SESSIONS_NAME", "CheckpointMismatch", "save_checkpoint",
+           "load_checkpoint", "check_resumable", "save_sessions", "load_sessions"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 3  # 3: one layout for every job kind (identity, sessions, then the job's own state)
+SESSIONS_NAME = "sessions.json"
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointMismatch(ValueError):
@@ -51,3 +60,26 @@ def check_resumable(saved_identity: dict, identity: dict, path: str | Path) -> N
         raise CheckpointMismatch(
             f"{path} was written by a run with different settings ({'; '.join(differences)}). "
             "Restore those settings to resume it, or delete the checkpoint to start this run over.")
+
+
+def save_sessions(path: str | Path, identity: dict, sessions: list[dict]) -> None:
+    """Write ``{"identity", "sessions"}`` to ``path`` (atomically)."""
+    write_json(path, {"identity": identity, "sessions": sessions})
+
+
+def load_sessions(path: str | Path, identity: dict) -> list[dict] | None:
+    """The sessions ``path`` lists for a run of ``identity``; None when there is no such file, when it was written for
+    another identity (a run of other settings, given up, worked in the folder) or is unreadable (both logged)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        saved = read_json_object(path, "run's sessions file")
+        if saved.get("identity") != json.loads(json.dumps(identity)):  # as JSON holds it: tuples are lists
+            log.info("%s lists the sessions of a run with other settings or input files; this run starts its own",
+                     path)
+            return None
+        return saved["sessions"]
+    except (OSError, ValueError, KeyError) as error:
+        log.warning("%s is unreadable (%s); the run's sessions are taken from its state file", path, error)
+        return None

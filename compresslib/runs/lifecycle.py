@@ -9,9 +9,10 @@ its outputs deleted by Snakemake to run it again, is restored instead of trained
 was given, a leased free GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``)
 -> its inputs' facts by ``input_file`` (path and sha256, hashed once) -> ``resume`` from the folder's state file
 when there is one (refused, naming what differs, when it was written with other settings or from other input files),
-then ``begin_session`` -> its own work, calling ``save_state`` after every unit of progress -> its output files
-(written atomically) -> ``record`` (timing, hardware, provenance filled in) -> ``finish``, which writes record.json
-last, so its presence means "finished", keeps links to the finished run, and deletes the state file.
+then ``begin_session`` (in the folder's sessions file at once) -> its own work, calling ``save_state`` after every
+unit of progress -> its output files (written atomically) -> ``record`` (timing, hardware, provenance filled in) ->
+``finish``, which writes record.json last, so its presence means "finished", keeps links to the finished run, and
+deletes the state and sessions files.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from torch import nn
 from compresslib import provenance
 from compresslib.devices import Placement, Precision, device_precision, place
 from compresslib.io import atomic_open, verified_sha256
-from compresslib.runs.checkpoint import CHECKPOINT_NAME, check_resumable, load_checkpoint, save_checkpoint
+from compresslib.runs.checkpoint import (CHECKPOINT_NAME, SESSIONS_NAME, check_resumable, load_checkpoint,
+                                         load_sessions, save_checkpoint, save_sessions)
 from compresslib.runs.folder import keep_finished, owned_folder, remove_leftovers, remove_run, restore_finished
 from compresslib.runs.record import RECORD_NAME, Record, read_record, write_record
 
@@ -56,7 +58,7 @@ class Run:
         self.started_at, self._wall_start = provenance.now_iso(), time.perf_counter()
         self.run_dir = Path(run_dir)  # created by ``owned``, after every input check passed
         self.command, self.identity = command, identity
-        self.state_path = self.run_dir / state_name
+        self.state_path, self.sessions_path = self.run_dir / state_name, self.run_dir / SESSIONS_NAME
         self.outputs, self.work, self.overwrite = outputs, work, overwrite
         self.sessions: list[dict] = []  # one entry per process that worked on the run
         self.placement: Placement | None = None
@@ -78,7 +80,7 @@ class Run:
         files and, with ``overwrite``, of a finished run). Yields the record of this very run when it had finished
         and Snakemake deleted its outputs to run it again (``compresslib.runs.folder.restore_finished``: they are
         back, and the job has nothing to do), else None."""
-        names = (*self.outputs, self.state_path.name, *self.work)
+        names = (*self.outputs, self.state_path.name, SESSIONS_NAME, *self.work)
         with owned_folder(self.run_dir):
             for leftover in remove_leftovers(self.run_dir, names):
                 log.info("removed %s, left by a killed run", leftover)
@@ -124,7 +126,8 @@ class Run:
 
     def resume(self) -> dict | None:
         """The folder's state, when there is one written with this run's identity and from the same input files
-        (else CheckpointMismatch naming what differs); its sessions continue this run's. None for a fresh run."""
+        (else CheckpointMismatch naming what differs); its sessions continue this run's where the folder has no
+        sessions file for it (``begin_session``). None for a fresh run."""
         state = load_checkpoint(self.state_path)
         if state is not None:
             check_resumable(state["identity"], self._with_inputs(self.identity), self.state_path)
@@ -136,9 +139,14 @@ class Run:
 
     def begin_session(self, **progress: object) -> None:
         """Record this process as a session of the run, with how far the run was when it started (``start_epoch``,
-        ``evaluated_before``): a run resubmitted after a time limit shows each job."""
-        self.sessions.append({"started_at": self.started_at, **progress, **provenance.job_identity(),
-                              "device": str(self.device)})
+        ``evaluated_before``): a run resubmitted after a time limit shows each job. The sessions file is written at
+        once, so a process killed before the run's state is next saved stays one of its sessions."""
+        identity = self._with_inputs(self.identity)
+        earlier = load_sessions(self.sessions_path, identity)
+        self.sessions = [*(self.sessions if earlier is None else earlier),
+                         {"started_at": self.started_at, **progress, **provenance.job_identity(),
+                          "device": str(self.device)}]
+        save_sessions(self.sessions_path, identity, self.sessions)
 
     def save_state(self, state: dict) -> None:
         """Rewrite the state file (atomically) with the run's identity and sessions."""
@@ -169,10 +177,12 @@ class Run:
 
     def finish(self, record: Record) -> dict:
         """Write record.json (last: the run is finished), keep links to it and the outputs (``.finished/``), then
-        delete the state file and the folders of the run's work in progress; returns the record as written."""
+        delete the state and sessions files and the folders of the run's work in progress; returns the record as
+        written."""
         write_record(self.run_dir, record)
         keep_finished(self.run_dir, self.outputs, self._made_from())
         self.state_path.unlink(missing_ok=True)
+        self.sessions_path.unlink(missing_ok=True)
         for name in self.work:
             shutil.rmtree(self.run_dir / name, ignore_errors=True)
         return record.to_json()
