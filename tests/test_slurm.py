@@ -5,10 +5,11 @@ One run of a shrunk demo DAG (same rules, teacher, students, activations and agg
 shipped profile, installed with `make slurm-profile`, checked against a local run of the same DAG made at the same
 time. The run meets the faults of a production cluster while it runs: the teacher is sized (from a measured epoch
 time) to outlive a 1-minute limit, so SLURM kills it and the retry must resume from its checkpoint with a 2-minute
-limit; one student is cancelled (`scancel`) mid-epoch and another loses its node mid-epoch (node down, its processes
-killed, node back): each is retried or requeued and resumes, and every record's sessions list every SLURM job that
-worked on it. One extra student diverges on purpose and must be reported as FAILED with its log while everything
-else completes; every job asks for a GPU of a given model and a partition that only the environment names. Then the
+limit, and that retry is preempted mid-epoch by a job of a higher-tier partition; one student is cancelled
+(`scancel`) mid-epoch and another loses its node mid-epoch (slurmd and its jobs' processes killed, node DOWN, node
+back): each is retried or requeued and resumes, and every record's sessions list every SLURM job that worked on
+it. One extra student diverges on purpose and must be reported as FAILED with its log while everything else
+completes; every job asks for a GPU of a given model and a partition that only the environment names. Then the
 students run again packed two to a SLURM job, which must ask for one GPU and their summed time and run them one
 after another.
 """
@@ -41,10 +42,13 @@ CLUSTER_SCRIPT = REPO / ".ci" / "slurm-local.sh"
 PARTITION = "compresslib-ci"  # not the cluster's default: jobs only land here through COMPRESSLIB_SLURM_PARTITION
 GPU_MODEL = "fake"
 NODE = "vm"  # the node name .ci/slurm-local.sh gives the machine
+PREEMPTING = "compresslib-urgent"  # a partition of a higher tier: its jobs requeue the running jobs in their way
 SLURM_LOCAL_DIR = Path("/tmp/slurm-local")  # the script's state folder (its default)
 CLUSTER_ENV = {**os.environ, "SLURM_LOCAL_ACCOUNTING": "slurmdbd", "SLURM_LOCAL_PARTITION": f"debug {PARTITION}",
-               "SLURM_LOCAL_GPUS": "2", "SLURM_LOCAL_GPU_TYPE": GPU_MODEL, "SLURM_LOCAL_DIR": str(SLURM_LOCAL_DIR)}
-TEACHER_SECONDS = 75  # training time the teacher is sized to: beyond a 1-minute limit, well within 1 + 2 minutes
+               "SLURM_LOCAL_PREEMPT_PARTITION": PREEMPTING, "SLURM_LOCAL_GPUS": "2", "SLURM_LOCAL_GPU_TYPE": GPU_MODEL,
+               "SLURM_LOCAL_DIR": str(SLURM_LOCAL_DIR)}
+TEACHER_LOG = "logs/train_teacher/synthetic/demo-teacher/seed1.log"
+TEACHER_SECONDS = 90  # training time the teacher is sized to: beyond a 1-minute limit, well within 1 + 2 minutes
 DIVERGING = "demo-diverge"
 QUICK_TEACHER = "quick-teacher"
 DIVERGING_RUN = f"synthetic/{QUICK_TEACHER}/{DIVERGING}/relu/seed1"
@@ -246,15 +250,56 @@ def _fail_the_node(running: set[int]) -> None:
     subprocess.run(["scontrol", "update", f"nodename={NODE}", "state=down", "reason=ci-node-failure"], check=True)
     subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], env={**CLUSTER_ENV, "SLURM_LOCAL_INSTALL": "0",
                    "SLURM_LOCAL_SMOKE": "0"}, check=True, timeout=120, capture_output=True)
-    for job in running:  # SLURM holds a requeued batch job back for two minutes before it may start; skip the wait
+    # the controller's orders to kill the failed node's jobs reach the node once it is back: a requeued job let start
+    # at once there (its id unchanged) would be killed by them, which SLURM's two-minute hold otherwise prevents
+    time.sleep(10)
+    _release_requeued()
+
+
+def _release_requeued() -> None:
+    """SLURM holds a requeued batch job back for two minutes before it may start again: skip the wait."""
+    for job in _slurm_jobs().query("state == 'PENDING'")["id"]:
         subprocess.run(["scontrol", "update", f"jobid={job}", "starttime=now"], capture_output=True)
 
 
+def _teacher_retry_past_an_epoch(workdir: Path) -> int | None:
+    """The teacher's second SLURM job once it has finished an epoch of its own (so it is in the middle of the next)."""
+    jobs = _slurm_jobs()
+    retry = jobs[jobs["comment"].str.endswith("demo-teacher_1") & (jobs["state"] == "RUNNING")
+                 & (jobs["time_limit"] == "2:00")]
+    log = workdir / TEACHER_LOG
+    if not len(retry) or not log.exists():
+        return None
+    job = int(retry["id"].iloc[0])
+    text = log.read_text()
+    header = text.rfind(f"SLURM job {job} (restart 0)")
+    return job if header >= 0 and "training.loop: epoch " in text[header:] else None
+
+
+def _preempt(job: int) -> None:
+    """A job of the higher-tier partition that needs the whole node (both GPUs): SLURM requeues ``job`` (and whatever
+    else runs) to make room; once it has run, the requeued jobs may start again."""
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", PREEMPTING, "--gres=gpu:2", "--mem", "100", "-t", "1",
+                             "--wrap", "sleep 3"], check=True, capture_output=True, text=True).stdout.strip()
+    while True:
+        state = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-o", "State", "-j", urgent], capture_output=True,
+                               text=True).stdout.strip()
+        if state in {"COMPLETED", "FAILED", "CANCELLED"}:
+            break
+        time.sleep(0.5)
+    _release_requeued()
+
+
 def _inject_faults(workdir: Path, stop: threading.Event, faults: dict) -> None:
-    """While the cluster run goes on: cancel one student's job in its second epoch, then fail the node under
-    another's."""
+    """While the cluster run goes on: preempt the teacher's retry in the middle of an epoch, cancel one student's job
+    in its second epoch, then fail the node under another's."""
+    while "preempted" not in faults and not stop.wait(0.2):
+        job = _teacher_retry_past_an_epoch(workdir)
+        if job is not None:
+            _preempt(job)
+            faults["preempted"] = job
     while not stop.wait(0.2):
-        found = _student_past_its_first_epoch(workdir, skip=set(faults.values()))
+        found = _student_past_its_first_epoch(workdir, skip={faults.get("cancelled")})
         if found is None:
             continue
         student, job = found
@@ -301,7 +346,7 @@ def slurm_run(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     local_returncode, local_output = _finish(local, 120)
     assert local_returncode == 0, local_output[-6000:]
     jobs = _slurm_jobs()
-    jobs = jobs[~jobs["id"].isin(before)]
+    jobs = jobs[~jobs["id"].isin(before) & (jobs["partition"] != PREEMPTING)]  # the workflow's jobs
     instances = _job_instances(since)
     weights = {name: load_torch(path / "model.pt")["state_dict"] for name, path in _runs(slurm_dir).items()}
     records = {name: json.loads((path / "record.json").read_text()) for name, path in _runs(slurm_dir).items()}
@@ -353,7 +398,7 @@ def test_a_timed_out_job_is_retried_with_more_runtime_and_resumes(slurm_run: dic
     assert list(teacher["time_limit"]) == [f"{attempt}:00" for attempt in range(1, len(teacher) + 1)]
     record = slurm_run["records"]["results/teachers/synthetic/demo-teacher/seed1"]
     sessions = record["timing"]["sessions"]
-    assert [int(s["slurm_job_id"]) for s in sessions] == list(teacher["id"])
+    assert list(dict.fromkeys(int(s["slurm_job_id"]) for s in sessions)) == list(teacher["id"])
     assert sessions[0]["start_epoch"] == 0
     assert all(later["start_epoch"] > earlier["start_epoch"] for earlier, later in zip(sessions, sessions[1:]))
     # a GPU job on a node without CUDA: SLURM's device, the CPU, and the record says both
@@ -362,6 +407,18 @@ def test_a_timed_out_job_is_retried_with_more_runtime_and_resumes(slurm_run: dic
     assert "resuming" in log
     for job in teacher["id"]:  # every attempt's lines are kept, each under a header naming its SLURM job
         assert f"SLURM job {job}" in log
+
+
+def test_a_preempted_job_is_requeued_and_resumes(slurm_run: dict):
+    """The teacher's second job, preempted in the middle of an epoch by a job of a higher-tier partition: SLURM
+    requeues it under the same id (PreemptMode=REQUEUE) and it resumes from its last epoch."""
+    job = slurm_run["faults"]["preempted"]
+    instances = slurm_run["instances"]
+    runs = instances[instances["id"] == str(job)]
+    assert list(runs["state"]) == ["PREEMPTED", "COMPLETED"], runs
+    sessions = slurm_run["records"]["results/teachers/synthetic/demo-teacher/seed1"]["timing"]["sessions"]
+    assert [(int(s["slurm_job_id"]), s["slurm_restart_count"]) for s in sessions][-2:] == [(job, 0), (job, 1)]
+    assert sessions[-1]["start_epoch"] > sessions[-2]["start_epoch"]  # the epoch it finished before it was preempted
 
 
 def _started_runs(slurm_run: dict, student: tuple[str, int]) -> pd.DataFrame:
