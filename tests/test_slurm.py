@@ -280,7 +280,8 @@ def _preempt(job: int) -> None:
     """A job of the higher-tier partition that needs the whole node (both GPUs): SLURM requeues ``job`` (and whatever
     else runs) to make room; once it has run, the requeued jobs may start again."""
     urgent = subprocess.run(["sbatch", "--parsable", "-p", PREEMPTING, "--gres=gpu:2", "--mem", "100", "-t", "1",
-                             "--wrap", "sleep 3"], check=True, capture_output=True, text=True).stdout.strip()
+                             "--output", os.devnull, "--wrap", "sleep 3"], check=True, capture_output=True,
+                            text=True).stdout.strip()
     while True:
         state = subprocess.run(["sacct", "-X", "-n", "--parsable2", "-o", "State", "-j", urgent], capture_output=True,
                                text=True).stdout.strip()
