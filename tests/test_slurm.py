@@ -71,32 +71,29 @@ def _installed_packages() -> set[str]:
     return {line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")}
 
 
-def _job_processes(job_ids: set[int] | None = None) -> list[int]:
-    """Processes started by SLURM jobs (of ``job_ids``, or any): what a job leaves behind when its node dies
-    without cgroups to kill it."""
+def _processes(keep) -> list[int]:
+    """The pids of the processes whose /proc folder ``keep`` accepts (those that vanish or refuse reading are left)."""
     found = []
     for proc in Path("/proc").iterdir():
         try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
+            if proc.name.isdigit() and keep(proc):
+                found.append(int(proc.name))
         except (OSError, ValueError):
             continue
-        job = next((entry.split(b"=", 1)[1] for entry in environ if entry.startswith(b"SLURM_JOB_ID=")), None)
-        if proc.name.isdigit() and job is not None and (job_ids is None or int(job) in job_ids):
-            found.append(int(proc.name))
     return found
+
+
+def _job_processes() -> list[int]:
+    """Processes started by SLURM jobs: what a job leaves behind when its node dies without cgroups to kill it."""
+    return _processes(lambda proc: b"\0SLURM_JOB_ID=" in b"\0" + (proc / "environ").read_bytes())
 
 
 def _processes_named(name: str) -> list[int]:
     """Live processes called ``name`` (not zombies, which a container's PID 1 may never reap)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            command, state = (proc / "stat").read_text().rsplit(")", 1)
-        except (OSError, ValueError):
-            continue
-        if command.split("(", 1)[-1] == name and state.split()[0] != "Z":
-            found.append(int(proc.name))
-    return found
+    def named(proc: Path) -> bool:
+        command, state = (proc / "stat").read_text().rsplit(")", 1)
+        return command.split("(", 1)[-1] == name and state.split()[0] != "Z"
+    return _processes(named)
 
 
 def _kill(pids: list[int]) -> None:
@@ -422,11 +419,15 @@ def test_a_preempted_job_is_requeued_and_resumes(slurm_run: dict):
     assert sessions[-1]["start_epoch"] > sessions[-2]["start_epoch"]  # the epoch it finished before it was preempted
 
 
+def _job_runs(instances: pd.DataFrame) -> pd.DataFrame:
+    """The runs of jobs that started (a requeued job once per run), without their job steps."""
+    return instances[~instances["id"].str.contains(".", regex=False) & (instances["start"] != "Unknown")]
+
+
 def _started_runs(slurm_run: dict, student: tuple[str, int]) -> pd.DataFrame:
-    """The SLURM job runs that started on ``student``, in order (a requeued job once per run)."""
-    instances = slurm_run["instances"]
-    return instances[instances["comment"].str.endswith("demo-s1_{}_{}".format(*student))
-                     & ~instances["id"].str.contains(".", regex=False) & (instances["start"] != "Unknown")]
+    """The SLURM job runs that started on ``student``, in order."""
+    runs = _job_runs(slurm_run["instances"])
+    return runs[runs["comment"].str.endswith("demo-s1_{}_{}".format(*student))]
 
 
 def test_a_cancelled_job_is_retried_and_resumes(slurm_run: dict):
@@ -458,8 +459,7 @@ def test_a_failed_node_requeues_its_jobs_which_resume_and_later_jobs_still_submi
 def test_every_record_lists_every_slurm_job_that_worked_on_it(slurm_run: dict):
     """Each session is a run of a SLURM job, told apart by the job's restarts; every run that lasted long enough to
     start training (SLURM killed one on the failed node as it started) is a session."""
-    instances = slurm_run["instances"]
-    runs = instances[~instances["id"].str.contains(".", regex=False) & (instances["start"] != "Unknown")]
+    runs = _job_runs(slurm_run["instances"])
     runs = runs.assign(restart=runs.groupby("id").cumcount(),
                        wildcards=runs["comment"].str.split("_wildcards_").str[-1])
     for name, record in slurm_run["records"].items():  # results/<family>/<wildcard values>, "seed" before the seed
