@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from compresslib import provenance
+from compresslib.gpu_slots import GPUUnavailable
 from compresslib.io import temporaries
 
 __all__ = ["run_main", "add_run_options", "attempt_header", "ATTEMPTS_SUFFIX"]
@@ -30,7 +31,7 @@ ATTEMPTS_SUFFIX = ".attempts"  # ``.<log name>.attempts``: the earlier attempts 
 # Bad input (config, spec, data, checkpoint: ValueError), unreachable or wrong files (OSError, which
 # includes DownloadError) and diverged training (FloatingPointError) are explained by their message, so
 # the job log ends with that one line. Anything else (a bug, CUDA out of memory) keeps its traceback.
-_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FloatingPointError)
+_INPUT_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, FloatingPointError, GPUUnavailable)
 
 log = logging.getLogger("compresslib")
 

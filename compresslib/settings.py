@@ -21,9 +21,10 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
 __all__ = ["Settings", "SpecError", "require", "require_choice", "check_kind", "check_runtime", "check_kd",
-           "build_settings", "format_overrides", "spec_hash", "PRECISIONS"]
+           "build_settings", "format_overrides", "spec_hash", "PRECISIONS", "COMPILE_SETTINGS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 autocast on CUDA, fp32 on the CPU
+COMPILE_SETTINGS = ("auto", "on", "off")  # torch.compile of the training steps; auto: on CUDA only
 
 
 class SpecError(ValueError):
@@ -35,7 +36,8 @@ class Settings:
     but the class's ``RUNTIME_FIELDS``, which say where and how it runs and how tables label it; a spec has those of
     them it needs, and :func:`check_runtime` checks them)."""
 
-    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"device", "precision", "channels_last", "threads", "labels"})
+    RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"device", "precision", "channels_last", "compile", "threads",
+                                                          "labels"})
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
@@ -58,9 +60,12 @@ def require_choice(key: str, value: Any, choices: Collection[str]) -> None:
 
 
 def check_runtime(spec: Settings) -> None:
-    """Check the runtime settings that ``spec`` has: ``precision`` one of PRECISIONS, ``threads`` >= 0."""
+    """Check the runtime settings that ``spec`` has: ``precision`` one of PRECISIONS, ``compile`` one of
+    COMPILE_SETTINGS, ``threads`` >= 0."""
     if hasattr(spec, "precision"):
         require_choice("precision", spec.precision, PRECISIONS)
+    if hasattr(spec, "compile"):
+        require_choice("compile", spec.compile, COMPILE_SETTINGS)
     if hasattr(spec, "threads"):
         require(spec.threads >= 0, "threads", spec.threads, "an integer >= 0")
 

@@ -17,6 +17,8 @@ from snakemake.utils import validate
 
 from compresslib import experiments
 from compresslib.config import ConfigError, format_problems, load_schema, schema_errors
+from compresslib.gpu_slots import slots_per_gpu
+from compresslib.slurm import gpu_sharing
 from compresslib.specs.esnac import arch_file
 
 SCHEMA = os.path.join(workflow.basedir, "rules", "schemas", "config.schema.yaml")
@@ -37,10 +39,24 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _PREFIX += f"export PATH={shlex.quote(os.path.dirname(sys.executable))}:$PATH; "
 shell.prefix(_PREFIX)
 SOFTWARE_ENV = "envs/compresslib.yaml"  # for `--sdm conda`; relative to the rules/ files
-try:  # each training rule's `gpu`: sbatch --gpus on SLURM; locally, --resources gpu=N caps the jobs running at once
+try:  # each training rule's `gpu`, in GPU slots: locally --resources gpu=<GPUs x slots> caps the jobs running at once;
+    # on SLURM the adapter (rules/slurm.smk) asks for the GPUs that hold a job's (or a group's) slots
     GPUS_PER_JOB = experiments.gpus_per_job()
+    SLOTS_PER_GPU = slots_per_gpu()
+    gpu_sharing()  # checked before any job, though only the SLURM adapter (rules/slurm.smk) reads it
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+
+def gpu_slots(job_type):
+    """A training rule's `gpu` resource, in slots (compresslib.gpu_slots): one for a job that shares a GPU (a student),
+    a whole GPU's for the others, none on a cluster without GPUs. The job leases as many (COMPRESSLIB_JOB_GPU_SLOTS)."""
+    return GPUS_PER_JOB * (1 if job_type.SHARES_GPU else SLOTS_PER_GPU)
+
+
+def job_priority(job_type):
+    """A rule's priority: how many planned jobs wait for the job (a teacher before the students that read it)."""
+    return lambda wildcards: STUDY.dependents(planned(job_type, wildcards))
 
 
 wildcard_constraints:

@@ -37,6 +37,7 @@ rule prepare_dataset:
         PrepareDataset.benchmark_pattern()
     params:
         arguments=job_arguments(PrepareDataset),
+    priority: job_priority(PrepareDataset)
     conda:
         SOFTWARE_ENV
     shell:

@@ -16,11 +16,13 @@ rule distill_student:
         arguments=job_arguments(DistillStudent),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(DistillStudent),
+    priority: job_priority(DistillStudent)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"
 
 
@@ -38,9 +40,11 @@ rule train_undistilled:
         arguments=job_arguments(TrainUndistilled),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TrainUndistilled),
+    priority: job_priority(TrainUndistilled)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"

@@ -23,11 +23,13 @@ checkpoint esnac_search:
         arguments=job_arguments(EsnacSearch),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(EsnacSearch),
+    priority: job_priority(EsnacSearch)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
         " --threads {threads} {params.arguments} >> {log} 2>&1"
 
 
@@ -45,11 +47,13 @@ rule esnac_full_train:
         arguments=job_arguments(EsnacFullTrain),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(EsnacFullTrain),
+    priority: job_priority(EsnacFullTrain)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --arch {input.arch} --run-dir {params.run_dir}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --arch {input.arch} --run-dir {params.run_dir}"
         " --threads {threads} {params.arguments} >> {log} 2>&1"
 
 

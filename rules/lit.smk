@@ -16,9 +16,11 @@ rule lit_train:
         arguments=job_arguments(LitTrain),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(LitTrain),
+    priority: job_priority(LitTrain)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --teacher {input.teacher} --run-dir {params.run_dir}"
         " --threads {threads} {params.arguments} >> {log} 2>&1"

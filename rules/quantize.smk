@@ -20,11 +20,13 @@ rule quantize_train:
         arguments=job_arguments(QuantizeTrain),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(QuantizeTrain),
+    priority: job_priority(QuantizeTrain)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"
 
 
@@ -43,6 +45,7 @@ rule quantize_post_training:
         run_dir=PostTrainingQuantize.FOLDER,
         arguments=job_arguments(PostTrainingQuantize),
     threads: 1
+    priority: job_priority(PostTrainingQuantize)
     conda:
         SOFTWARE_ENV
     shell:

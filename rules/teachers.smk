@@ -17,11 +17,13 @@ rule train_teacher:
         arguments=job_arguments(TrainTeacher),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TrainTeacher),
+    priority: job_priority(TrainTeacher)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --data {input.data} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --data {input.data} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"
 
 
@@ -36,9 +38,11 @@ rule teacher_views:
         TeacherViews.benchmark_pattern()
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TeacherViews),
+    priority: job_priority(TeacherViews)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --teacher {input.teacher} --data {input.data} --out {output.views}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --teacher {input.teacher} --data {input.data} --out {output.views}"
         " --threads {threads} >> {log} 2>&1"

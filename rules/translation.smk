@@ -41,6 +41,7 @@ rule prepare_corpus:
         PrepareCorpus.benchmark_pattern()
     params:
         arguments=job_arguments(PrepareCorpus),
+    priority: job_priority(PrepareCorpus)
     conda:
         SOFTWARE_ENV
     shell:
@@ -61,11 +62,13 @@ rule train_translation_teacher:
         arguments=job_arguments(TrainTranslationTeacher),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TrainTranslationTeacher),
+    priority: job_priority(TrainTranslationTeacher)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"
 
 
@@ -82,11 +85,13 @@ rule translate_training_split:
         arguments=job_arguments(TranslateTrainingSplit),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TranslateTrainingSplit),
+    priority: job_priority(TranslateTrainingSplit)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --model {input.model} --corpus {input.corpus} --split train --ids {output.ids}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --model {input.model} --corpus {input.corpus} --split train --ids {output.ids}"
         " --text {output.text} --threads {threads} {params.arguments} >> {log} 2>&1"
 
 
@@ -104,9 +109,11 @@ rule train_translation_student:
         arguments=job_arguments(TrainTranslationStudent),
     threads: 1
     resources:
-        gpu=GPUS_PER_JOB,
+        gpu=gpu_slots(TrainTranslationStudent),
+    priority: job_priority(TrainTranslationStudent)
     conda:
         SOFTWARE_ENV
     shell:
-        "python {input.script} --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
+        "COMPRESSLIB_JOB_GPU_SLOTS={resources.gpu} python {input.script}"
+        " --corpus {input.corpus} --run-dir {params.run_dir} --threads {threads}"
         " {params.arguments} >> {log} 2>&1"

@@ -17,7 +17,7 @@ from compresslib.bench.__main__ import main
 from compresslib.bench.accuracy import AccuracySettings, format_accuracy, run_accuracy
 from compresslib.bench.pairs import PAIRS, Pair
 from compresslib.bench.reference import ReferenceTraining, reference_loader
-from compresslib.bench.resident import ResidentTraining, build_views, resident_loader, with_compile_fallback
+from compresslib.bench.resident import ResidentTraining, build_views, resident_loader
 from compresslib.devices import Placement
 
 from conftest import REPO
@@ -137,17 +137,6 @@ def test_both_paths_train_the_same_model_and_learn(kd):
         assert type(model) is type(initial) and optimizer.param_groups[0]["params"][0] is next(model.parameters())
     for path, curve in curves.items():
         assert sum(curve[-2:]) / 2 < 0.8 * curve[0], f"{path}: the loss did not fall ({curve})"
-
-
-def test_compile_fallback_runs_eager_and_says_why():
-    def run(compiled: bool) -> str:
-        if compiled:
-            raise RuntimeError("no C compiler\nmore detail")
-        return "eager result"
-
-    assert with_compile_fallback(run, False) == ("eager result", "off")
-    result, status = with_compile_fallback(run, True)
-    assert result == "eager result" and status == "failed (RuntimeError: no C compiler); eager"
 
 
 def test_every_measurement_of_the_plan_runs(tmp_path):

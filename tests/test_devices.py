@@ -1,13 +1,11 @@
-"""Device placement: GPU leases keep concurrent jobs on distinct GPUs, survive killed holders, and fall back to the CPU."""
+"""Device placement: ``auto`` leases slots of a GPU (faked here) and names them in the record; given GPUs that torch
+cannot use stop the job with the reason; the CPU is where no GPU was given, or where it was asked for. Leases
+themselves: tests/test_gpu_slots.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,98 +13,180 @@ import pytest
 import torch
 
 from compresslib import devices
-from compresslib.devices import lease_slot, place
+from compresslib.devices import CudaStatus, DeviceChoice, GPUUnavailable, cuda_status, place
+from compresslib.gpu_slots import DEVICE_ENV, JOB_SLOTS_ENV, SLOTS_ENV
 
-HOLD_SCRIPT = """
-import json, sys, time
-from compresslib.devices import lease_slot
-keys, lock_dir, hold, out = json.loads(sys.argv[1]), sys.argv[2], float(sys.argv[3]), sys.argv[4]
-with lease_slot(keys, lock_dir, poll_seconds=0.02) as (index, _):
-    start = time.time()
-    print("leased", flush=True)
-    time.sleep(hold)
-    end = time.time()
-with open(out, "w") as handle:
-    json.dump({"index": index, "start": start, "end": end}, handle)
-"""
+SCHEDULER_ENV = ("CUDA_VISIBLE_DEVICES", "SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE", SLOTS_ENV,
+                 JOB_SLOTS_ENV, DEVICE_ENV)
+CPU_ON_PURPOSE = "(to train on the CPU on purpose: device=cpu, or COMPRESSLIB_DEVICE=cpu for every job)"
+DRIVER_TOO_OLD = ("CUDA initialization: The NVIDIA driver on your system is too old (found version 12020). Please "
+                  "update your GPU driver by downloading and installing a new version from the URL: "
+                  "http://www.nvidia.com/Download/index.aspx Alternatively, go to: https://pytorch.org to install a "
+                  "PyTorch version that has been compiled with your version of the CUDA driver. (Triggered "
+                  "internally at /pytorch/c10/cuda/CUDAFunctions.cpp:119.)")
 
 
-def _holder(keys: list[str], lock_dir: Path, hold: float, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, json.dumps(keys), str(lock_dir), str(hold), str(out)],
-                            stdout=subprocess.PIPE, text=True, start_new_session=True)
+@pytest.fixture(autouse=True)
+def no_gpus_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts as a job no scheduler gave GPUs, whatever machine runs the tests."""
+    for name in SCHEDULER_ENV:
+        monkeypatch.delenv(name, raising=False)
 
 
-def test_concurrent_jobs_never_share_a_slot(tmp_path: Path):
-    """Six jobs, two GPUs: at most two hold a lease at a time, never two on the same GPU, all of them finish."""
-    keys = ["GPU-aaaa", "GPU-bbbb"]
-    processes = [_holder(keys, tmp_path / "locks", 0.4, tmp_path / f"job{n}.json") for n in range(6)]
-    for process in processes:
-        assert process.wait(timeout=60) == 0
-    spans = [json.loads((tmp_path / f"job{n}.json").read_text()) for n in range(6)]
-    assert {span["index"] for span in spans} == {0, 1}
-    for index in (0, 1):
-        held = sorted((span["start"], span["end"]) for span in spans if span["index"] == index)
-        assert all(earlier[1] <= later[0] for earlier, later in zip(held, held[1:])), held
-    # the six 0.4 s holds needed at least three rounds of two
-    assert max(span["end"] for span in spans) - min(span["start"] for span in spans) >= 3 * 0.4
+@pytest.fixture
+def two_fake_gpus(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Two GPUs seen through a fake CUDA runtime; returns the devices ``torch.cuda.set_device`` was given."""
+    current: list[int] = []
+    monkeypatch.setattr(devices, "cuda_status", lambda: CudaStatus(2, None))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(uuid=f"uuid-{index}"))
+    monkeypatch.setattr(torch.cuda, "set_device", current.append)
+    return current
 
 
-def test_a_killed_holder_frees_its_gpu(tmp_path: Path):
-    lock_dir = tmp_path / "locks"
-    holder = _holder(["GPU-aaaa"], lock_dir, 600, tmp_path / "never.json")
-    assert holder.stdout.readline().strip() == "leased"
-    os.killpg(holder.pid, signal.SIGKILL)
-    holder.wait()
-    start = time.monotonic()
-    with lease_slot(["GPU-aaaa"], lock_dir, poll_seconds=0.02) as (index, path):
-        assert index == 0 and path == lock_dir / "gpu-GPU-aaaa.lock"
-    assert time.monotonic() - start < 1.0  # no waiting: the kernel dropped the dead process's lock
-    assert lock_dir.stat().st_mode & 0o7777 == 0o1777  # other users' jobs can lease here too
+def no_usable_gpu(monkeypatch: pytest.MonkeyPatch, reason: str = "torch 2.x is a CPU build, without CUDA") -> None:
+    monkeypatch.setattr(devices, "cuda_status", lambda: CudaStatus(0, reason))
 
 
-def test_a_busy_machine_makes_the_job_wait(tmp_path: Path):
-    holder = _holder(["GPU-aaaa"], tmp_path / "locks", 0.5, tmp_path / "first.json")
-    assert holder.stdout.readline().strip() == "leased"
-    with lease_slot(["GPU-aaaa"], tmp_path / "locks", poll_seconds=0.02):
-        waited_until = time.time()
-    holder.wait(timeout=30)
-    assert waited_until >= json.loads((tmp_path / "first.json").read_text())["end"]
+def test_auto_leases_slots_of_the_gpus_and_names_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                     two_fake_gpus: list[int]):
+    """One-slot jobs spread over two GPUs of two slots each; the record names each job's GPU and slot."""
+    monkeypatch.setenv(SLOTS_ENV, "2")
+    monkeypatch.setenv(JOB_SLOTS_ENV, "1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
+    monkeypatch.setenv("SLURM_JOB_GPUS", "4,6")
+    with place("auto", tmp_path) as first, place("auto", tmp_path) as second, place("auto", tmp_path) as third:
+        assert [placement.device for placement in (first, second, third)] == \
+            [torch.device("cuda", 0), torch.device("cuda", 1), torch.device("cuda", 0)]
+        assert two_fake_gpus == [0, 1, 0]
+        assert third.describe() == {"device": "cuda:0", "device_choice": "auto: leased GPU slots",
+                                    "gpu_uuid": "uuid-0", "gpu_slots": [1], "slots_per_gpu": 2,
+                                    "gpu_lock_dir": str(tmp_path), "cuda_visible_devices": "4,6",
+                                    "slurm_gpus": "4,6"}
+        assert third.lease.paths == (tmp_path / "gpu-uuid-0-slot1.lock",)
+    monkeypatch.delenv(JOB_SLOTS_ENV)  # a job run by hand: a whole GPU
+    with place("auto", tmp_path) as whole:  # every lease was returned
+        assert (whole.device, whole.lease.slots, whole.describe()["gpu_slots"]) == (torch.device("cuda", 0), (0, 1),
+                                                                                     [0, 1])
 
 
-def test_no_slots_is_an_error(tmp_path: Path):
-    with pytest.raises(ValueError, match="no GPU slots"), lease_slot([], tmp_path):
+def test_an_explicit_gpu_takes_no_lease_and_is_named(tmp_path: Path, two_fake_gpus: list[int]):
+    with place("cuda:1", tmp_path) as placement:
+        assert placement.describe() | {"cuda_visible_devices": None} == {
+            "device": "cuda:1", "device_choice": "requested", "gpu_uuid": "uuid-1", "gpu_slots": None,
+            "slots_per_gpu": None, "gpu_lock_dir": None, "cuda_visible_devices": None, "slurm_gpus": None}
+    with pytest.raises(GPUUnavailable, match=r"^device=cuda:2: torch sees 2 GPU\(s\), cuda:0 to cuda:1$"), \
+            place("cuda:2", tmp_path):
+        pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_slots_stop_the_job_before_it_leases(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                  two_fake_gpus: list[int]):
+    monkeypatch.setenv(JOB_SLOTS_ENV, "5")
+    with pytest.raises(ValueError, match=r"^COMPRESSLIB_JOB_GPU_SLOTS='5': must be a whole number from 0 to 4"), \
+            place("auto", tmp_path):
         pass
 
 
-def test_without_a_gpu_auto_is_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+@pytest.mark.parametrize("variable, value", [("CUDA_VISIBLE_DEVICES", "0,1"), ("SLURM_JOB_GPUS", "3"),
+                                             ("SLURM_GPUS_ON_NODE", "1")])
+def test_gpus_given_but_unusable_stop_the_job_saying_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                         variable: str, value: str):
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: False)  # torch's own facts: a CPU build
+    with pytest.raises(GPUUnavailable) as raised, place("auto", tmp_path):
+        pass
+    assert str(raised.value) == (f"device=auto: the job was given GPUs ({variable}={value!r}) but torch cannot use "
+                                 f"any: torch {torch.__version__} is a CPU build, without CUDA {CPU_ON_PURPOSE}")
+
+
+def test_a_driver_too_old_is_quoted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """What torch says of a driver too old for its CUDA, on one line, is the job's error."""
+    def too_old() -> bool:
+        warnings.warn(DRIVER_TOO_OLD, UserWarning)
+        return False
+
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", too_old)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2")
+    with pytest.raises(GPUUnavailable) as raised, place("cuda", tmp_path):
+        pass
+    assert str(raised.value) == ("device=cuda: the job was given GPUs (CUDA_VISIBLE_DEVICES='2') but torch cannot use "
+                                 f"any: {DRIVER_TOO_OLD.split(' (Triggered')[0]} {CPU_ON_PURPOSE}")
+
+
+def test_without_a_warning_the_reason_is_torchs_initialisation_error(monkeypatch: pytest.MonkeyPatch):
+    """torch warns once per process; later, and for GPUs it cannot see, ``torch.cuda.init`` says why."""
+    def no_gpu() -> None:
+        raise RuntimeError("No CUDA GPUs are available")
+
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "init", no_gpu)
+    assert cuda_status() == CudaStatus(0, "No CUDA GPUs are available")
+
+
+def test_gpus_torch_can_use_are_counted(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert cuda_status() == CudaStatus(3, None)
+
+
+def test_without_gpus_given_auto_is_the_cpu_and_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    no_usable_gpu(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # hidden on purpose: no GPU given
     with place("auto", tmp_path) as placement:
         assert placement.device == torch.device("cpu") and placement.lease is None
-    assert not (tmp_path / "gpu-locks").exists()
+        assert placement.describe()["device_choice"] == DeviceChoice.NO_GPU_GIVEN
+        assert DeviceChoice.NO_GPU_GIVEN == "auto: CPU, no GPU given to the job"
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_auto_leases_distinct_visible_gpus(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Two GPUs seen through a fake CUDA runtime: nested jobs get cuda:0 and cuda:1, keyed by UUID."""
-    current = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(uuid=f"uuid-{index}"))
-    monkeypatch.setattr(torch.cuda, "set_device", current.append)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")
-    monkeypatch.delenv("SLURM_STEP_GPUS", raising=False)
-    monkeypatch.setenv("SLURM_JOB_GPUS", "4,6")
-    with place("auto", tmp_path) as first, place("auto", tmp_path) as second:
-        assert (first.device, second.device) == (torch.device("cuda", 0), torch.device("cuda", 1))
-        assert current == [0, 1]
-        assert first.describe() == {"device": "cuda:0", "gpu_uuid": "uuid-0", "gpu_lease": str(tmp_path / "gpu-uuid-0.lock"),
-                                    "cuda_visible_devices": "4,6", "slurm_gpus": "4,6"}
-    with place("auto", tmp_path) as again:  # both leases were returned
-        assert again.device == torch.device("cuda", 0)
+def test_a_job_the_workflow_asked_no_gpu_for_trains_on_the_cpu(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                two_fake_gpus: list[int]):
+    """COMPRESSLIB_GPUS_PER_JOB=0 makes the rules ask for no GPU slots; the job then takes none, also where it sees
+    GPUs, and says why it runs on the CPU."""
+    monkeypatch.setenv("COMPRESSLIB_JOB_GPU_SLOTS", "0")
+    with place("auto", tmp_path) as placement:
+        assert placement.device == torch.device("cpu") and placement.lease is None
+        assert placement.describe()["device_choice"] == "auto: CPU, the workflow asked for no GPU"
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_an_explicit_device_takes_no_lease(tmp_path: Path):
+def test_the_cpu_asked_for_is_recorded_as_asked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    no_usable_gpu(monkeypatch)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")  # given a GPU, but the job asked for the CPU
     with place("cpu", tmp_path) as placement:
-        assert placement.device == torch.device("cpu") and placement.lease is None and placement.gpu_uuid is None
+        assert placement.describe() | {"cuda_visible_devices": None} == {
+            "device": "cpu", "device_choice": "requested", "gpu_uuid": None, "gpu_slots": None, "slots_per_gpu": None,
+            "gpu_lock_dir": None, "cuda_visible_devices": None, "slurm_gpus": None}
+
+
+def test_the_environment_chooses_the_device_of_every_auto_job(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              two_fake_gpus: list[int]):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    with place("auto", tmp_path) as placement:
+        assert (placement.device, placement.describe()["device_choice"]) == (torch.device("cpu"),
+                                                                             "requested by COMPRESSLIB_DEVICE")
+    with place("cuda:1", tmp_path) as placement:  # a job's own device comes first
+        assert (placement.device, placement.choice) == (torch.device("cuda", 1), DeviceChoice.REQUESTED)
+    monkeypatch.setenv(DEVICE_ENV, "cuda:1")
+    with place("auto", tmp_path) as placement:
+        assert (placement.device, placement.gpu_uuid, placement.lease) == (torch.device("cuda", 1), "uuid-1", None)
+    assert two_fake_gpus == []  # no lease: no GPU was chosen for the job
+    no_usable_gpu(monkeypatch)
+    with pytest.raises(GPUUnavailable, match=r"^COMPRESSLIB_DEVICE=cuda:1: the job was given GPUs"), \
+            place("auto", tmp_path):
+        pass
+
+
+def test_a_gpu_asked_for_without_one_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    no_usable_gpu(monkeypatch, "Found no NVIDIA driver on your system.")
+    with pytest.raises(GPUUnavailable, match=r"^device=cuda:0: the job asked for a GPU but torch cannot use any: "
+                                             r"Found no NVIDIA driver on your system\."), place("cuda:0", tmp_path):
+        pass
 
 
 def test_default_lock_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -116,20 +196,28 @@ def test_default_lock_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatc
     assert devices.default_lock_dir().name == "compresslib-gpu-locks"
 
 
-def test_a_job_given_a_gpu_without_cuda_runs_on_the_cpu_and_says_so(monkeypatch: pytest.MonkeyPatch,
-                                                                    tiny_dataset: Path, tmp_path: Path):
-    """What a GPU job scheduled on a node without CUDA (the CI's fake GRES) does: CPU, stated in its record."""
-    from compresslib.training.loop import train
+def _train_on(tiny_dataset: Path, run_dir: Path) -> dict:
     from compresslib.specs.training import build_spec
+    from compresslib.training.loop import train
 
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    record = train(build_spec({"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 1, "batch_size": 128,
-                               "lr": 0.05, "schedule": "constant"}), tiny_dataset, tmp_path / "run")
-    hardware = record["hardware"]
-    assert (hardware["device"], hardware["device_type"], hardware["cuda_visible_devices"]) == ("cpu", "cpu", "1")
-    assert hardware["gpu_lease"] is None and hardware["gpu_uuid"] is None
-    assert record["timing"]["sessions"][0]["device"] == "cpu"
+    return train(build_spec({"dataset": "synthetic", "model": "demo_conv_student1", "epochs": 1, "batch_size": 128,
+                             "lr": 0.05, "schedule": "constant"}), tiny_dataset, run_dir)
+
+
+def test_a_training_job_given_a_gpu_torch_cannot_use_stops_before_training(monkeypatch: pytest.MonkeyPatch,
+                                                                            tiny_dataset: Path, tmp_path: Path):
+    """A GPU job scheduled where torch has no CUDA (the CI's fake GPUs) stops at once, with no record, instead of
+    training on the CPU; with the CPU chosen for every job it trains there, and its record says so."""
+    monkeypatch.setenv("SLURM_STEP_GPUS", "1")
+    no_usable_gpu(monkeypatch)
+    with pytest.raises(GPUUnavailable, match=r"given GPUs \(SLURM_STEP_GPUS='1'\) but torch cannot use any"):
+        _train_on(tiny_dataset, tmp_path / "run")
+    assert not (tmp_path / "run" / "record.json").exists()
+    monkeypatch.setenv(DEVICE_ENV, "cpu")
+    hardware = _train_on(tiny_dataset, tmp_path / "run")["hardware"]
+    assert (hardware["device"], hardware["device_choice"], hardware["gpu_uuid"], hardware["gpu_slots"],
+            hardware["slurm_gpus"]) == ("cpu", "requested by COMPRESSLIB_DEVICE", None, None, "1")
+    assert json.loads((tmp_path / "run" / "record.json").read_text())["hardware"] == hardware
 
 
 def test_the_cpu_evaluates_in_small_batches_and_a_gpu_in_the_configured_ones():

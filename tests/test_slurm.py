@@ -10,8 +10,8 @@ limit, and that retry is preempted mid-epoch by a job of a higher-tier partition
 back): each is retried or requeued and resumes, and every record's sessions list every SLURM job that worked on
 it. One extra student diverges on purpose and must be reported as FAILED with its log while everything else
 completes; every job asks for a GPU of a given model and a partition that only the environment names. Then the
-students run again packed two to a SLURM job, which must ask for one GPU and their summed time and run them one
-after another.
+students run again packed two to a SLURM job, which must ask for one GPU and run them side by side on it, and then
+once more one SLURM job each, sharing GPUs by the scheduler's `shard` GRES.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ PREEMPTING = "compresslib-urgent"  # a partition of a higher tier: its jobs requ
 SLURM_LOCAL_DIR = Path("/tmp/slurm-local")  # the script's state folder (its default)
 CLUSTER_ENV = {**os.environ, "SLURM_LOCAL_ACCOUNTING": "slurmdbd", "SLURM_LOCAL_PARTITION": f"debug {PARTITION}",
                "SLURM_LOCAL_PREEMPT_PARTITION": PREEMPTING, "SLURM_LOCAL_GPUS": "2", "SLURM_LOCAL_GPU_TYPE": GPU_MODEL,
+               "SLURM_LOCAL_SHARDS": "2",
                "SLURM_LOCAL_DIR": str(SLURM_LOCAL_DIR)}
 TEACHER_LOG = "logs/train_teacher/synthetic/demo-teacher/seed1.log"
 TEACHER_SECONDS = 90  # training time the teacher is sized to: beyond a 1-minute limit, well within 1 + 2 minutes
@@ -192,12 +193,12 @@ def _finish(process: subprocess.Popen, timeout: float) -> tuple[int, str]:
 def _slurm_jobs() -> pd.DataFrame:
     """Every job SLURM still knows (MinJobAge keeps finished ones for 10 minutes), as its queue shows it: one row per
     job id, with what it asked for and its last state."""
-    fields = "JobID:|,Comment:|,State:|,Partition:|,TimeLimit:|,tres-per-job:|"
+    fields = "JobID:|,Comment:|,State:|,Partition:|,TimeLimit:|,tres-per-job:|,tres-per-node:|,NumCPUs:|"
     lines = subprocess.run(["squeue", "--states=all", "--noheader", "-O", fields],
                            check=True, capture_output=True, text=True).stdout.split()
-    columns = ["id", "comment", "state", "partition", "time_limit", "gpus"]
+    columns = ["id", "comment", "state", "partition", "time_limit", "gpus", "gres", "cpus"]
     jobs = pd.DataFrame([line.split("|")[:len(columns)] for line in lines], columns=columns)
-    jobs["id"] = jobs["id"].astype(int)
+    jobs = jobs.astype({"id": int, "cpus": int})
     return jobs.sort_values("id")
 
 
@@ -316,7 +317,11 @@ def slurm_run(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp_path = tmp_path_factory.mktemp("slurm")
     profile = _workflow_profile(tmp_path)
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1",
-           "COMPRESSLIB_SLURM_PARTITION": PARTITION, "COMPRESSLIB_GPU_MODEL": GPU_MODEL}
+           "COMPRESSLIB_SLURM_PARTITION": PARTITION, "COMPRESSLIB_GPU_MODEL": GPU_MODEL,
+           # two jobs per GPU: a teacher asks for both slots of one, two students packed into one SLURM job share one;
+           # the fake GPUs cannot run CUDA, so the jobs train on the CPU by choice (a job given GPUs it cannot use
+           # stops otherwise)
+           "COMPRESSLIB_GPU_SLOTS": "2", "COMPRESSLIB_DEVICE": "cpu"}
     # the README's set-up step, into a private Snakemake config folder
     subprocess.run(["make", "-s", "slurm-profile"], cwd=REPO, env=env, check=True, capture_output=True)
     before = set(_slurm_jobs()["id"])
@@ -356,10 +361,20 @@ def slurm_run(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     assert grouped_returncode == 0, grouped_output[-6000:]
     grouped_jobs = _slurm_jobs()
     grouped_jobs = grouped_jobs[grouped_jobs["id"] > jobs["id"].max()]
+    grouped_steps = _job_instances(since).query("id.str.contains('[.][0-9]', regex=True)")
+    grouped_records = [json.loads(path.read_text())
+                       for path in (slurm_dir / "results/distill/synthetic/demo-teacher").rglob("record.json")]
+    # and once more on a site that shares GPUs by `shard` GRES: one SLURM job per student, asking for a shard
+    shard_env = {**env, "COMPRESSLIB_SLURM_GPU_SHARING": "shard"}
+    shard_returncode, shard_output = _finish(_snakemake([*cluster, "--forcerun", "distill_student", "all"], slurm_dir,
+                                                        shard_env), 420)
+    assert shard_returncode == 0, shard_output[-6000:]
+    runs = _job_instances(since).query("id.str.isdigit()").astype({"id": int})
+    shard_jobs = _slurm_jobs().query("id > @grouped_jobs.id.max()").merge(runs[["id", "start", "end"]], on="id")
     return {"returncode": returncode, "output": output, "jobs": jobs, "instances": instances, "weights": weights,
-            "records": records, "faults": faults, "grouped_jobs": grouped_jobs,
-            "grouped_steps": _job_instances(since).query("id.str.contains('[.][0-9]', regex=True)"),
-            "slurm_dir": slurm_dir, "local_dir": local_dir}
+            "records": records, "faults": faults, "grouped_jobs": grouped_jobs, "grouped_steps": grouped_steps,
+            "grouped_records": grouped_records,
+            "shard_jobs": shard_jobs, "slurm_dir": slurm_dir, "local_dir": local_dir}
 
 
 def _job_kind(comment: str) -> str:
@@ -496,10 +511,10 @@ def test_outputs_match_a_local_run(slurm_run: dict):
     slurm_runs, local_runs = _runs(slurm_run["slurm_dir"]), _runs(slurm_run["local_dir"])
     assert sorted(slurm_runs) == sorted(local_runs) == sorted(slurm_run["weights"]) and len(local_runs) == 2 + 4
     for name, local_dir in local_runs.items():
-        grouped_weights = load_torch(slurm_runs[name] / "model.pt")["state_dict"]
+        rerun_weights = load_torch(slurm_runs[name] / "model.pt")["state_dict"]
         for key, value in load_torch(local_dir / "model.pt")["state_dict"].items():
             assert torch.equal(value, slurm_run["weights"][name][key]), (name, key)  # the first cluster run
-            assert torch.equal(value, grouped_weights[key]), (name, key)  # the students' grouped rerun
+            assert torch.equal(value, rerun_weights[key]), (name, key)  # the students' reruns (the last, by shards)
         columns = lambda frame: frame.drop(columns=list(TIMING_COLUMNS))
         pd.testing.assert_frame_equal(columns(pd.read_csv(slurm_runs[name] / "history.csv")),
                                       columns(pd.read_csv(local_dir / "history.csv")))
@@ -507,18 +522,31 @@ def test_outputs_match_a_local_run(slurm_run: dict):
     pd.testing.assert_frame_equal(pd.read_csv(slurm_run["slurm_dir"] / summary), pd.read_csv(slurm_run["local_dir"] / summary))
 
 
-def test_packed_students_ask_for_one_gpu_and_their_summed_time_and_run_one_after_another(slurm_run: dict):
-    """Four students, two per SLURM job: the job steps run one after another on the job's one GPU."""
+def test_packed_students_share_one_gpu_side_by_side(slurm_run: dict):
+    """Four students, two per SLURM job (COMPRESSLIB_GPU_SLOTS=2): each job asks for one GPU, both students' CPUs and
+    the longer time of the two, and runs them at the same time as two job steps on that GPU."""
     grouped = slurm_run["grouped_jobs"]
     assert len(grouped) == 2 and set(grouped["state"]) == {"COMPLETED"}, grouped
     assert set(grouped["gpus"]) == {f"gres:gpu:{GPU_MODEL}:1"}, grouped
-    assert set(grouped["time_limit"]) == {"4:00"}, grouped  # 2 + 2 minutes: each student's `2 * attempt`
-    students = [json.loads(path.read_text())
-                for path in (slurm_run["slurm_dir"] / "results/distill/synthetic/demo-teacher").rglob("record.json")]
+    assert set(grouped["cpus"]) == {2} and set(grouped["time_limit"]) == {"2:00"}, grouped  # each student `2 * attempt`
     for job in grouped["id"]:
-        members = [record for record in students if int(record["timing"]["sessions"][-1]["slurm_job_id"]) == job]
+        members = [record["hardware"] for record in slurm_run["grouped_records"]
+                   if int(record["timing"]["sessions"][-1]["slurm_job_id"]) == job]
         assert len(members) == 2
-        assert len({record["hardware"]["cuda_visible_devices"] for record in members}) == 1  # the same GPU
+        # the job's one GPU in both job steps; the fake GPU runs no CUDA, so each trains on the CPU by choice and
+        # leases no slot (tests/test_gpu_slots.py leases slots of fake GPUs on one machine)
+        assert len({(hardware["slurm_gpus"], hardware["cuda_visible_devices"]) for hardware in members}) == 1, members
+        assert {hardware["device_choice"] for hardware in members} == {"requested by COMPRESSLIB_DEVICE"}, members
         steps = slurm_run["grouped_steps"]
         steps = steps[steps["id"].str.startswith(f"{job}.") & ~steps["id"].str.endswith("batch")].sort_values("start")
-        assert len(steps) == 2 and steps["end"].iloc[0] <= steps["start"].iloc[1], steps  # one after another
+        assert len(steps) == 2 and steps["start"].iloc[1] < steps["end"].iloc[0], steps  # side by side
+
+
+def test_students_share_a_gpu_by_shards_where_the_site_offers_them(slurm_run: dict):
+    """With COMPRESSLIB_SLURM_GPU_SHARING=shard each one-slot student is a SLURM job asking for one shard of a GPU
+    (two per GPU here), and SLURM runs two of them at the same time (the node's two CPUs bound it)."""
+    jobs = slurm_run["shard_jobs"].sort_values("start")
+    assert len(jobs) == 4 and set(jobs["state"]) == {"COMPLETED"}, jobs
+    assert set(jobs["gres"]) == {f"gres:shard:{GPU_MODEL}:1"} and set(jobs["gpus"]) == {"N/A"}, jobs
+    spans = jobs[["start", "end"]].to_records(index=False)
+    assert any(later.start < earlier.end for earlier, later in zip(spans, spans[1:])), jobs

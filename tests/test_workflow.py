@@ -132,6 +132,28 @@ def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str |
         path for path in aggregate[0] if path.startswith("results/plots/") and path.endswith(".png")}
 
 
+def test_jobs_that_many_others_wait_for_start_first(tmp_path: Path):
+    """A job's Snakemake priority is how many planned jobs read its outputs, directly or through others: the demo's
+    main teacher (its students, their quantized runs and aggregation wait for it) comes before every other teacher."""
+    output = run_snakemake("--dry-run", "--workflow-profile", "profiles/demo", "--directory", str(tmp_path)).stdout
+    priority = {}
+    for block in output.split("\n\n"):
+        job = re.search(r"^(?:local)?(?:rule|checkpoint) (\w+):\n", block, re.M)
+        if job:
+            wildcards = re.search(r"^    wildcards: (.*)$", block, re.M)
+            number = re.search(r"^    priority: (\d+)$", block, re.M)
+            priority[job[1], wildcards[1] if wildcards else ""] = int(number[1]) if number else 0
+    study = experiments.load_config(REPO / "profiles/demo/config.yaml", REPO / "rules/schemas/config.schema.yaml")
+    planned = {(job.rule, ", ".join(f"{key}={value}" for key, value in job.wildcards().items())): job
+               for job in study.jobs}
+    scheduled = [key for key in priority if key in planned]
+    assert len(scheduled) > 60 and all(priority[key] == study.dependents(planned[key]) for key in scheduled)
+    teachers = {wildcards: number for (rule, wildcards), number in priority.items() if rule == "train_teacher"}
+    main = "dataset=synthetic, teacher=demo-teacher, seed=1"
+    assert teachers[main] == 44 and max(number for wildcards, number in teachers.items() if wildcards != main) < 10
+    assert max(number for (rule, _), number in priority.items() if rule == "distill_student") < teachers[main]
+
+
 def test_a_study_file_replaces_config_yaml_and_config_values_go_on_top(tmp_path: Path):
     """`--configfile my-study.yaml` runs exactly that study: config.yaml, the default study, is not merged in.
     `--config key=value` changes a value of either."""
@@ -328,14 +350,15 @@ def test_slurm_profile_takes_site_settings_from_the_environment(tmp_path: Path):
     assert dry_run.returncode == 0, dry_run.stderr
     assert "Using profiles slurm and workflow specific profile profiles/default" in dry_run.stderr
     resources = re.search(r"rule train_teacher:.*?resources: (.*?)\n", dry_run.stdout, re.S)[1]
-    for item in ("slurm_partition=gpu-a", "slurm_account=proj42", "qos=long", "gpu_model=a100", "gpu=1",
+    # `gpu` counts slots: a teacher holds all four of a GPU's (rules/slurm.smk asks SLURM for the one GPU)
+    for item in ("slurm_partition=gpu-a", "slurm_account=proj42", "qos=long", "gpu_model=a100", "gpu=4",
                  "mem_mb=16000", "runtime=720"):
         assert item in resources.split(", "), (item, resources)
     unset = {key: value for key, value in env.items() if key not in site}
     plain = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "-n", target], cwd=REPO, env=unset,
                            capture_output=True, text=True)
     resources = re.search(r"rule train_teacher:.*?resources: (.*?)\n", plain.stdout, re.S)[1]
-    assert "gpu=1" in resources and "slurm_partition" not in resources and "gpu_model" not in resources
+    assert "gpu=4" in resources and "slurm_partition" not in resources and "gpu_model" not in resources
 
 
 def test_training_runtime_grows_with_each_attempt():
@@ -556,7 +579,7 @@ def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
 
 @pytest.mark.slow
 def test_local_gpu_resource_caps_concurrent_training_jobs(tmp_path: Path):
-    """Locally, `--resources gpu=N` runs at most N training jobs at once (each rule asks for gpu=1)."""
+    """Locally, `--resources gpu=N` runs at most N students at once (each asks for one GPU slot, gpu=1)."""
     config = copy.deepcopy(DEMO_CONFIG)
     config["data"]["synthetic"] = {"train_size": 1500, "test_size": 200, "seed": 0}
     config["teachers"]["demo-teacher"]["train"].update(epochs=1, milestones=[])

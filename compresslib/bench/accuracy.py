@@ -26,7 +26,7 @@ from torch import nn
 from compresslib.bench import result_header
 from compresslib.bench.pairs import PAIRS, PATH_LABELS, PATHS, Pair
 from compresslib.bench.reference import ReferenceTraining, reference_loader
-from compresslib.bench.resident import ResidentTraining, build_views, resident_loader, with_compile_fallback
+from compresslib.bench.resident import ResidentTraining, build_views, resident_loader
 from compresslib.data.loader import DeviceLoader
 from compresslib.data.synthetic import make_synthetic
 from compresslib.devices import Placement
@@ -110,25 +110,20 @@ def _train(model: nn.Module, path: str, seed: int, settings: AccuracySettings, i
            labels: torch.Tensor, test_loader: DeviceLoader, teacher: nn.Module | None = None,
            views: TeacherViews | None = None) -> tuple[float, str]:
     """Train ``model`` along ``path`` for the settings' epochs (KD from ``teacher`` online or from ``views``, else
-    cross-entropy); return its fp32 test accuracy and what became of torch.compile. A copy trains, so that a
-    failed compiled attempt leaves the initial weights for the eager one."""
+    cross-entropy); return its fp32 test accuracy and what ran of torch.compile (``CompiledModels.used``)."""
     pair, device = PAIRS[settings.pair], torch.device(settings.device)
-
-    def attempt(compiled: bool) -> float:
-        torch.manual_seed(seed)  # the same dropout and order draws for every attempt
-        trained = copy.deepcopy(model).to(device)
-        optimizer = pair.optimizer(trained)
-        if path == "reference":
-            loader = reference_loader(images, labels, pair, train=True, workers=settings.workers, device=device)
-            training = ReferenceTraining(trained, loader, optimizer, device, teacher)
-        else:
-            loader = resident_loader(images, labels, pair, train=True, device=device, seed=seed)
-            training = ResidentTraining(trained, loader, optimizer, teacher=teacher, views=views, compiled=compiled)
-        _train_epochs(training, optimizer, len(loader), settings.epochs, pair)
-        model.to(device).load_state_dict(trained.state_dict())
-        return evaluate(model, test_loader)[0]
-
-    return with_compile_fallback(attempt, settings.compile and path != "reference")
+    torch.manual_seed(seed)  # the same dropout and order draws for every path
+    model.to(device)
+    optimizer = pair.optimizer(model)
+    if path == "reference":
+        loader = reference_loader(images, labels, pair, train=True, workers=settings.workers, device=device)
+        training = ReferenceTraining(model, loader, optimizer, device, teacher)
+    else:
+        loader = resident_loader(images, labels, pair, train=True, device=device, seed=seed)
+        training = ResidentTraining(model, loader, optimizer, teacher=teacher, views=views, compiled=settings.compile)
+    _train_epochs(training, optimizer, len(loader), settings.epochs, pair)
+    used = training.models.used if isinstance(training, ResidentTraining) else "off"
+    return evaluate(model, test_loader)[0], used
 
 
 def _train_epochs(training: ReferenceTraining | ResidentTraining, optimizer: torch.optim.Optimizer,

@@ -36,6 +36,7 @@ class Pair:
     lr: float  # the recipe's initial rate (used by the accuracy check; speed does not depend on it)
     weight_decay: float
     model_kwargs: dict = field(default_factory=dict)  # for teacher and student alike
+    student_kwargs: dict = field(default_factory=dict)  # for the student alone (a grid's activation, say)
 
     @property
     def info(self) -> DatasetInfo:
@@ -46,7 +47,8 @@ class Pair:
         if name not in (self.teacher, self.student):
             raise ValueError(f"{name!r} is neither this pair's teacher {self.teacher!r} nor its student "
                              f"{self.student!r}")
-        return create_model(name, num_classes=self.info.num_classes, **self.model_kwargs)
+        kwargs = self.model_kwargs | (self.student_kwargs if name == self.student else {})
+        return create_model(name, num_classes=self.info.num_classes, **kwargs)
 
     def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
         defaults = TrainSpec()

@@ -7,17 +7,16 @@ the default layout. Training steps are the loop's ``train_epoch`` itself (forwar
 SGD step; loss and correct counts summed on the device and read once), run over windows of consecutive
 batches, so that a timed span can be any number of steps. A KD student's teacher runs online under the same
 autocast, or its logits are looked up per view in a ``TeacherViews`` table, built as
-workflow_scripts/teacher_views.py builds it. Evaluation is the loop's ``evaluate``. ``torch.compile`` wraps
-the trained or evaluated model and an online teacher when asked (:func:`with_compile_fallback`).
+workflow_scripts/teacher_views.py builds it. Evaluation is the loop's ``evaluate``. Compiled, the models run as
+the loop runs them (``compresslib.training.compiled.CompiledModels``: static shapes, the first step of each shape
+guarded, eager after a failure), and ``compile`` says what ran.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from torch import nn
@@ -25,15 +24,12 @@ from torch import nn
 from compresslib.bench.pairs import LOSS, Pair
 from compresslib.data.loader import DeviceLoader, EpochPlan
 from compresslib.devices import device_precision, evaluation_batch_size
+from compresslib.training.compiled import CompiledModels
 from compresslib.training.loop import train_epoch
 from compresslib.specs.training import TrainSpec
 from compresslib.training.teacher_views import TeacherViews, compute_teacher_views
 
-__all__ = ["resident_loader", "build_views", "ResidentTraining", "with_compile_fallback"]
-
-log = logging.getLogger(__name__)
-
-T = TypeVar("T")
+__all__ = ["resident_loader", "build_views", "ResidentTraining"]
 
 
 def resident_loader(images: torch.Tensor, labels: torch.Tensor, pair: Pair, *, train: bool, device: torch.device,
@@ -72,7 +68,7 @@ class _Window:
 class ResidentTraining:
     """The loop's training steps on ``model`` over the loader's epochs one after another. KD logits come from
     ``teacher`` online or from ``views``; with neither, the loss is cross-entropy. The models are moved to the
-    loader's device and memory format; ``compiled`` wraps the model and an online teacher in torch.compile."""
+    loader's device and memory format; ``compiled`` compiles the model and an online teacher as the loop does."""
 
     def __init__(self, model: nn.Module, loader: DeviceLoader, optimizer: torch.optim.Optimizer, *,
                  teacher: nn.Module | None = None, views: TeacherViews | None = None, compiled: bool = False) -> None:
@@ -81,13 +77,9 @@ class ResidentTraining:
         if len(loader) == 0:
             raise ValueError(f"{loader.num_examples} images make no full batch of {loader.batch_size}")
         self.autocast, memory_format, _ = device_precision(loader.device)
-        self.model = model.to(loader.device, memory_format=memory_format)
-        self.teacher = teacher
         if teacher is not None:
-            self.teacher = teacher.eval().requires_grad_(False).to(loader.device, memory_format=memory_format)
-        if compiled:
-            self.model = torch.compile(self.model)
-            self.teacher = torch.compile(self.teacher) if self.teacher is not None else None
+            teacher = teacher.eval().requires_grad_(False).to(loader.device, memory_format=memory_format)
+        self.models = CompiledModels(model.to(loader.device, memory_format=memory_format), teacher, compiled=compiled)
         self.loader, self.optimizer, self.views = loader, optimizer, views
         self.examples = torch.arange(loader.num_examples, device=loader.device)  # the table's rows: the whole split
         self._batches = (batch for epoch in itertools.count()
@@ -95,20 +87,7 @@ class ResidentTraining:
 
     def run(self, steps: int) -> float:
         """Take ``steps`` steps; return their mean loss (the loop's one host read per epoch)."""
-        loss, _ = train_epoch(self.model, _Window(self.loader.device, self._batches, steps), [self.optimizer], LOSS,
-                               self.teacher, self.autocast, quantizer=None, views=self.views, examples=self.examples)
+        loss, _ = train_epoch(self.models, _Window(self.loader.device, self._batches, steps), [self.optimizer], LOSS,
+                               self.autocast, views=self.views, examples=self.examples)
         return loss
 
-
-def with_compile_fallback(run: Callable[[bool], T], compiled: bool) -> tuple[T, str]:
-    """``run(compiled)``; where torch.compile fails, ``run(False)``. Returns the result and what happened:
-    ``"on"``, ``"off"``, or ``"failed (<error>); eager"``."""
-    if not compiled:
-        return run(False), "off"
-    try:
-        return run(True), "on"
-    except Exception as error:  # torch.compile fails in many ways (no C compiler, an unsupported op, a backend bug)
-        first_line = next(iter(str(error).strip().splitlines()), "")
-        reason = f"{type(error).__name__}: {first_line[:200]}"
-        log.warning("torch.compile failed (%s); running eager instead", reason)
-        return run(False), f"failed ({reason}); eager"

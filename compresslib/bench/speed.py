@@ -16,7 +16,8 @@ Tasks:
 
 Training measurements take ``warmup`` untimed steps (compilation, cuDNN autotuning, worker start-up),
 then ``steps`` timed steps at the pair's batch size. Inference takes one untimed pass over the images, then
-as many timed passes as evaluate ``steps`` x batch images (one at least).
+as many timed passes as evaluate ``steps`` x batch images (one at least); the untimed part's seconds are reported
+too (``warmup_seconds``, ``warmup_images``: compilation shows there).
 The timed span starts and ends with ``torch.cuda.synchronize`` on CUDA. Peak memory is, on CUDA,
 ``torch.cuda.max_memory_allocated`` (reset when the measurement starts); on the CPU the measuring process's
 peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs``), which includes the interpreter and
@@ -41,14 +42,15 @@ import torch
 from compresslib.bench import result_header
 from compresslib.bench.pairs import PAIRS, PATH_LABELS, PATHS, Pair
 from compresslib.bench.reference import ReferenceTraining, reference_evaluate, reference_loader
-from compresslib.bench.resident import ResidentTraining, build_views, resident_loader, with_compile_fallback
+from compresslib.bench.resident import ResidentTraining, build_views, resident_loader
 from compresslib.devices import Placement, device_precision
 from compresslib.io import load_torch, save_torch
+from compresslib.training.compiled import CompiledModels
 from compresslib.training.loop import evaluate
 from compresslib.training.teacher_views import TeacherViews
 
-__all__ = ["TASKS", "SIZE_DEFAULTS", "Measurement", "SpeedSettings", "plan_measurements", "measure",
-           "run_speed", "format_speed"]
+__all__ = ["TASKS", "SIZE_DEFAULTS", "Measurement", "SpeedSettings", "plan_measurements", "measure", "prepare",
+           "random_images", "run_speed", "format_speed"]
 
 log = logging.getLogger(__name__)
 
@@ -127,18 +129,26 @@ def random_images(count: int, num_classes: int, seed: int) -> tuple[torch.Tensor
 
 def measure(measurement: Measurement, settings: SpeedSettings, scratch: str | Path) -> dict:
     """Run one measurement in this process (``run_speed`` gives each a fresh one); ``scratch`` holds views tables."""
+    return prepare(measurement, settings, scratch)()
+
+
+def prepare(measurement: Measurement, settings: SpeedSettings, scratch: str | Path,
+            pair: Pair | None = None) -> Callable[[], dict]:
+    """Build one measurement in this process and take its untimed warmup (compilation included); return the function
+    that takes the timed span and returns the figures. ``pair`` stands in for the registered pair named by
+    ``measurement.pair`` (which still names the views table in ``scratch``). Apart, several measurements can be
+    prepared side by side and timed one at a time (compresslib.bench.turns)."""
     device = torch.device(settings.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     compiled = settings.compile and measurement.path != "reference" and measurement.task != "views"
-    result, status = with_compile_fallback(lambda use: _measure(measurement, settings, device, use, Path(scratch)),
-                                           compiled)
-    return result | {"compile": status}
+    return _prepare(measurement, pair or PAIRS[measurement.pair], settings, device, compiled, Path(scratch))
 
 
-def _measure(measurement: Measurement, settings: SpeedSettings, device: torch.device, compiled: bool,
-             scratch: Path) -> dict:
-    pair = PAIRS[measurement.pair]
+def _prepare(measurement: Measurement, pair: Pair, settings: SpeedSettings, device: torch.device, compiled: bool,
+             scratch: Path) -> Callable[[], dict]:
+    """As :func:`prepare`; the figures say under ``compile`` what ran (``CompiledModels.used``: the models compile as
+    a training job's do, and where compiling fails in the warmup, the timed span runs eager)."""
     _reset_peak_memory(device)
     start = {"start_memory_bytes": _peak_memory(device)}  # just reset: what the process holds now
     torch.manual_seed(settings.seed)
@@ -147,20 +157,33 @@ def _measure(measurement: Measurement, settings: SpeedSettings, device: torch.de
     if measurement.task == "views":  # the workflow's teacher_views job: build the table, write it
         loader = resident_loader(images, labels, pair, train=True, device=device, seed=settings.seed)
         teacher = pair.build(pair.teacher)
-        views, seconds = _timed(lambda: build_views(teacher, loader, pair), device)
-        save_torch(views_path, views.logits.cpu())
-        count = views.logits.shape[0] * views.logits.shape[1]
-        return _figures(count, seconds, device, unit="views") | start | {"table_bytes": views.logits.nbytes}
+
+        def build() -> dict:
+            views, seconds = _timed(lambda: build_views(teacher, loader, pair), device)
+            save_torch(views_path, views.logits.cpu())
+            count = views.logits.shape[0] * views.logits.shape[1]
+            return _figures(count, seconds, device, unit="views") | start | {"table_bytes": views.logits.nbytes,
+                                                                              "compile": "off"}
+        return build
     if measurement.task == "inference":
-        evaluate_once = _evaluation(measurement, pair, images, labels, settings, device, compiled)
-        evaluate_once()  # warmup pass
+        evaluate_once, models = _evaluation(measurement, pair, images, labels, settings, device, compiled)
+        _, warmup_s = _timed(evaluate_once, device)  # one untimed pass
         passes = -(-settings.steps * pair.batch_size // settings.images)  # what training measurements train, at least
-        _, seconds = _timed(lambda: [evaluate_once() for _ in range(passes)], device)
-        return _figures(passes * settings.images, seconds, device) | start
+        warmup = {"warmup_images": settings.images, "warmup_seconds": warmup_s}
+
+        def evaluate_passes() -> dict:
+            _, seconds = _timed(lambda: [evaluate_once() for _ in range(passes)], device)
+            return _figures(passes * settings.images, seconds, device) | start | warmup | {"compile": models.used}
+        return evaluate_passes
     training = _training(measurement, pair, images, labels, settings, device, compiled, views_path)
-    training.run(settings.warmup)
-    _, seconds = _timed(lambda: training.run(settings.steps), device)
-    return _figures(settings.steps * pair.batch_size, seconds, device) | start
+    _, warmup_s = _timed(lambda: training.run(settings.warmup), device)
+    warmup = {"warmup_images": settings.warmup * pair.batch_size, "warmup_seconds": warmup_s}
+
+    def train_steps() -> dict:
+        _, seconds = _timed(lambda: training.run(settings.steps), device)
+        used = training.models.used if isinstance(training, ResidentTraining) else "off"
+        return _figures(settings.steps * pair.batch_size, seconds, device) | start | warmup | {"compile": used}
+    return train_steps
 
 
 def _training(measurement: Measurement, pair: Pair, images: torch.Tensor, labels: torch.Tensor,
@@ -181,18 +204,17 @@ def _training(measurement: Measurement, pair: Pair, images: torch.Tensor, labels
 
 
 def _evaluation(measurement: Measurement, pair: Pair, images: torch.Tensor, labels: torch.Tensor,
-                settings: SpeedSettings, device: torch.device, compiled: bool) -> Callable[[], float]:
-    """One evaluation pass over the images, as a function returning the accuracy."""
+                settings: SpeedSettings, device: torch.device, compiled: bool
+                ) -> tuple[Callable[[], float], CompiledModels]:
+    """One evaluation pass over the images, as a function returning the accuracy, and the models it runs."""
     model = pair.build(measurement.model).to(device)
     if measurement.path == "reference":
         loader = reference_loader(images, labels, pair, train=False, workers=settings.workers, device=device)
-        return lambda: reference_evaluate(model, loader, device)
+        return lambda: reference_evaluate(model, loader, device), CompiledModels(model, compiled=False)
     loader = resident_loader(images, labels, pair, train=False, device=device)
     autocast, memory_format, _ = device_precision(device)
-    model = model.to(memory_format=memory_format)
-    if compiled:
-        model = torch.compile(model)
-    return lambda: evaluate(model, loader, autocast)[0]
+    models = CompiledModels(model.to(memory_format=memory_format), compiled=compiled)
+    return lambda: models.evaluate(lambda used: evaluate(used, loader, autocast)[0]), models
 
 
 def _timed(run: Callable[[], object], device: torch.device) -> tuple[object, float]:

@@ -105,6 +105,14 @@ class DeviceLoader:
     def num_examples(self) -> int:
         return len(self.inputs)
 
+    def epoch_batches(self) -> dict[str, int]:
+        """How an epoch is cut: ``count`` batches, the last of ``last_size`` examples (a partial batch unless it
+        equals the batch size), ``dropped_examples`` left out (``drop_last``)."""
+        count = len(self)
+        covered = count * self.batch_size if self.drop_last else self.num_examples
+        return {"count": count, "last_size": covered - (count - 1) * self.batch_size if count else 0,
+                "dropped_examples": self.num_examples - covered}
+
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 

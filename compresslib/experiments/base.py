@@ -41,6 +41,9 @@ class Job:
     OUTPUTS: ClassVar[dict[str, str]]  # output role -> file name in the folder
     LOG: ClassVar[str]  # its log's and benchmark's path under logs/<rule>/ and benchmarks/<rule>/
     WHAT: ClassVar[str] = "a job"  # what a planned job of this kind is, for the refusal of a stray one
+    # A paper-scale student keeps a GPU a few per cent busy: such jobs lease one of a GPU's slots, the others a whole
+    # GPU (compresslib.gpu_slots; the rules' `gpu` resource counts slots).
+    SHARES_GPU: ClassVar[bool] = False
 
     @property
     def rule(self) -> str:
@@ -161,6 +164,29 @@ class Study:
         if key not in self._memo:
             self._memo[key] = compute()
         return self._memo[key]
+
+    def dependents(self, job: Job) -> int:
+        """How many planned jobs read ``job``'s outputs, directly or through other jobs: the workflow's priority for
+        it, so that the teacher dozens of students wait for starts before a job nothing waits for."""
+        return self.memo("dependents", self._count_dependents).get(job, 0)
+
+    def _count_dependents(self) -> dict[Job, int]:
+        producers = {path: job for job in self.jobs for path in job.outputs().values()}
+        readers: dict[Job, set[Job]] = {}
+        for job in self.jobs:
+            for value in job.inputs(self).values():
+                for path in [value] if isinstance(value, str) else value:
+                    if path in producers:
+                        readers.setdefault(producers[path], set()).add(job)
+        after: dict[Job, frozenset[Job]] = {}
+
+        def descendants(job: Job) -> frozenset[Job]:
+            if job not in after:
+                direct = readers.get(job, set())
+                after[job] = frozenset(direct).union(*(descendants(reader) for reader in direct))
+            return after[job]
+
+        return {job: len(descendants(job)) for job in self.jobs}
 
     @cached_property
     def _index(self) -> dict[Job, Job]:

@@ -52,6 +52,7 @@ class DistillStudent(Job):
     OUTPUTS = RUN_OUTPUTS
     LOG = "{dataset}/{teacher}/{student}/{activation}/seed{seed}"
     WHAT = "a distilled student"
+    SHARES_GPU = True
 
     dataset: str
     teacher: str
@@ -94,6 +95,7 @@ class TrainUndistilled(Job):
     OUTPUTS = RUN_OUTPUTS
     LOG = DistillStudent.LOG
     WHAT = "an undistilled student"
+    SHARES_GPU = True
 
     dataset: str
     teacher: str  # the teacher entry fixes the student's dataset and input normalisation

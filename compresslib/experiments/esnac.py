@@ -87,7 +87,7 @@ class EsnacFullTrain(Job):
     FOLDER = SEARCH_FOLDER + "/final-{rank}"
     OUTPUTS = RUN_OUTPUTS
     LOG = SEARCH_LOG + "/final-{rank}"
-    WHAT = "the full training of an architecture of any esnac search"
+    WHAT, SHARES_GPU = "the full training of an architecture of any esnac search", True
 
     dataset: str
     teacher: str

@@ -84,6 +84,7 @@ class _QuantizedStudent(Job):
 class QuantizeTrain(_QuantizedStudent):
     RULE = "quantize_train"
     OUTPUTS = RUN_OUTPUTS | PACKED
+    SHARES_GPU = True
     METHODS = "|".join(TRAINED_QUANT_METHODS)  # the methods of this rule (its wildcard constraint)
 
     def settings(self, study: Study) -> dict:

@@ -1,8 +1,9 @@
 """Measuring one cost group of ``compresslib.plan_cost``: compresslib's own code on stand-in data of the real shape.
 
 Two epochs per measurement (the second, warm one is scaled up): a training group runs the training loop with a
-random-weight teacher of the real architecture (or its table of logits); a views group runs the teacher on every
-view of a share of the images; a search group runs random candidates of the real teacher and fits one learned
+random-weight teacher of the real architecture (or its table of logits), compiled where its spec's ``compile`` asks
+(the first epoch's extra seconds are the job's compile start-up, rate ``startup``); a views group runs the teacher on
+every view of a share of the images; a search group runs random candidates of the real teacher and fits one learned
 kernel; a translation group trains on the first pairs of the prepared corpus.
 """
 
@@ -15,7 +16,8 @@ import json
 import random
 import tempfile
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,7 @@ class Context:
     device: str
     examples: int
     threads: int
+    compile_used: Counter = field(default_factory=Counter)  # what the training measurements ran (the record's words)
 
 
 def measure(group: CostGroup, context: Context) -> dict[str, float]:
@@ -100,14 +103,28 @@ def _measure_training(group: CostGroup, context: Context, init: Path | None = No
             save_teacher_views(views, torch.randn(context.examples, view_count(), classes), pad=4, augment=True,
                                teacher={"path": str(teacher_path), "sha256": sha256_file(teacher_path)},
                                dataset={"path": str(data), "sha256": sha256_file(data)}, normalization=normalization)
-        train(spec, data, Path(run_dir) / "run", teacher_path=teacher_path, init_path=init, teacher_views_path=views)
+        record = train(spec, data, Path(run_dir) / "run", teacher_path=teacher_path, init_path=init,
+                       teacher_views_path=views)
         history = _read_csv(Path(run_dir) / "run" / "history.csv")
     n = context.examples
     warm = history[MEASURED_EPOCHS - 1::MEASURED_EPOCHS]  # the last epoch of each phase (LIT: phase 1, then 2)
-    rates = {"train": float(warm[-1]["train_seconds"]) / n, "eval": float(warm[-1]["eval_seconds"]) / n}
+    used = record["timing"].get("compile", {}).get("used", ["off"])  # a loop that records none compiles none
+    context.compile_used.update(used)
+    rates = {"train": float(warm[-1]["train_seconds"]) / n, "eval": float(warm[-1]["eval_seconds"]) / n,
+             "startup": _compile_seconds(history) if any(u.startswith("on") for u in used) else 0.0}
     if spec.lit is not None:
         rates |= {"lit_train": float(warm[0]["train_seconds"]) / n, "lit_eval": float(warm[0]["eval_seconds"]) / n}
     return rates
+
+
+def _compile_seconds(history: list[dict]) -> float:
+    """What compiling added: each phase's first epoch's seconds over its warm epoch's (the same examples; each input
+    shape's graphs compile at their first use, all in the first epoch)."""
+    def seconds(row: dict) -> float:
+        return float(row["train_seconds"]) + float(row["eval_seconds"])
+    extra = sum(seconds(first) - seconds(warm) for first, warm in zip(history[::MEASURED_EPOCHS],
+                                                                      history[MEASURED_EPOCHS - 1::MEASURED_EPOCHS]))
+    return max(0.0, extra)
 
 
 def _measure_teacher_views(group: CostGroup, context: Context) -> dict[str, float]:

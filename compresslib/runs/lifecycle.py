@@ -6,7 +6,7 @@ another job made, checked against the checksum that job recorded, before any wor
 held to the end (``compresslib.runs.folder``: a second process is refused, an unwritable folder fails here, killed
 runs' temporary files go, a finished run is replaced only with ``overwrite``, and this very run, finished before and
 its outputs deleted by Snakemake to run it again, is restored instead of trained again) -> ``placed`` (the GPU it
-was given, a leased free GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``)
+was given, slots of a leased GPU, or the CPU, with its threads, and how its models run there: ``compresslib.devices``)
 -> its inputs' facts by ``input_file`` (path and sha256, hashed once) -> ``resume`` from the folder's state file
 when there is one (refused, naming what differs, when it was written with other settings or from other input files),
 then ``begin_session`` (in the folder's sessions file at once) -> its own work, calling ``save_state`` after every
@@ -105,9 +105,10 @@ class Run:
                 torch.set_num_threads(threads)
             self.placement = placement
             self.precision = device_precision(placement.device, precision, channels_last, images)
-            lease = f" (GPU {placement.gpu_uuid}, lease {placement.lease})" if placement.lease else ""
-            log.info("device %s%s, %s, threads %d", placement.device, lease, self.precision.describe(),
-                     torch.get_num_threads())
+            slots = f", slots {list(placement.lease.slots)} of {placement.slots_per_gpu}" if placement.lease else ""
+            gpu = f"; GPU {placement.gpu_uuid}{slots}" if placement.gpu_uuid else ""
+            log.info("device %s (%s%s), %s, threads %d", placement.device, placement.choice.value, gpu,
+                     self.precision.describe(), torch.get_num_threads())
             yield placement
 
     @property

@@ -99,6 +99,7 @@ class TrainSpec(Settings):
     device: str = "auto"  # auto: cuda if available, else cpu
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on for CUDA, off for CPU
+    compile: str = "auto"  # auto | on | off: torch.compile of the trained model and an online teacher; auto: CUDA only
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     labels: dict = field(default_factory=dict)  # names used by result tables (dataset/teacher/student)
 

@@ -11,7 +11,8 @@ record.json (written last: its presence means "finished"). The record's kind is 
 Hot loop: forward, loss, backward, step. Loss and correct counts accumulate as device tensors and are
 read once per epoch (one host sync), as in airbench. Every epoch reseeds torch from (seed, epoch) and
 the loader draws its order and augmentation from the same pair, so an interrupted run resumed from its
-checkpoint produces bit-identical numbers on CPU.
+checkpoint produces bit-identical numbers on CPU. The trained model and an online teacher run compiled as
+``spec.compile`` asks (compresslib.training.compiled: static shapes, eager where compiling fails).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
 from compresslib.schedules import Schedule, build_schedule
 from compresslib.settings import spec_hash
 from compresslib.specs.training import ESNAC_MODEL, TrainSpec
+from compresslib.training.compiled import CompiledModels, training_models
 from compresslib.training.teacher_views import TeacherViews
 
 __all__ = ["train", "train_epoch", "evaluate", "HISTORY_COLUMNS"]
@@ -104,6 +106,8 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
     info = get_dataset_info(spec.dataset)
     precision = run.precision
     autocast, memory_format, channels_last = precision.autocast, precision.memory_format, precision.channels_last
+    if device.type == "cuda":  # cuDNN picks the fastest kernel per shape; GPU runs are not bit-reproducible anyway
+        torch.backends.cudnn.benchmark = True
 
     # ---- data ----------------------------------------------------------------------------------
     dataset = load_dataset(data_path)
@@ -124,7 +128,8 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
         train_inputs, train_labels = train_inputs[train_examples], train_labels[train_examples]
     train_loader = DeviceLoader(train_inputs, train_labels, batch_size=spec.batch_size, augment=spec.augment,
                                 shuffle=True, seed=spec.seed,
-                                # BatchNorm cannot train on a final batch of one example
+                                # the partial last batch is kept, as the originals did (compiled: a second static
+                                # graph), but BatchNorm cannot train on a final batch of one example
                                 drop_last=len(train_labels) % spec.batch_size == 1, **loader_args)
     eval_batch = evaluation_batch_size(spec.eval_batch_size, device)
     eval_loaders = {"test": DeviceLoader(test_inputs, test_labels, batch_size=eval_batch,
@@ -183,13 +188,16 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
     history: list[dict] = []
     best_state = None  # weights of the best validation epoch, kept only when the run selects them
     start_epoch, stopped_early, schedule_state = 0, False, None
+    compile_used: list[str] = []  # what each earlier session that trained an epoch ran: CompiledModels.used
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         history, best_state = checkpoint["history"], checkpoint["best_state"]
         start_epoch, stopped_early = checkpoint["next_epoch"], checkpoint["stopped_early"]
         schedule_state = checkpoint["schedule"]
+        compile_used = checkpoint.get("compile_used", [])  # absent from checkpoints written before it was recorded
         log.info("resuming %s from its checkpoint at epoch %d", run_dir, start_epoch + 1)
     run.begin_session(start_epoch=start_epoch)
+    models = training_models(spec, model, teacher, device)
 
     # ---- epochs ------------------------------------------------------------------------------------
     # KDSpec's fields are kd_loss's keywords; without a teacher kd_loss is plain cross-entropy.
@@ -223,8 +231,8 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
                 teacher, model, train_loader, optimizers, beta=spec.lit.beta, combine=spec.lit.combine, kd=kd_kwargs,
                 autocast=autocast)
         else:
-            train_loss, train_acc = train_epoch(model, train_loader, optimizers, loss_fn, teacher, autocast,
-                                                 quantizer, views, train_examples)
+            train_loss, train_acc = train_epoch(models, train_loader, optimizers, loss_fn, autocast, quantizer, views,
+                                                 train_examples)
         train_seconds = time.perf_counter() - tick
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
@@ -232,9 +240,9 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
         tick = time.perf_counter()
         shadow_scores = {}
         if isinstance(quantizer, ShadowQuantizer):  # the original reported these as the model's accuracies
-            shadow_scores = _scores(model, eval_loaders, autocast)
+            shadow_scores = _scores(models, eval_loaders, autocast)
         with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
-            scores = _scores(model, eval_loaders, autocast)
+            scores = _scores(models, eval_loaders, autocast)
         if phase.name == "lit":  # the originals' loss/section{i}/{train,validation}
             test_losses = section_mse(teacher, model, eval_loaders["test"], autocast)
             for index, (train_mse, test_mse) in enumerate(zip(section_losses, test_losses), start=1):
@@ -260,6 +268,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
             "model": cpu_state(model), "optimizers": [optimizer.state_dict() for optimizer in optimizers],
             "schedule": schedule.state_dict(), "history": history, "best_state": best_state,
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
+            "compile_used": [*compile_used, models.used],
         })
         log.info("epoch %d/%d%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
                  epoch + 1, total_epochs, f" ({phase.name})" if spec.lit is not None else "", lr, train_loss,
@@ -283,17 +292,21 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
     save_model(run_dir / MODEL_NAME, model, spec.model, model_kwargs, extra=model_extra)
     write_history(run_dir / HISTORY_NAME, history, HISTORY_COLUMNS)
     lit = _lit_facts(spec, history, len(model.sections), frozen) if spec.lit is not None else None
-    return run.finish(_record(spec, run, model, history, stopped_early, data_file, quantization, lit,
-                              teacher_model=teacher_info, init_model=init_info, teacher_views=views_info))
+    # per session that trained an epoch, what ran; a session resumed after the last epoch only writes the outputs
+    compile_facts = {"requested": spec.compile,
+                     "used": compile_used + ([models.used] if len(history) > start_epoch else [])}
+    return run.finish(_record(spec, run, model, history, stopped_early, data_file, quantization, lit, compile_facts,
+                              train_loader.epoch_batches(), teacher_model=teacher_info, init_model=init_info,
+                              teacher_views=views_info))
 
 
-def train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
-                 teacher: nn.Module | None, autocast: torch.autocast,
-                 quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None, views: TeacherViews | None = None,
-                 examples: torch.Tensor | None = None) -> tuple[float, float]:
-    """One epoch; the KD logits come from ``teacher``, or from ``views`` by each example's view (``examples`` maps
-    the loader's indices to the training split's, which key the table)."""
-    model.train()
+def train_epoch(models: CompiledModels, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
+                 autocast: torch.autocast, quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None,
+                 views: TeacherViews | None = None, examples: torch.Tensor | None = None) -> tuple[float, float]:
+    """One epoch of ``models`` (the trained model and an online teacher, compiled or eager); the KD logits come from
+    the teacher, or from ``views`` by each example's view (``examples`` maps the loader's indices to the training
+    split's, which key the table)."""
+    models.model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
@@ -302,26 +315,35 @@ def train_epoch(model: nn.Module, loader: DeviceLoader, optimizers: list[torch.o
         teacher_logits = None
         if views is not None:  # device-side gathers: no host sync
             teacher_logits = views.lookup(examples[index], plan.dy[index], plan.dx[index], plan.flip[index])
-        # QD: forward and backward at the quantized point, then the step on the shadow weights; DQ: the step
-        # on the points, which are then re-sorted
-        with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
-            with autocast:
-                logits = model(inputs)
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_logits = teacher(inputs)
-                loss = loss_fn(logits, targets, teacher_logits)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        if quantizer is not None:
-            quantizer.after_step()
+        loss, logits = models.step(inputs.shape, lambda model, teacher: _train_step(
+            model, teacher, inputs, targets, teacher_logits, optimizers, loss_fn, autocast, quantizer), optimizers)
         loss_sum += loss.detach() * len(targets)
         correct += (logits.detach().argmax(1) == targets).sum()
         seen += len(targets)
     return loss_sum.item() / seen, correct.item() / seen  # the epoch's one host sync
+
+
+def _train_step(model: nn.Module, teacher: nn.Module | None, inputs: torch.Tensor, targets: torch.Tensor,
+                teacher_logits: torch.Tensor | None, optimizers: list[torch.optim.Optimizer], loss_fn,
+                autocast: torch.autocast, quantizer: ShadowQuantizer | LearnedPointsQuantizer | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward, step; returns the loss and the logits. QD: forward and backward at the quantized
+    point, then the step on the shadow weights; DQ: the step on the points, which are then re-sorted."""
+    with quantizer.quantized() if quantizer is not None else contextlib.nullcontext():
+        with autocast:
+            logits = model(inputs)
+            if teacher is not None:
+                with torch.no_grad():
+                    teacher_logits = teacher(inputs)
+            loss = loss_fn(logits, targets, teacher_logits)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    if quantizer is not None:
+        quantizer.after_step()
+    return loss, logits
 
 
 @torch.inference_mode()
@@ -339,9 +361,10 @@ def evaluate(model: nn.Module, loader: DeviceLoader, autocast: torch.autocast | 
     return correct.item() / n, loss_sum.item() / n
 
 
-def _scores(model: nn.Module, loaders: dict[str, DeviceLoader], autocast: torch.autocast) -> dict:
+def _scores(models: CompiledModels, loaders: dict[str, DeviceLoader], autocast: torch.autocast) -> dict:
     """``{split: (accuracy, loss)}`` with "val" standing in for "test" when there is no held-out split."""
-    scores = {split: evaluate(model, loader, autocast) for split, loader in loaders.items()}
+    scores = models.evaluate(lambda model: {split: evaluate(model, loader, autocast)
+                                            for split, loader in loaders.items()})
     scores.setdefault("val", scores["test"])  # test-as-validation, as the originals did
     return scores
 
@@ -426,7 +449,8 @@ def _best_row(history: list[dict]) -> dict:
 
 
 def _record(spec: TrainSpec, run: Run, model: nn.Module, history: list[dict], stopped_early: bool, data_file: dict,
-            quantization: dict | None, lit: dict | None, **inputs: dict | None):
+            quantization: dict | None, lit: dict | None, compile_facts: dict, epoch_batches: dict,
+            **inputs: dict | None):
     family, bins = parse_activation(spec.activation)
     final = history[-1]
     best_row = _best_row(history)
@@ -443,11 +467,12 @@ def _record(spec: TrainSpec, run: Run, model: nn.Module, history: list[dict], st
            if "shadow_test_acc" in final else {}),
     }
     examples = sum(row["examples_per_s"] * row["train_seconds"] for row in history)  # per second times seconds
-    timing = run.epoch_timing(history, train_examples_per_s=examples / train_seconds)
+    timing = run.epoch_timing(history, train_examples_per_s=examples / train_seconds, compile=compile_facts)
     sections = {
         "activation": spec.activation, "activation_family": family, "bins": bins, "metrics": metrics,
         "curve": {key: [row[key] for row in history] for key in ("epoch", "train_loss", "val_acc", "test_acc", "lr")},
-        "model": model_facts(model, spec.model), "quantization": quantization, "lit": lit,
+        "model": model_facts(model, spec.model), "epoch_batches": epoch_batches, "quantization": quantization,
+        "lit": lit,
     }
     return run.record(kind=spec.kind, labels=spec.labels, seed=spec.seed, spec=spec.to_dict(),
                       spec_hash=spec_hash(spec), sections=sections, timing=timing, data=data_file, **inputs)
