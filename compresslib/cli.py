@@ -24,7 +24,7 @@ from compresslib import provenance
 from compresslib.gpu_slots import GPUUnavailable
 from compresslib.io import temporaries
 
-__all__ = ["run_main", "add_run_options", "attempt_header", "ATTEMPTS_SUFFIX"]
+__all__ = ["run_main", "add_run_options", "attempt_header", "error_summary", "ATTEMPTS_SUFFIX"]
 
 ATTEMPTS_SUFFIX = ".attempts"  # ``.<log name>.attempts``: the earlier attempts of a log Snakemake deletes
 
@@ -53,6 +53,13 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
         sys.exit(1)
     if attempts is not None:
         attempts.unlink(missing_ok=True)
+
+
+def error_summary(error: BaseException, limit: int = 200) -> str:
+    """``<type>: <first line of its message>`` (at most ``limit`` characters of it): an error as a log or a report
+    names it in one line."""
+    first_line = next(iter(str(error).strip().splitlines()), "")
+    return f"{type(error).__name__}: {first_line[:limit]}"
 
 
 def attempt_header() -> str:

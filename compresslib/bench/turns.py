@@ -20,6 +20,7 @@ from typing import TypeVar
 
 from compresslib.bench.pairs import Pair
 from compresslib.bench.speed import Measurement, SpeedSettings, prepare
+from compresslib.cli import error_summary
 
 __all__ = ["Task", "deal", "run_tasks", "failure"]
 
@@ -42,8 +43,7 @@ def failure(error: BaseException | str) -> dict:
     """The result of a task that failed: ``{"error": <type>: <first line>}``."""
     if isinstance(error, str):
         return {"error": error}
-    first_line = next(iter(str(error).strip().splitlines()), "")
-    return {"error": f"{type(error).__name__}: {first_line[:200]}"}
+    return {"error": error_summary(error)}
 
 
 def deal(tasks: Sequence[Task], workers: int) -> list[list[Task]]:

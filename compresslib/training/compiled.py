@@ -23,6 +23,7 @@ from typing import TypeVar
 import torch
 from torch import nn
 
+from compresslib.cli import error_summary
 from compresslib.specs.training import TrainSpec
 
 __all__ = ["compile_wanted", "CompiledModels", "training_models"]
@@ -97,8 +98,7 @@ class CompiledModels:
             return run(self.model)
 
     def _fall_back(self, error: Exception) -> None:
-        first_line = next(iter(str(error).strip().splitlines()), "")
-        reason = f"{type(error).__name__}: {first_line[:200]}"
+        reason = error_summary(error)
         log.warning("torch.compile failed (%s); running eager instead", reason)
         self.used, self._compiled = f"failed ({reason}); eager", None
 
