@@ -11,7 +11,9 @@ sums of ``grad`` and ``grad * x``:
   breakpoints ``{0, b_1 .. b_S}``, so K = S + 2 segments; ``k`` counts the breakpoints at or below ``x`` (0 counts
   only when ``x > 0``, matching ``relu'(0) = 0``; ``b_s`` when ``x >= b_s``, matching ``relu'(b_s - b_s) = 0``).
 
-The segment index is kept for backward in one byte per element. The per-slot sums use ``torch.bincount``: on CUDA
+The segment index is kept for backward in one byte per element. A float32 tensor on the CPU goes to the C kernels
+of :mod:`compresslib.piecewise_cpu` (one pass forward, one pass backward) where they are built. Elsewhere the
+torch operations below run, and the per-slot sums use ``torch.bincount``: on CUDA
 a per-block shared-memory histogram, without global contended atomics (bincount does read its largest index back
 to the host); under ``torch.compile`` a one-hot reduction that inductor fuses without materialising it. On one CPU
 thread the elements go through in chunks of about ``CHUNK_ELEMENTS``, so that each chunk's temporaries stay in
@@ -24,6 +26,8 @@ input gives a NaN output (its index is clamped into the table like any other), n
 from __future__ import annotations
 
 import torch
+
+from compresslib import piecewise_cpu
 
 __all__ = ["CHUNK_ELEMENTS", "batch_mean_std", "hinge_tables", "hinge_sum", "uniform_bins"]
 
@@ -130,21 +134,26 @@ def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
-def _forward(ctx, x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, segment_of, channel_dim: int | None):
-    """Shared forward: ``segment_of(chunk)`` gives a chunk's int32 segment index."""
+def _forward(ctx, x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, segment_of, channel_dim: int | None,
+             native):
+    """Shared forward: ``segment_of(chunk)`` gives a chunk's int32 segment index; ``native()`` gives the output and
+    uint8 segment indices from the CPU kernels, used where they take the call."""
     num_groups, num_segments = slope.shape
-    base = _group_base(x, num_groups, num_segments, channel_dim)
-    slope_x, offset_x = slope.reshape(-1).to(x.dtype), offset.reshape(-1).to(x.dtype)
-    out = torch.empty_like(x)
     keep = any(ctx.needs_input_grad)
-    segments = torch.empty(x.shape, dtype=torch.uint8, device=x.device) if keep else None
-    for rows in _chunks(x):
-        chunk = x[rows]
-        segment = segment_of(chunk)
-        if keep:
-            segments[rows] = segment
-        index = segment if base is None else segment.add_(base)
-        torch.addcmul(_gather(offset_x, index), _gather(slope_x, index), chunk, out=out[rows])
+    if piecewise_cpu.usable(x, num_segments):
+        out, segments = native()
+    else:
+        base = _group_base(x, num_groups, num_segments, channel_dim)
+        slope_x, offset_x = slope.reshape(-1).to(x.dtype), offset.reshape(-1).to(x.dtype)
+        out = torch.empty_like(x)
+        segments = torch.empty(x.shape, dtype=torch.uint8, device=x.device) if keep else None
+        for rows in _chunks(x):
+            chunk = x[rows]
+            segment = segment_of(chunk)
+            if keep:
+                segments[rows] = segment
+            index = segment if base is None else segment.add_(base)
+            torch.addcmul(_gather(offset_x, index), _gather(slope_x, index), chunk, out=out[rows])
     if keep:
         ctx.save_for_backward(x, segments, slope)
         ctx.channel_dim = channel_dim
@@ -156,6 +165,10 @@ def _backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tenso
     x, segments, slope = ctx.saved_tensors
     num_groups, num_segments = slope.shape
     need_x, need_slope, need_offset = ctx.needs_input_grad[:3]
+    if piecewise_cpu.usable(x, num_segments):
+        grad_x, sums = piecewise_cpu.backward(grad, x, segments, slope, ctx.channel_dim, need_x,
+                                              need_slope or need_offset)
+        return grad_x, *_parameter_grads(sums, slope, need_slope, need_offset)
     base = _group_base(x, num_groups, num_segments, ctx.channel_dim)
     slope_x = slope.reshape(-1).to(x.dtype)
     grad = grad.to(x.dtype)
@@ -170,9 +183,15 @@ def _backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tenso
         if need_slope or need_offset:
             g = g.to(sum_dtype)
             sums += _slot_sums((g * x[rows], g), index, segment, slope.shape, ctx.channel_dim)
+    return grad_x, *_parameter_grads(sums, slope, need_slope, need_offset)
+
+
+def _parameter_grads(sums: torch.Tensor | None, slope: torch.Tensor, need_slope: bool,
+                     need_offset: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The slope and offset gradients from the (2, G * K) sums of ``grad * x`` and of ``grad``."""
     grad_slope = sums[0].view(slope.shape).to(slope.dtype) if need_slope else None
     grad_offset = sums[1].view(slope.shape).to(slope.dtype) if need_offset else None
-    return grad_x, grad_slope, grad_offset
+    return grad_slope, grad_offset
 
 
 def _slot_sums(weights: tuple[torch.Tensor, ...], index: torch.Tensor, segment: torch.Tensor,
@@ -207,7 +226,10 @@ class _UniformBins(torch.autograd.Function):
             scaled = torch.sub(chunk.to(lower.dtype), lower).div_(width)
             return scaled.nan_to_num_(0.0).clamp_(0, last).to(torch.int32)
 
-        return _forward(ctx, x, slope.view(1, -1), offset.view(1, -1), bins, None)
+        def native() -> tuple[torch.Tensor, torch.Tensor]:
+            return piecewise_cpu.lma_forward(x, slope.view(1, -1), offset.view(1, -1), lower.item(), width.item())
+
+        return _forward(ctx, x, slope.view(1, -1), offset.view(1, -1), bins, None, native)
 
     @staticmethod
     def backward(ctx, grad):
@@ -230,7 +252,10 @@ class _Hinges(torch.autograd.Function):
                 counted.add_(torch.ge(chunk, position, out=passed))
             return counted.to(torch.int32)
 
-        return _forward(ctx, x, slope, offset, count, channel_dim)
+        def native() -> tuple[torch.Tensor, torch.Tensor]:
+            return piecewise_cpu.hinge_forward(x, slope, offset, b, channel_dim)
+
+        return _forward(ctx, x, slope, offset, count, channel_dim, native)
 
     @staticmethod
     def backward(ctx, grad):

@@ -100,8 +100,11 @@ def _scontrol_restarts(job: str) -> int | None:
 
 
 def hardware(placement: Placement, threads: int) -> dict:
-    """The device the run used (and how it got it), CPU threads, host and interpreter."""
+    """The device the run used (and how it got it), CPU threads, whether LMA and APLU ran on the CPU kernels, host
+    and interpreter."""
     import torch
+
+    from compresslib import piecewise_cpu
 
     device = placement.device
     info = {
@@ -109,6 +112,7 @@ def hardware(placement: Placement, threads: int) -> dict:
         "device_type": device.type,
         "device_name": platform.processor() or platform.machine(),
         "threads": threads,
+        "cpu_kernels": piecewise_cpu.kernel_state(),
         **job_identity(),
         "platform": platform.platform(),
         "executable": sys.executable,

@@ -4,8 +4,10 @@
         [--device cpu] [--channels-last]
 
 Each measurement times ``act(x).sum().backward()`` in training mode on a fresh leaf ``x`` that requires grad
-(built outside the timed span), for ReLU, PReLU, Swish, APLU-8 and LMA-8. The layers take turns within each round,
-so a load that comes and goes on the machine hits them alike, and each layer's best round is reported.
+(built outside the timed span), for ReLU, PReLU, Swish, APLU-8 and LMA-8. On the CPU, LMA and APLU run on the C
+kernels (``compresslib.piecewise_cpu``) unless ``COMPRESSLIB_CPU_KERNELS=off``; the header says which. The layers
+take turns within each round, so a load that comes and goes on the machine hits them alike, and each layer's best
+round is reported.
 docs/benchmarks.md ("Activation layers") records the figures.
 """
 
@@ -18,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from compresslib import piecewise_cpu
 from compresslib.activations import create_activation
 
 __all__ = ["TAGS", "time_layers", "format_times", "main"]
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     best = time_layers(args.shape, getattr(torch, args.dtype), args.rounds, args.device, args.channels_last)
     layout = ", channels_last" if args.channels_last else ""
     print(f"act(x).sum().backward(), x {args.dtype} {tuple(args.shape)}{layout} on {args.device}, "
-          f"{args.threads} thread(s), torch {torch.__version__}, best of {args.rounds} rounds")
+          f"{args.threads} thread(s), torch {torch.__version__}, best of {args.rounds} rounds, "
+          f"CPU kernels {piecewise_cpu.kernel_state()}")
     print(format_times(best))
 
 
