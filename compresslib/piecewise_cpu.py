@@ -6,14 +6,14 @@ backward in one pass, block by block in the L1 cache. Their outputs and input gr
 bit for bit; the parameters' gradients differ in rounding only (float64 sums of short float32 partial sums, where
 eager sums in float32).
 
-The library is built with the C compiler ``$CC`` (default ``cc``; written for GCC, whose vector extensions Clang shares, and tested with GCC 12) the first time a process needs it,
-into ``$COMPRESSLIB_KERNEL_DIR`` (default ``~/.cache/compresslib/kernels``), named by the hash of the source, the
-flags and the machine architecture, and renamed into place atomically: concurrent jobs build it at most once each,
-and compute nodes without a compiler load the one ``python -m compresslib.piecewise_cpu`` built on a login node
-into a shared folder. On x86-64 with GCC it carries AVX-512, AVX2 and baseline versions of each function and the
-CPU picks its own. Without a compiler, or when the build fails, the layers run the eager path and one warning says
-why. ``COMPRESSLIB_CPU_KERNELS=off`` chooses the eager path; :func:`kernel_state` (in every record's ``hardware``)
-says which ran.
+The library is built with the C compiler ``$CC`` (default ``cc``; written for GCC, whose vector extensions Clang
+shares, and tested with GCC 12) the first time a process needs it, into ``$COMPRESSLIB_KERNEL_DIR`` (default
+``~/.cache/compresslib/kernels``), named by the hash of the source, the flags and the machine architecture, and
+renamed into place atomically: concurrent jobs build it at most once each, and compute nodes without a compiler
+load the one ``python -m compresslib.piecewise_cpu`` built on a login node into a shared folder. On x86-64 with GCC
+it carries AVX-512, AVX2 and baseline versions of each function and the CPU picks its own. Without a compiler, or
+when the build fails, the layers run the eager path and one warning says why. ``COMPRESSLIB_CPU_KERNELS=off``
+chooses the eager path; :func:`kernel_state` (in every record's ``hardware``) says which ran.
 
 The kernels are single-threaded: the split of the parameter sums, and so their rounding, never depends on the
 number of threads.
