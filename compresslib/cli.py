@@ -24,9 +24,14 @@ from compresslib import provenance
 from compresslib.gpu_slots import GPUUnavailable
 from compresslib.io import temporaries
 
-__all__ = ["run_main", "add_run_options", "attempt_header", "error_summary", "ATTEMPTS_SUFFIX"]
+__all__ = ["run_main", "add_run_options", "attempt_header", "error_summary", "ATTEMPTS_SUFFIX", "LOG_FORMAT",
+           "ATTEMPT_STARTED", "STOPPED_BY_SIGTERM"]
 
+# what a job's log holds, which compresslib.runs.observe reads back
 ATTEMPTS_SUFFIX = ".attempts"  # ``.<log name>.attempts``: the earlier attempts of a log Snakemake deletes
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ATTEMPT_STARTED = "=== attempt started "  # an attempt's header begins so; below it, that attempt's lines
+STOPPED_BY_SIGTERM = "stopped by SIGTERM"  # the warning as SIGTERM stops a job begins so
 
 # Bad input (config, spec, data, checkpoint: ValueError), unreachable or wrong files (OSError, which
 # includes DownloadError) and diverged training (FloatingPointError) are explained by their message, so
@@ -40,8 +45,7 @@ def run_main(main: Callable[[list[str] | None], None], argv: list[str] | None = 
     """Head the job's log with this attempt (after the earlier attempts' lines), configure logging, run
     ``main(argv)``, and exit 1 with a one-line error for bad input. SIGTERM (a scheduler stopping the job) unwinds it
     like an error: its temporary files and its run folder's lock go, its last saved state stays, and it exits 143."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=LOG_FORMAT)
     logging.captureWarnings(True)
     signal.signal(signal.SIGTERM, _stopped)
     attempts = _keep_attempts(_stderr_file())
@@ -70,7 +74,7 @@ def attempt_header() -> str:
     if job["slurm_job_id"] is not None:
         restarts = job["slurm_restart_count"]
         where += f", SLURM job {job['slurm_job_id']}" + (f" (restart {restarts})" if restarts is not None else "")
-    return f"=== attempt started {provenance.now_iso()} {where} ==="
+    return f"{ATTEMPT_STARTED}{provenance.now_iso()} {where} ==="
 
 
 def _stderr_file() -> Path | None:
@@ -112,7 +116,7 @@ def _keep_attempts(log_path: Path | None) -> Path | None:
 
 
 def _stopped(signum: int, frame: object) -> None:
-    log.warning("stopped by SIGTERM; a rerun resumes from the last saved state")
+    log.warning("%s; a rerun resumes from the last saved state", STOPPED_BY_SIGTERM)
     raise SystemExit(128 + signum)
 
 

@@ -1,4 +1,5 @@
-"""Generic plots from run records: training curves (mean ± std over seeds) and a metric against model size.
+"""Generic plots from run records: training curves (mean ± std over seeds), a metric against model size, and the
+best value so far against evaluations.
 
 The experiment families (``compresslib.experiments``) draw their figures with these and with their own plots.
 Figures are built with ``matplotlib.figure.Figure`` (rendered by Agg), never through pyplot, so no display or global
@@ -13,11 +14,12 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from compresslib.io import atomic_path
 
-__all__ = ["DPI", "plot_curves", "curves_by_epoch", "plot_against_size", "note_no_finished_runs", "save"]
+__all__ = ["DPI", "plot_curves", "curves_by_epoch", "plot_against_size", "running_best", "plot_running_best",
+           "note_no_finished_runs", "save"]
 
 DPI = 120
 
@@ -63,18 +65,19 @@ def curves_by_epoch(records: list[dict], metric: str) -> pd.DataFrame:
 
 
 def plot_against_size(summary: pd.DataFrame, out_path: str | Path, title: str, metric: str, student_column: str,
-                      ylabel: str, markers: dict[str, str], scale: float = 1.0) -> None:
-    """``scale`` times the mean of ``metric`` (error bar: its std) against ``size_mb`` on a log axis, one colour per
-    ``student_column`` value, one marker per method (``markers``, in legend order), each point labelled with its bits
-    and, where the rows have several, its activation or bucket. With no rows the axes carry a "no finished runs"
-    note."""
+                      ylabel: str, markers: dict[str, str], scale: float = 1.0, size_column: str = "size_mb",
+                      front: pd.Series | None = None) -> None:
+    """``scale`` times the mean of ``metric`` (error bar: its std) against ``size_column`` (MB) on a log axis, one
+    colour per ``student_column`` value, one marker per method (``markers``, in legend order), each point labelled
+    with its bits and, where the rows have several, its activation or bucket. ``front`` (a boolean per row): the
+    Pareto front, ringed and joined by a step line. With no rows the axes carry a "no finished runs" note."""
     figure = Figure(figsize=(7, 4.5))
     axes = figure.add_subplot()
     students = list(dict.fromkeys(summary[student_column]))
     colours = {student: f"C{i}" for i, student in enumerate(students)}
     several = [column for column in ("activation", "bucket") if summary[column].dropna().nunique() > 1]
     for row in summary.to_dict("records"):
-        size, value, std = row["size_mb"], scale * row[f"{metric}_mean"], scale * row[f"{metric}_std"]
+        size, value, std = row[size_column], scale * row[f"{metric}_mean"], scale * row[f"{metric}_std"]
         axes.errorbar(
             size,
             value,
@@ -86,6 +89,12 @@ def plot_against_size(summary: pd.DataFrame, out_path: str | Path, title: str, m
         )
         label = _point_label(row, several)
         axes.annotate(label, (size, value), xytext=(4, 3), textcoords="offset points", fontsize="x-small")
+    on_front = summary[front.reindex(summary.index, fill_value=False)] if front is not None else summary.iloc[:0]
+    if not on_front.empty:
+        on_front = on_front.sort_values(size_column)
+        points = (on_front[size_column], scale * on_front[f"{metric}_mean"])
+        axes.plot(*points, drawstyle="steps-post", color="black", linewidth=0.8, alpha=0.6, zorder=1)
+        axes.scatter(*points, s=140, facecolors="none", edgecolors="black", linewidths=1.0, zorder=3)
     if summary.empty:
         note_no_finished_runs(axes)
     else:
@@ -105,8 +114,12 @@ def plot_against_size(summary: pd.DataFrame, out_path: str | Path, title: str, m
             for method, marker in markers.items()
             if method in set(summary["method"])
         ]
+        if not on_front.empty:
+            handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="none", markersize=11,
+                                  linewidth=0.8, alpha=0.6, label="Pareto front"))
         axes.legend(handles=handles, fontsize="small")
-    axes.set(title=title, xlabel="model size (MB)", ylabel=ylabel)
+    xlabel = "size on disk (MB, packed file)" if size_column == "packed_mb" else "model size (MB)"
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
     axes.grid(alpha=0.3, which="both")
     save(figure, out_path)
 
@@ -119,6 +132,43 @@ def _point_label(row: dict, several: list[str]) -> str:
     if "bucket" in several and not pd.isna(row["bucket"]):  # full precision has no bucket
         parts.append(f"k={row['bucket']}" if row["bucket"] else "per-tensor")
     return " ".join(parts)
+
+
+def running_best(curves: list[list[float]]) -> pd.DataFrame:
+    """Curves of the best value so far (a column each), indexed by the number of evaluations (1..n); NaN past the
+    end of a shorter curve."""
+    return pd.concat([pd.Series(curve, index=range(1, len(curve) + 1), dtype=float) for curve in curves],
+                     axis=1).sort_index()
+
+
+def plot_running_best(groups: dict[str, list[list[float]]], out_path: str | Path, title: str, xlabel: str,
+                      ylabel: str) -> None:
+    """Plot curves of the best value so far (an ESNAC search's best reward) against the evaluations (1..n).
+
+    Per group the mean over its curves, with a band from their minimum to their maximum when there are several;
+    a curve that stopped earlier contributes to the evaluations it reached. Groups without curves appear in the
+    legend as "no finished runs"; with none at all the axes carry that note alone.
+    """
+    figure = Figure(figsize=(7, 4.5))
+    axes = figure.add_subplot()
+    for label, curves in groups.items():
+        if not curves:
+            axes.plot([], [], " ", label=f"{label} (no finished runs)")
+            continue
+        per_evaluation = running_best(curves)
+        (line,) = axes.plot(per_evaluation.index, per_evaluation.mean(axis=1), label=f"{label} (n={len(curves)})",
+                            linewidth=1.2)
+        if len(curves) > 1:
+            axes.fill_between(per_evaluation.index, per_evaluation.min(axis=1), per_evaluation.max(axis=1),
+                              color=line.get_color(), alpha=0.2, linewidth=0)
+    if any(groups.values()):
+        axes.legend(fontsize="small")
+    else:
+        note_no_finished_runs(axes)
+    axes.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.grid(alpha=0.3)
+    save(figure, out_path)
 
 
 def note_no_finished_runs(axes: Axes) -> None:

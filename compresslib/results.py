@@ -157,7 +157,7 @@ def write_text(text: str, path: Path) -> None:
 
 
 def write_summary(summary: pd.DataFrame, markdown: str, csv_path: Path, markdown_path: Path) -> None:
-    """A family's summary table as CSV, and its Markdown."""
+    """A family's table (its summary, its paired comparisons) as CSV, and its Markdown."""
     write_csv(summary, csv_path)
     write_text(markdown, markdown_path)
 

@@ -1,9 +1,10 @@
-"""Learning-rate schedules of the originals: the image runs' per-epoch schedules and the translation runs' ones.
+"""Learning-rate schedules: the originals' per-epoch image schedules, a per-step cosine one, and the translation ones.
 
-Image runs (``compresslib.training``): every schedule answers ``lr`` (the rate for the coming epoch) and
-``update(epoch, val_acc)``, called after 0-based epoch ``epoch`` has been evaluated; it sets the next epoch's rate
-and says whether to stop. That is QD's convention (``LearningRateScheduler.update_learning_rate`` after each epoch),
-so milestones land on the same epochs as in the originals. Step schedules are pure functions of the epoch;
+Image runs (``compresslib.training``): every schedule answers ``lr`` (the rate for the coming epoch; for ``cosine``
+the rate of its first step) and ``update(epoch, val_acc)``, called after 0-based epoch ``epoch`` has been evaluated;
+it sets the next epoch's rate and says whether to stop. That is QD's convention
+(``LearningRateScheduler.update_learning_rate`` after each epoch), so milestones land on the same epochs as in the
+originals. Step schedules and ``cosine`` are pure functions of the epoch (``cosine``: of the optimiser step);
 ``generic`` depends on the validation history, so its state is saved with the checkpoint.
 
 * ``generic`` — QD/LMA plateau halving (reference/seeds.md §1.8): an epoch improves when its
@@ -14,6 +15,10 @@ so milestones land on the same epochs as in the originals. Step schedules are pu
   epoch index exceeds; the first drop therefore applies from 0-based epoch 62 (the 63rd epoch).
 * ``multistep`` — PyTorch ``MultiStepLR``: ``lr0 * gamma^(number of milestones <= epoch)``.
 * ``constant``.
+* ``cosine`` — per optimiser step ``s`` (nanoGPT's ``get_lr``), with ``W`` warmup and ``T`` total steps (whole epochs
+  times the batches of an epoch, the kept partial last batch included): ``lr0 · (s + 1) / (W + 1)`` for ``s < W``,
+  then ``floor + (lr0 - floor) · (1 + cos(π (s - W) / (T - W))) / 2``, which reaches ``floor`` at ``s = T``, the
+  step after the last. Not from the originals: an addition for new recipes.
 
 Translation runs (``compresslib.translation.train``) set the rate before every update with ``next_lr()`` and
 report each validated epoch with ``end_epoch(epoch, valid_ppl)``:
@@ -27,12 +32,14 @@ report each validated epoch with ``end_epoch(epoch, valid_ppl)``:
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
 from typing import Protocol
 
-__all__ = ["SCHEDULES", "Schedule", "PlateauHalving", "StepSchedule", "build_schedule", "NoamSchedule", "OnmtDecay"]
+__all__ = ["SCHEDULES", "Schedule", "PlateauHalving", "StepSchedule", "CosineSchedule", "build_schedule",
+           "NoamSchedule", "OnmtDecay"]
 
-SCHEDULES = ("generic", "cifar100", "multistep", "constant")
+SCHEDULES = ("generic", "cifar100", "multistep", "constant", "cosine")
 
 
 class Schedule(Protocol):
@@ -45,7 +52,17 @@ class Schedule(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class StepSchedule:
+class _PureSchedule:
+    """A schedule that is a pure function of its position: a checkpoint needs only the epoch."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        return None
+
+
+class StepSchedule(_PureSchedule):
     """``lr(epoch) = lr0 * gamma^(number of milestones <= epoch)`` for 0-based epochs."""
 
     def __init__(self, lr0: float, milestones: Sequence[int], gamma: float, start_epoch: int = 0) -> None:
@@ -58,12 +75,6 @@ class StepSchedule:
     def update(self, epoch: int, val_acc: float) -> bool:
         self.lr = self.lr_at(epoch + 1)
         return False
-
-    def state_dict(self) -> dict:
-        return {}  # a pure function of the epoch: nothing to save
-
-    def load_state_dict(self, state: dict) -> None:
-        return None
 
 
 class PlateauHalving:
@@ -108,9 +119,44 @@ class ConstantSchedule(StepSchedule):
         super().__init__(lr0, [], 1.0, start_epoch)
 
 
+class CosineSchedule(_PureSchedule):
+    """Linear warmup, then cosine decay to ``floor_fraction · lr0``, per optimiser step (see module docstring).
+    Warmup and length are whole epochs, so every epoch starts at step ``epoch · steps_per_epoch``."""
+
+    def __init__(self, lr0: float, epochs: int, steps_per_epoch: int, warmup_epochs: int = 0,
+                 floor_fraction: float = 0.0, start_epoch: int = 0) -> None:
+        if not (steps_per_epoch >= 1 and 0 <= warmup_epochs < epochs and 0 <= floor_fraction < 1):
+            raise ValueError(f"cosine schedule: needs steps_per_epoch >= 1, 0 <= warmup_epochs < epochs and "
+                             f"0 <= floor_fraction < 1; got steps_per_epoch={steps_per_epoch}, warmup_epochs="
+                             f"{warmup_epochs}, epochs={epochs}, floor_fraction={floor_fraction}")
+        self.lr0, self.floor, self.steps_per_epoch = lr0, floor_fraction * lr0, steps_per_epoch
+        self.warmup_steps, self.total_steps = warmup_epochs * steps_per_epoch, epochs * steps_per_epoch
+        self.lr = self.lr_at(start_epoch * steps_per_epoch)
+
+    def lr_at(self, step: int) -> float:
+        """The rate of 0-based optimiser step ``step`` (``total_steps``: the floor, where the decay ends)."""
+        if not 0 <= step <= self.total_steps:
+            raise ValueError(f"step {step} is outside the schedule's 0 to {self.total_steps} steps")
+        if step < self.warmup_steps:
+            return self.lr0 * (step + 1) / (self.warmup_steps + 1)
+        progress = (step - self.warmup_steps) / (self.total_steps - self.warmup_steps)
+        return self.floor + (self.lr0 - self.floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def epoch_rates(self, epoch: int) -> list[float]:
+        """The rate of every optimiser step of 0-based epoch ``epoch``."""
+        first = epoch * self.steps_per_epoch
+        return [self.lr_at(step) for step in range(first, first + self.steps_per_epoch)]
+
+    def update(self, epoch: int, val_acc: float) -> bool:
+        self.lr = self.lr_at((epoch + 1) * self.steps_per_epoch)
+        return False
+
+
 def build_schedule(name: str, lr0: float, milestones: Sequence[int] = (), gamma: float = 0.1,
-                   start_epoch: int = 0) -> Schedule:
-    """The schedule ``name`` positioned at ``start_epoch`` (``generic`` restores its state separately)."""
+                   start_epoch: int = 0, *, epochs: int | None = None, steps_per_epoch: int | None = None,
+                   warmup_epochs: int = 0, floor_fraction: float = 0.0) -> Schedule:
+    """The schedule ``name`` positioned at ``start_epoch`` (``generic`` restores its state separately). ``cosine``
+    also needs the run's ``epochs`` and ``steps_per_epoch`` (optimiser steps per epoch)."""
     if name == "generic":
         return PlateauHalving(lr0)
     if name == "cifar100":
@@ -121,6 +167,10 @@ def build_schedule(name: str, lr0: float, milestones: Sequence[int] = (), gamma:
         return StepSchedule(lr0, milestones, gamma, start_epoch)
     if name == "constant":
         return ConstantSchedule(lr0, start_epoch)
+    if name == "cosine":
+        if epochs is None or steps_per_epoch is None:
+            raise ValueError("the cosine schedule needs the run's epochs and steps_per_epoch")
+        return CosineSchedule(lr0, epochs, steps_per_epoch, warmup_epochs, floor_fraction, start_epoch)
     raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
 
 

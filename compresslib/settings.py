@@ -6,7 +6,8 @@ source of its defaults and allowed values (``compresslib.specs.training``, ``com
 values plus ``key=value`` strings (``lr=0.1``, ``kd.temperature=4``, ``model_kwargs={"dropout": 0.3}``; values
 parse as JSON and fall back to a plain string), refuses unknown keys and wrongly typed values with the key named,
 and validates the result; :func:`format_overrides` is its inverse, which the workflow uses to pass a job its
-settings; :func:`spec_hash` identifies a run's configuration. Nothing here needs torch.
+settings; :func:`spec_hash` identifies a run's configuration (settings added later count only once set, so the runs
+made before them keep their hash). Nothing here needs torch.
 """
 
 from __future__ import annotations
@@ -34,10 +35,13 @@ class SpecError(ValueError):
 class Settings:
     """Mixin of the settings dataclasses: ``to_dict`` and ``identity`` (the fields that define a run's result: all
     but the class's ``RUNTIME_FIELDS``, which say where and how it runs and how tables label it; a spec has those of
-    them it needs, and :func:`check_runtime` checks them)."""
+    them it needs, and :func:`check_runtime` checks them; nor its ``ADDED_FIELDS`` while at their defaults)."""
 
     RUNTIME_FIELDS: ClassVar[frozenset[str]] = frozenset({"device", "precision", "channels_last", "compile", "threads",
                                                           "labels"})
+    # Settings added after runs were made with the class. At their defaults they are left out of the identity and of
+    # a job's arguments, so those runs keep their spec hash, their checkpoints and Snakemake's record of their params.
+    ADDED_FIELDS: ClassVar[frozenset[str]] = frozenset()
 
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
@@ -46,7 +50,8 @@ class Settings:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict:
-        return {key: value for key, value in self.to_dict().items() if key not in self.RUNTIME_FIELDS}
+        return {key: value for key, value in self.to_dict().items()
+                if key not in self.RUNTIME_FIELDS and not _added_at_default(type(self), key, value)}
 
 
 def require(ok: bool, key: str, value: Any, allowed: str) -> None:
@@ -167,7 +172,7 @@ def format_overrides(values: Mapping[str, Any], cls: type, prefix: str = "") -> 
     for key, value in sorted(values.items()):  # canonical: reordering YAML keys must not look like a change
         if not prefix and key in groups and isinstance(value, Mapping):
             items += format_overrides(value, cls, prefix=f"{key}.")
-        else:
+        elif prefix or not _added_at_default(cls, key, value):
             items.append(f"{prefix}{key}={json.dumps(value, sort_keys=True)}")
     return items
 
@@ -177,6 +182,17 @@ def _group_fields(cls: type) -> frozenset[str]:
     """Settings that are themselves a group of settings (a nested dataclass, e.g. ``kd``)."""
     return frozenset(name for name, hint in _type_hints(cls).items()
                      if any(dataclasses.is_dataclass(option) for option in (hint, *typing.get_args(hint))))
+
+
+def _added_at_default(cls: type, key: str, value: Any) -> bool:
+    """Whether ``key`` is one of ``cls``'s ``ADDED_FIELDS`` and ``value`` its default."""
+    return key in cls.ADDED_FIELDS and value == _defaults(cls)[key]
+
+
+@functools.cache
+def _defaults(cls: type) -> dict[str, Any]:
+    return {field.name: field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+            for field in dataclasses.fields(cls)}
 
 
 def spec_hash(spec: Settings) -> str:

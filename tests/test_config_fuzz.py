@@ -182,8 +182,16 @@ CASES = [
           "teachers.demo-teacher.train.lr: 0 is out of range; allowed: > 0"),
     _case("teacher-momentum", _set("teachers.demo-teacher.train.momentum", 1),
           "teachers.demo-teacher.train.momentum: 1 is out of range; allowed: < 1"),
-    _case("teacher-schedule", _set("teachers.demo-teacher.train.schedule", "cosine"),
-          "teachers.demo-teacher.train.schedule: 'cosine' is not allowed; allowed: generic, cifar100, multistep"),
+    _case("teacher-schedule", _set("teachers.demo-teacher.train.schedule", "linear"),
+          "teachers.demo-teacher.train.schedule: 'linear' is not allowed; allowed: generic, cifar100, multistep, "
+          "constant, cosine"),
+    _case("teacher-cosine-warmup-as-long-as-the-run", _set("teachers.demo-teacher.train", {
+        "epochs": 8, "schedule": "cosine", "warmup_epochs": 8}),
+          "teachers.demo-teacher: warmup_epochs: got 8, expected an integer from 0 to epochs - 1 = 7"),
+    _case("teacher-warmup-without-cosine", _set("teachers.demo-teacher.train.warmup_epochs", 2),
+          "teachers.demo-teacher: warmup_epochs: got 2, expected 0 unless schedule is cosine"),
+    _case("teacher-cosine-floor", _set("teachers.demo-teacher.train.lr_floor_fraction", 1),
+          "teachers.demo-teacher.train.lr_floor_fraction: 1 is out of range; allowed: < 1"),
     _case("teacher-milestone-beyond-epochs", _set("teachers.demo-teacher.train.milestones", [6, 9]),
           "teachers.demo-teacher.train.milestones[1]: 9 is beyond the 8 epochs; allowed: 0 to 8"),
     _case("paper-teacher-milestone-beyond-epochs", _set("teachers.resnet110.train.milestones", [100, 250]),

@@ -20,9 +20,9 @@ import torch
 from compresslib.data.datasets import load_dataset, prepare_dataset
 from compresslib.data.loader import holdout_split
 from compresslib.esnac import search as search_module
-from compresslib.esnac.search import SEARCH_COLUMNS, STATE_NAME, reward, search
+from compresslib.esnac.search import SEARCH_COLUMNS, reward, search
 from compresslib.esnac.space import Action, compress, extract_graph, parameter_count
-from compresslib.specs.esnac import KernelSpec, SearchSpec
+from compresslib.specs.esnac import SEARCH_STATE, KernelSpec, SearchSpec
 from compresslib.io import DamagedFile, load_torch
 from compresslib.models import count_parameters, create_model, load_model, save_model
 from compresslib.runs.checkpoint import CheckpointMismatch
@@ -141,7 +141,7 @@ def test_search_writes_its_outputs(runs):
     assert len(rows) == STEPS * CANDIDATES == record["candidates"]
     assert [(int(r["index"]), int(r["step"]), int(r["slot"])) for r in rows] == [(0, 0, 0), (0 + 1, 0, 1), (2, 1, 0),
                                                                               (3, 1, 1)]
-    assert (run_dir / "record.json").exists() and not (run_dir / STATE_NAME).exists()
+    assert (run_dir / "record.json").exists() and not (run_dir / SEARCH_STATE).exists()
     assert json.loads((run_dir / "record.json").read_text())["top"] == record["top"]
     assert [entry["rank"] for entry in record["top"]] == [0, 1]
     for entry in record["top"]:
@@ -262,7 +262,7 @@ def test_a_killed_search_resumes_without_redoing_candidates_and_ends_as_an_unint
         [sys.executable, "-c", SEARCH_SCRIPT, json.dumps(spec.to_dict()), str(env["data"]), str(env["teacher"]),
          str(run_dir)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, start_new_session=True)
-    state_file, seen = run_dir / STATE_NAME, None
+    state_file, seen = run_dir / SEARCH_STATE, None
     deadline = time.time() + 120
     try:
         while time.time() < deadline and process.poll() is None:
@@ -324,7 +324,7 @@ def _stopped_after_one_candidate(env, run_dir, monkeypatch) -> None:
 def test_a_state_written_with_other_settings_is_refused(env, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     _stopped_after_one_candidate(env, run_dir, monkeypatch)
-    assert len(load_torch(run_dir / STATE_NAME)["evaluated"]) == 1
+    assert len(load_torch(run_dir / SEARCH_STATE)["evaluated"]) == 1
     with pytest.raises(CheckpointMismatch, match="lr") as error:
         search(_spec(lr=2e-3), env["data"], env["teacher"], run_dir)
     assert "0.002" in str(error.value) and "0.001" in str(error.value)

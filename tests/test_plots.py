@@ -4,10 +4,9 @@ import matplotlib.image
 import pytest
 
 from compresslib.experiments import plot_paths, write_plots
-from compresslib.experiments.esnac import plot_search_progress, search_progress
 from compresslib.experiments.lit import plot_run
 from compresslib.experiments.quantize import plot_accuracy_vs_size, quantize_summary
-from compresslib.plots import _point_label, curves_by_epoch, plot_curves
+from compresslib.plots import _point_label, curves_by_epoch, plot_curves, plot_running_best, running_best
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DISTILL = {
@@ -216,15 +215,17 @@ def test_plot_lit_run_rejects_a_record_with_the_wrong_number_of_section_curves(t
     assert not list(tmp_path.iterdir())
 
 
-def test_plot_search_progress_draws_strategies_with_and_without_searches(tmp_path):
+def test_plot_running_best_draws_strategies_with_and_without_searches(tmp_path):
     searches = [make_search(seed=1), make_search(seed=2, rewards=(0.6, 0.3, 0.8))]  # the second stopped early
-    per_candidate = search_progress(searches)
+    curves = [search["curve"]["best_reward"] for search in searches]
+    per_candidate = running_best(curves)
     assert per_candidate.index.tolist() == [1, 2, 3, 4]  # x: candidates evaluated, from 1
     assert per_candidate.mean(axis=1).tolist() == pytest.approx([0.4, 0.55, 0.65, 0.7])
     assert per_candidate.min(axis=1).tolist() == pytest.approx([0.2, 0.5, 0.5, 0.7])
-    plot_search_progress({"esnac": searches, "random": [make_search(strategy="random")]}, tmp_path / "two.png", "two")
-    plot_search_progress({"esnac": searches[:1], "random": []}, tmp_path / "one.png", "one")
-    plot_search_progress({"esnac": [], "random": []}, tmp_path / "none.png", "none")
+    random = make_search(strategy="random")["curve"]["best_reward"]
+    for name, groups in (("two", {"esnac": curves, "random": [random]}), ("one", {"esnac": curves[:1], "random": []}),
+                         ("none", {"esnac": [], "random": []})):
+        plot_running_best(groups, tmp_path / f"{name}.png", name, "candidates evaluated", "best reward so far")
     for name in ("two.png", "one.png", "none.png"):
         assert_png(tmp_path / name)
     assert len({(tmp_path / name).read_bytes() for name in ("two.png", "one.png", "none.png")}) == 3

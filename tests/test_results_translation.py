@@ -217,8 +217,8 @@ def test_summary_translation_files(tmp_path):
     records = translation_records()
     experiments = {"translation": {"wmt": EXPERIMENT, "empty": EMPTY}}
     written = write_tables(records, experiments, tmp_path)
-    assert written == table_paths(tmp_path) and [p.name for p in written[-2:]] == [
-        "summary-translation.csv", "summary-translation.md"]
+    assert written == table_paths(tmp_path) and [p.name for p in written[-4:]] == [
+        "summary-translation.csv", "summary-translation.md", "paired-translation.csv", "paired-translation.md"]
     csv = pd.read_csv(tmp_path / "summary-translation.csv")
     assert list(csv.columns) == SUMMARY_COLUMNS and len(csv) == 7
     assert csv["bleu.test_mean"].round(2).tolist() == [30.0, 24.0, 27.1, 26.25, 20.0, 28.0, 22.0]
@@ -273,7 +273,8 @@ def test_translation_records_leave_the_image_tables_unchanged(tmp_path):
     mixed = write_tables(image + translation_records(), experiments | {"translation": {"wmt": EXPERIMENT}},
                          tmp_path / "mixed")
     for before, after in zip(alone, mixed, strict=True):
-        if before.name in ("runs.csv", "summary-translation.csv", "summary-translation.md"):
+        if before.name in ("runs.csv", "summary-translation.csv", "summary-translation.md", "paired-translation.csv",
+                           "paired-translation.md"):
             continue
         assert before.read_bytes() == after.read_bytes(), before.name
     runs_alone, runs_mixed = pd.read_csv(alone[0]), pd.read_csv(mixed[0])

@@ -29,7 +29,8 @@ def test_overrides_are_typed_and_nested():
     ("epochs=-1", "epochs: got -1, expected an integer >= 1"),
     ("nesterov=1", "nesterov: got 1, expected bool"),
     ("lr=0", "lr: got 0.0, expected a number > 0"),
-    ("schedule=cosine", "schedule: got 'cosine', expected one of generic"),
+    ("schedule=linear", "schedule: got 'linear', expected one of generic, cifar100, multistep, constant, cosine"),
+    ("warmup_epochs=1.5", "warmup_epochs: got 1.5, expected int"),
     ("activation=gelu", "activation: unknown activation 'gelu'; allowed: relu"),
     ("activation=lma99", "lma needs a segment count K in 2..32"),
     ("kd.weight=1.5", "kd.weight: got 1.5, expected a number in [0, 1]"),
@@ -58,6 +59,43 @@ def test_identity_hash_ignores_runtime_settings_only():
                                                     "labels": {"teacher": "x"}}))
     assert spec_hash(base) != spec_hash(build_spec({"lr": 0.2}))
     assert len(spec_hash(base)) == 64
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"schedule": "cosine", "epochs": 5, "warmup_epochs": 5},
+     "warmup_epochs: got 5, expected an integer from 0 to epochs - 1 = 4 (the cosine decay needs at least one epoch)"),
+    ({"schedule": "cosine", "warmup_epochs": -1}, "warmup_epochs: got -1, expected an integer from 0 to epochs - 1"),
+    ({"schedule": "cosine", "lr_floor_fraction": -0.1},
+     "lr_floor_fraction: got -0.1, expected a number in [0, 1) (the final rate as a fraction of lr)"),
+    ({"schedule": "cosine", "lr_floor_fraction": 1}, "lr_floor_fraction: got 1.0, expected a number in [0, 1)"),
+    ({"schedule": "multistep", "warmup_epochs": 2},
+     "warmup_epochs: got 2, expected 0 unless schedule is cosine (the multistep schedule has no warmup or floor)"),
+    ({"lr_floor_fraction": 0.1}, "lr_floor_fraction: got 0.1, expected 0 unless schedule is cosine (the generic"),
+], ids=["warmup-as-long-as-the-run", "negative-warmup", "negative-floor", "floor-at-lr", "warmup-without-cosine",
+        "floor-without-cosine"])
+def test_cosine_settings_are_checked_with_the_key_named(values: dict, message: str):
+    with pytest.raises(SpecError) as error:
+        build_spec(values)
+    assert str(error.value).startswith(message)  # one message, its key first
+
+
+def test_settings_added_later_leave_earlier_runs_hashes_and_arguments_alone():
+    """warmup_epochs and lr_floor_fraction came after runs were made: at their defaults they are in neither the
+    identity nor a job's arguments, so those runs keep their hash (pinned from before they existed), checkpoints
+    and Snakemake params; once set they are in both."""
+    assert spec_hash(build_spec({})) == "a1580ff422dfa831ff754053b34ca58df3647fd5e5ad76ba1d7d86f2cf9d0782"
+    distill = build_spec({"kind": "distill", "kd": {}, "lr": 0.1, "schedule": "multistep", "milestones": [3]})
+    assert spec_hash(distill) == "144bbd491e87754eb74f31d374d95dc4ecb9d4c1a3a90dd25a888b3788c32ec0"
+    assert "warmup_epochs" not in distill.identity() and distill.to_dict()["warmup_epochs"] == 0  # recorded
+    # the schema fills the defaults in; the arguments leave them out
+    assert format_overrides({"lr": 0.1, "warmup_epochs": 0, "lr_floor_fraction": 0.0}, TrainSpec) == ["lr=0.1"]
+    cosine = {"schedule": "cosine", "epochs": 10, "warmup_epochs": 2, "lr_floor_fraction": 0.1}
+    assert format_overrides(cosine, TrainSpec) == ["epochs=10", "lr_floor_fraction=0.1", 'schedule="cosine"',
+                                                   "warmup_epochs=2"]
+    spec = build_spec(cosine)
+    assert spec.identity()["warmup_epochs"] == 2 and spec.identity()["lr_floor_fraction"] == 0.1
+    assert spec_hash(spec) != spec_hash(build_spec(cosine | {"warmup_epochs": 0}))
+    assert "warmup_epochs" not in build_spec(cosine | {"warmup_epochs": 0}).identity()
 
 
 def test_schema_defaults_equal_trainspec_defaults():

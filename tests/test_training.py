@@ -8,13 +8,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
 
 from compresslib.data.datasets import prepare_dataset
+from compresslib.data.loader import DeviceLoader
 from compresslib.io import load_torch
 from compresslib.runs.checkpoint import CheckpointMismatch, save_checkpoint
 from compresslib.runs.lifecycle import TrainingDiverged
 from compresslib.settings import SpecError
-from compresslib.training.loop import HISTORY_COLUMNS, train
+from compresslib.training.compiled import CompiledModels
+from compresslib.training.loop import HISTORY_COLUMNS, train, train_epoch
 from compresslib.specs.training import build_spec
 from conftest import killed_and_resumed, train_script_command
 
@@ -78,6 +83,8 @@ LIT_OF_RESNET = ("--teacher", "{lit_teacher}", 'kind="lit"', 'model="resnet8"', 
                  'lit.combine="halved"', 'lit.optimizer="shared"', "epochs=2")
 # ... or inside phase 1 or at the boundary, with one optimiser per section
 LIT_LONG_PHASE_ONE = (*LIT_OF_RESNET, "lit.epochs=3", "epochs=1", 'lit.optimizer="per_section"')
+# per step: 16 batches of 32 an epoch, 4 epochs: T = 64 steps, W = 16, floor 0.005; killed inside the decay
+COSINE = ('schedule="cosine"', "warmup_epochs=1", "lr_floor_fraction=0.1")
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +95,9 @@ def lit_teacher_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.parametrize("extra", [(), ('kind="quantize"', "quant.bits=2", "quant.bucket_size=64"), DQ_OF_TEACHER,
-                                   LIT_OF_RESNET, LIT_LONG_PHASE_ONE],
+                                   LIT_OF_RESNET, LIT_LONG_PHASE_ONE, COSINE],
                          ids=["fp32", "quantized", "differentiable-quantization", "lit-boundary-or-phase-2",
-                              "lit-phase-1-or-boundary"])
+                              "lit-phase-1-or-boundary", "cosine"])
 def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_path: Path, extra: tuple[str, ...],
                                                      teacher_run: Path, lit_teacher_run: Path):
     """SIGKILL a training process after its second epoch's checkpoint, rerun it, compare with an uninterrupted run."""
@@ -105,6 +112,30 @@ def test_killed_run_resumes_to_bit_identical_results(tiny_dataset: Path, tmp_pat
         assert resumed["kind"] == "lit" and resumed["lit"]["sections"] == 3
         assert [len(curve) for curve in resumed["lit"]["section_mse"]] == [phase_one] * 3
         assert history.section1_mse.notna().sum() == phase_one
+    if extra == COSINE:  # the curve's rate is each epoch's first step's: steps 0, 16, 32, 48
+        assert resumed["epoch_batches"]["count"] == 16
+        assert resumed["curve"]["lr"] == pytest.approx([0.05 / 17, 0.05, 0.005 + 0.0225 * 1.5, 0.005 + 0.0225 * 0.5])
+        assert {key: resumed["spec"][key] for key in ("schedule", "lr", "warmup_epochs", "lr_floor_fraction")} == {
+            "schedule": "cosine", "lr": 0.05, "warmup_epochs": 1, "lr_floor_fraction": 0.1}
+
+
+def test_a_per_step_schedule_sets_the_rate_of_every_step():
+    """train_epoch writes each step's rate before that step, the kept partial last batch's included."""
+    seen = []
+
+    class RecordingSGD(torch.optim.SGD):
+        def step(self, closure=None):
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 10))
+    loader = DeviceLoader(torch.zeros(10, 3, 4, 4, dtype=torch.uint8), torch.arange(10), batch_size=4,
+                          augment=False, shuffle=False, mean=[0.5] * 3, std=[0.5] * 3)  # batches of 4, 4 and 2
+    optimizer = RecordingSGD(model.parameters(), lr=1.0)
+    train_epoch(CompiledModels(model, compiled=False), loader, [optimizer],
+                lambda logits, targets, _: F.cross_entropy(logits, targets), torch.autocast("cpu", enabled=False),
+                step_rates=[0.3, 0.2, 0.1])
+    assert seen == [0.3, 0.2, 0.1]
 
 
 def test_checkpoint_from_other_settings_is_refused(tiny_dataset: Path, tmp_path: Path):

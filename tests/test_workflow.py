@@ -102,7 +102,9 @@ def jobs_compresslib_plans(config: Path) -> Counter:
 TABLES = {f"results/tables/{name}" for name in (
     "runs.csv", "summary-teachers.csv", "summary-distill.csv", "seeds-distill-best.csv", "seeds-distill-final.csv",
     "seeds-distill.md", "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
-    "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md")}
+    "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md",
+    *(f"paired-{family}.{suffix}" for family in ("distill", "quantize", "lit", "esnac", "translation")
+      for suffix in ("csv", "md")), "pareto-quantize.csv", "pareto-quantize.md")}
 # a few plots of each config's experiments
 PLOTS = {None: {"teachers.png", "distill/lma-cifar10/conv-s0.png", "distill/lma-cifar100/wrn10-2.png",
                 "quantize/qd-cifar10.png", "accuracy-vs-size/cifar100.png", "lit/lit-vdcnn17-to-9/seed1.png",

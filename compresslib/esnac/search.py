@@ -46,18 +46,18 @@ from compresslib.devices import evaluation_batch_size
 from compresslib.esnac.kernel import fit_kernel, propose
 from compresslib.esnac.space import Action, LayerGraph, build_student, compress, encode, extract_graph, \
     parameter_count, random_action
-from compresslib.specs.esnac import SEARCH_TABLE, TOP_DIR, SearchSpec, arch_file
+from compresslib.specs.esnac import SEARCH_STATE, SEARCH_TABLE, TOP_DIR, SearchSpec, arch_file
 from compresslib.io import atomic_open, load_torch, save_torch, write_json
 from compresslib.losses import logit_mse
 from compresslib.models import count_parameters, load_model, save_model
 from compresslib.runs.lifecycle import Run, cpu_state
+from compresslib.runs.progress import Progress
 from compresslib.settings import spec_hash
 
-__all__ = ["STATE_NAME", "SEARCH_COLUMNS", "search", "reward"]
+__all__ = ["SEARCH_COLUMNS", "search", "reward"]
 
 log = logging.getLogger(__name__)
 
-STATE_NAME = "search-state.pt"
 CANDIDATES_DIR = "candidates"  # while the search runs: the weights of the best candidates so far, one file each
 SEARCH_COLUMNS = ("index", "step", "slot", "params", "compression", "times", "val_acc", "reward", "best_reward",
                   "acquisition", "kernel_points", "kernel_fit_steps", "removed", "skips", "train_seconds")
@@ -73,7 +73,7 @@ def search(spec: SearchSpec, data_path: str | Path, teacher_path: str | Path, ru
            command: list[str] | None = None, overwrite: bool = False) -> dict:
     """Run (or resume) one search; write search.csv, top/arch-<r>.{pt,json} and record.json into ``run_dir``
     (``overwrite``: replacing a finished search there)."""
-    run = Run(run_dir, command, identity=_identity(spec), outputs=(SEARCH_TABLE, TOP_DIR), state_name=STATE_NAME,
+    run = Run(run_dir, command, identity=_identity(spec), outputs=(SEARCH_TABLE, TOP_DIR), state_name=SEARCH_STATE,
               work=(CANDIDATES_DIR,),
               overwrite=overwrite)
     spec.validate()
@@ -168,6 +168,7 @@ class _Search:
     def search(self) -> dict:
         spec = self.spec
         state = self._load_state()
+        resumed = len(state["evaluated"])  # the candidates of earlier sessions, not timed on this device
         for step in range(spec.steps):
             done = {row["slot"] for row in state["evaluated"] if row["step"] == step}
             if len(done) == spec.candidates_per_step:
@@ -184,9 +185,12 @@ class _Search:
                 self._save_state(state)
                 for index in dropped:  # after the state stops naming them
                     self._weights_path(index).unlink(missing_ok=True)
-                log.info("step %d candidate %d: %d params (c %.4f), held-out acc %.4f, reward %.4f (best %.4f)",
-                         step, slot, row["params"], row["compression"], row["val_acc"], row["reward"],
-                         max(r["reward"] for r in state["evaluated"]))
+                progress = Progress.measured(len(state["evaluated"]), spec.steps * spec.candidates_per_step,
+                                             [r["train_seconds"] for r in state["evaluated"][resumed:]],
+                                             unit="candidate")
+                log.info("%s  step %d candidate %d: %d params (c %.4f), held-out acc %.4f, reward %.4f (best %.4f)",
+                         progress.describe(), step, slot, row["params"], row["compression"], row["val_acc"],
+                         row["reward"], max(r["reward"] for r in state["evaluated"]))
         return self._finish(state)
 
     def _propose(self, step: int, history: list[dict]) -> list[dict]:

@@ -274,9 +274,10 @@ def file_arguments(files: Mapping[str, str]) -> str:
     return " ".join(f"--{role.replace('_', '-')} {shlex.quote(path)}" for role, path in files.items())
 
 
-def summary_paths(out_dir: Path, family: str) -> list[Path]:
-    """A family's summary table and its Markdown: ``summary-<family>.csv`` and ``.md`` in ``out_dir``."""
-    return [Path(out_dir) / f"summary-{family}.{suffix}" for suffix in ("csv", "md")]
+def summary_paths(out_dir: Path, family: str, table: str = "summary") -> list[Path]:
+    """A family's table and its Markdown: ``<table>-<family>.csv`` and ``.md`` in ``out_dir`` (``summary``, or
+    ``paired``: its paired comparisons)."""
+    return [Path(out_dir) / f"{table}-{family}.{suffix}" for suffix in ("csv", "md")]
 
 
 def positions(values: Iterable) -> dict:

@@ -5,9 +5,10 @@ experiment, student, activation tag and seed, and ``train_undistilled`` (the sam
 which other families ask for as references and baselines (quantize, LIT). A student of a teacher whose logits are
 cached (``compresslib.experiments.teachers.teacher_outputs``) reads them from the teacher's views table.
 
-Tables: ``summary-distill.csv`` (per experiment, student and activation over the seeds) and LMA's per-seed table
-(``seeds-distill-{best,final}.csv``, ``seeds-distill.md``); plots: ``distill/<experiment>/<student>.png``, the
-test-accuracy curves of every activation.
+Tables: ``summary-distill.csv`` (per experiment, student and activation over the seeds), LMA's per-seed table
+(``seeds-distill-{best,final}.csv``, ``seeds-distill.md``) and every activation against ReLU paired by seed
+(``paired-distill.{csv,md}``); plots: ``distill/<experiment>/<student>.png``, the test-accuracy curves of every
+activation.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, \
-    milestone_problems, overrides, positions
+    milestone_problems, overrides, positions, summary_paths
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, TeacherViews, \
     check_training_record, dataset_problem, model_problems, reference_problems, run_values, teacher_job, \
@@ -32,6 +33,7 @@ __all__ = ["DistillStudent", "TrainUndistilled", "STUDENT_LABELS", "student_valu
 STUDENT_LABELS = ("dataset", "teacher", "student")
 SEED_TABLE_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
 SEED_TABLE_METRICS = {"best": "metrics.best_test_acc", "final": "metrics.final_test_acc"}
+PAIRED_BASELINE = "relu"  # every activation is compared with ReLU on the same student and seed
 # the seeds of one configuration are summarised together: a run's identity without kind and seed
 SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "activation_family",
                 "bins", "method", "bits", "bucket"]
@@ -235,16 +237,29 @@ def _markdown_seed_table(table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def distill_paired(records: list[dict], experiments: dict):
+    """paired-distill.csv: per experiment, dataset, teacher and student, each activation against ReLU on the same
+    seeds, final and best test accuracy in percentage points. The ReLU runs need not be the experiment's own: the
+    ReLU run of a teacher, student and seed is one job whichever experiment asks for it (the bins ablation's
+    activations are compared with the main experiment's ReLU runs)."""
+    from compresslib import paired, results  # pandas and scipy: only aggregation needs them
+
+    with_relu = {name: experiment | {"activations": list(dict.fromkeys([PAIRED_BASELINE, *experiment["activations"]]))}
+                 for name, experiment in experiments.items()}
+    return paired.paired_table(experiment_table(records, with_relu), SEED_TABLE_KEYS[:-1], "activation",
+                               PAIRED_BASELINE, results.SUMMARY_METRICS, scale=100, unit="pp")
+
+
 def table_paths(out_dir: Path) -> list[Path]:
     out_dir = Path(out_dir)
     return [out_dir / "summary-distill.csv", *(out_dir / f"seeds-distill-{which}.csv" for which in SEED_TABLE_METRICS),
-            out_dir / "seeds-distill.md"]
+            out_dir / "seeds-distill.md", *summary_paths(out_dir, "distill", "paired")]
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
-    from compresslib import results  # pandas and scipy: only aggregation needs them
+    from compresslib import paired, results  # pandas and scipy: only aggregation needs them
 
-    summary_path, *seed_paths, markdown_path = table_paths(out_dir)
+    summary_path, *seed_paths, markdown_path, paired_csv, paired_markdown = table_paths(out_dir)
     rows = experiment_table(records, experiments)
     results.write_csv(results.summarize(with_image_sizes(rows), SUMMARY_KEYS, means=results.SIZE_COLUMNS), summary_path)
     seed_tables = {which: seed_table(rows, metric) for which, metric in SEED_TABLE_METRICS.items()}
@@ -255,6 +270,12 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     results.write_text("# Distilled students: test accuracy (%) per seed\n\n"
                        "std is the sample standard deviation (ddof=1) over the n seeds present in the row.\n\n"
                        + "\n".join(sections), markdown_path)
+    comparisons = distill_paired(records, experiments)
+    results.write_summary(comparisons, paired.paired_markdown(
+        "# Distilled students: each activation against ReLU, paired by seed",
+        "runs with the same seed; test accuracy in percentage points", comparisons, experiments,
+        lambda name, e: f"## {name}: students of `{e['teacher']}`",
+        {"labels.dataset": "dataset", "labels.student": "student"}), paired_csv, paired_markdown)
 
 
 def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:

@@ -8,7 +8,8 @@ candidates on the training images its teacher held out (the teacher's own valida
 may share a search only with the same settings.
 
 Tables: ``summary-esnac.{csv,md}``, ESNAC's ``stat.py`` table (every fully trained architecture before and after
-full training, against a reference teacher's record) and the strategies compared; plots:
+full training, against a reference teacher's record) and the strategies compared, and ``paired-esnac.{csv,md}``
+(ESNAC against random search, paired by search seed); plots:
 ``esnac/<experiment>/<teacher>.png``, the best reward so far against the candidates evaluated.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.catalog import DATASETS
-from compresslib.experiments.base import Family, Job, Study, failures, milestone_problems, overrides, \
+from compresslib.experiments.base import Family, Job, Study, failures, milestone_problems, overrides, positions, \
     require_keys, summary_paths, unique_jobs
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job, teacher_validation
@@ -43,6 +44,8 @@ ESNAC_COLUMNS = ["experiment", "dataset", "teacher", "strategy", "seed", "rank",
                  "acc_before", "acc_after", "f_before", "f_after", "teacher_acc", "teacher_params", "best"]
 ESNAC_SEARCH_COLUMNS = ["experiment", "dataset", "teacher", "strategy", "seed", "candidates", "best_reward",
                         "best_f_after", "teacher_acc", "teacher_params"]
+PAIRED_METRICS = ["best_f_after", "best_reward"]  # per search: its best f(x) after full training, its best reward
+ALL_TEACHERS = "all"  # the teacher of the paired rows over every teacher of an experiment
 SEARCH_FOLDER = "results/esnac/{dataset}/{teacher}/{strategy}/seed{seed}"
 SEARCH_LOG = "{dataset}/{teacher}/{strategy}/seed{seed}"
 
@@ -416,59 +419,44 @@ def _markdown(table, searches, experiments: dict) -> str:
         table, experiments, section)
 
 
-def search_progress(records: list[dict]):
-    """The best search reward so far of each search record (a column each), indexed by the number of candidates
-    evaluated (1..n); NaN past the end of a search that evaluated fewer."""
-    import pandas as pd  # only aggregation needs it
+def esnac_paired(searches, experiments: dict):
+    """paired-esnac.csv: ESNAC's searches against random search, from :func:`esnac_tables`' searches. Two searches
+    of a teacher with one seed share the held-out split, every step's training batches and the random streams
+    their proposals draw from (their architectures differ, so no initial weights are shared), so they pair by
+    search seed: per experiment and teacher, then, where an experiment has several teachers, over all of them
+    paired by teacher and seed (teacher ``all``)."""
+    import pandas as pd
 
-    return pd.concat([pd.Series(r["curve"]["best_reward"], index=range(1, len(r["curve"]["best_reward"]) + 1),
-                                dtype=float) for r in records], axis=1).sort_index()
+    from compresslib import paired
 
-
-def plot_search_progress(groups: dict[str, list[dict]], out_path: Path, title: str) -> None:
-    """Plot the best search reward so far (``curve.best_reward``) against the candidates evaluated (1..n).
-
-    ``groups`` maps a strategy to its search records: per strategy the mean over its searches, with a band from
-    their minimum to their maximum when there are several. A search that evaluated fewer candidates contributes
-    to the candidates it reached. Strategies without records appear in the legend as "no finished runs"; with
-    none at all the axes carry that note alone.
-    """
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    from compresslib import plots  # matplotlib: only aggregation needs it
-
-    figure = Figure(figsize=(7, 4.5))
-    axes = figure.add_subplot()
-    for label, records in groups.items():
-        if not records:
-            axes.plot([], [], " ", label=f"{label} (no finished runs)")
-            continue
-        per_candidate = search_progress(records)
-        (line,) = axes.plot(per_candidate.index, per_candidate.mean(axis=1), label=f"{label} (n={len(records)})",
-                            linewidth=1.2)
-        if len(records) > 1:
-            axes.fill_between(per_candidate.index, per_candidate.min(axis=1), per_candidate.max(axis=1),
-                              color=line.get_color(), alpha=0.2, linewidth=0)
-    if any(groups.values()):
-        axes.legend(fontsize="small")
-    else:
-        plots.note_no_finished_runs(axes)
-    axes.set(title=title, xlabel="candidates evaluated", ylabel="best reward so far, f(x)")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
-    plots.save(figure, out_path)
+    by = ["experiment", "dataset", "teacher"]
+    per_teacher = paired.paired_table(searches, by, "strategy", "random", PAIRED_METRICS, unit="f(x)")
+    pooled = paired.paired_table(searches, by[:2], "strategy", "random", PAIRED_METRICS, pair_on=["teacher", "seed"],
+                                 unit="f(x)").assign(teacher=ALL_TEACHERS)
+    pooled = pooled.loc[[len(experiments[name]["teachers"]) > 1 for name in pooled["experiment"]]]
+    table = pd.concat([per_teacher, pooled[per_teacher.columns]], ignore_index=True)
+    return table.sort_values("experiment", key=lambda names: names.map(positions(experiments)),
+                             kind="stable").reset_index(drop=True)
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return summary_paths(out_dir, "esnac")
+    return [*summary_paths(out_dir, "esnac"), *summary_paths(out_dir, "esnac", "paired")]
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import paired
     from compresslib.results import write_summary
 
+    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
     architectures, searches = esnac_tables(records, experiments)
-    write_summary(architectures, _markdown(architectures, searches, experiments), *table_paths(out_dir))
+    write_summary(architectures, _markdown(architectures, searches, experiments), summary_csv, summary_markdown)
+    comparisons = esnac_paired(searches, experiments)
+    write_summary(comparisons, paired.paired_markdown(
+        "# ESNAC against random search, paired by search seed", "searches of a teacher with the same seed; "
+        "f(x) = c(2 − c) · acc / teacher acc, of the best architecture after full training (best_f_after) and in the "
+        "search (best_reward); teacher all: every teacher's searches, paired by teacher and seed", comparisons,
+        experiments, lambda name, e: f"## {name}", {"teacher": "teacher"}, places=4),
+        paired_csv, paired_markdown)
 
 
 def _plot_paths(name: str, experiment: dict, out_dir: Path) -> dict[str, Path]:
@@ -481,13 +469,19 @@ def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    """Per experiment and teacher, the best search reward so far (``curve.best_reward``) of each strategy's searches
+    against the candidates evaluated."""
+    from compresslib import plots  # matplotlib: only aggregation needs it
+
     for name, experiment in experiments.items():
         searches = [r for r in records if r["kind"] == SEARCH_KIND and in_experiment(r, experiment)]
         for teacher, path in _plot_paths(name, experiment, out_dir).items():
-            groups = {strategy: [r for r in searches if (r["labels"]["teacher"], r["strategy"]) == (teacher, strategy)]
+            groups = {strategy: [r["curve"]["best_reward"] for r in searches
+                                 if (r["labels"]["teacher"], r["strategy"]) == (teacher, strategy)]
                       for strategy in experiment["strategies"]}
             dataset = experiment["teachers"][teacher]["dataset"]
-            plot_search_progress(groups, path, f"{name}: ESNAC search of {teacher} on {dataset}")
+            plots.plot_running_best(groups, path, f"{name}: ESNAC search of {teacher} on {dataset}",
+                                    "candidates evaluated", "best reward so far, f(x)")
 
 
 def wildcards(config: dict) -> dict[str, str]:

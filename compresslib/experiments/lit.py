@@ -4,7 +4,8 @@ as a whole with KD, beside their baselines at the same epochs.
 Jobs: ``lit_train`` per experiment and seed (phase 1 from the experiment's ``lit``, phase 2 from its ``full_model``,
 on the student's recipe and kd settings); the baselines it lists (``scratch``: the undistilled student, ``kd``: the
 distilled one, both ReLU, of the same seeds) are the distill family's jobs. Tables: ``summary-lit.{csv,md}``
-(teacher, scratch, kd and lit rows with the compression against the teacher and LIT's gain); plots:
+(teacher, scratch, kd and lit rows with the compression against the teacher and LIT's gain) and
+``paired-lit.{csv,md}`` (LIT against each baseline, paired by seed); plots:
 ``lit/<experiment>/seed<s>.png`` (per-section MSE in phase 1, test accuracy over both phases).
 """
 
@@ -263,15 +264,34 @@ def plot_run(record: dict | None, out_path: str | Path, title: str, teacher_test
     plots.save(figure, out_path)
 
 
+def lit_paired(records: list[dict], experiments: dict):
+    """paired-lit.csv: per LIT experiment, LIT against each baseline it lists (scratch, then kd), on the same
+    seeds; final and best test accuracy in percentage points."""
+    from compresslib import paired, results
+
+    table = paired.paired_table(lit_table(records, experiments), SUMMARY_KEYS[:4], "method", list(BASELINES),
+                                results.SUMMARY_METRICS, arms=["lit"], scale=100, unit="pp")
+    pairs = zip(table["experiment"], table["baseline"], strict=True)
+    return table.loc[[baseline in experiments[name]["baselines"] for name, baseline in pairs]].reset_index(drop=True)
+
+
 def table_paths(out_dir: Path) -> list[Path]:
-    return summary_paths(out_dir, "lit")
+    return [*summary_paths(out_dir, "lit"), *summary_paths(out_dir, "lit", "paired")]
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import paired
     from compresslib.results import write_summary
 
+    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
     summary = lit_summary(records, experiments)
-    write_summary(summary, _markdown(summary, experiments), *table_paths(out_dir))
+    write_summary(summary, _markdown(summary, experiments), summary_csv, summary_markdown)
+    comparisons = lit_paired(records, experiments)
+    write_summary(comparisons, paired.paired_markdown(
+        "# LIT against its baselines, paired by seed", "runs with the same seed; test accuracy in percentage points",
+        comparisons, experiments,
+        lambda name, e: f"## {name}: `{e['student']}` from `{e['teacher']}` on `{e['dataset']}`", {}),
+        paired_csv, paired_markdown)
 
 
 def _run_paths(name: str, experiment: dict, out_dir: Path) -> dict[int, Path]:

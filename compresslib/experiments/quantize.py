@@ -7,8 +7,9 @@ the teacher), ``quantize_post_training`` for PM (the distilled student rounded o
 distill family for the distilled students DQ and PM start from and the references an experiment shows
 (``references``: distilled, undistilled). Two experiments may share a run only with the same settings.
 
-Tables: ``summary-quantize.{csv,md}`` (accuracy against size per method, bits and bucket, references first);
-plots: ``quantize/<experiment>.png`` and ``accuracy-vs-size/<dataset>.png`` (every experiment of a dataset).
+Tables: ``summary-quantize.{csv,md}`` (accuracy against size per method, bits and bucket, references first) and
+``paired-quantize.{csv,md}`` (each quantized configuration against the full-precision distilled student, paired by
+seed); plots: ``quantize/<experiment>.png`` and ``accuracy-vs-size/<dataset>.png`` (every experiment of a dataset).
 """
 
 from __future__ import annotations
@@ -264,15 +265,86 @@ def _markdown(summary, experiments: dict) -> str:
         summary, experiments, section)
 
 
+def quantize_paired(records: list[dict], experiments: dict):
+    """paired-quantize.csv: per experiment, student and activation, each quantized configuration (its folder's
+    name: ``qd-b2-k256``, ``pm-b4-knone``) against the full-precision distilled student of the same seed, which DQ
+    and PM start from and QD stands beside; final and best test accuracy in percentage points. The distilled
+    student is one job whichever experiment asks for it, so it is the reference whatever ``references`` shows."""
+    import pandas as pd
+
+    from compresslib import paired, results
+
+    rows = quantize_table(records, {name: e | {"references": ["distilled"]} for name, e in experiments.items()})
+    configurations = [method if pd.isna(bucket) else f"{method}-b{bits}-k{bucket_tag(int(bucket) or None)}"
+                      for method, bits, bucket in zip(rows["method"], rows["bits"], rows["bucket"], strict=True)]
+    return paired.paired_table(rows.assign(configuration=configurations), SUMMARY_KEYS[:5], "configuration",
+                               FULL_PRECISION_METHODS["distill"], results.SUMMARY_METRICS, scale=100, unit="pp")
+
+
+def dataset_rows(summary, dataset: str):
+    """The summary's configurations of one dataset, each once: a run several experiments share is one point,
+    references and methods of every experiment side by side; ``packed_mb``: its packed file in MB (full precision:
+    its float32 state), and ``pareto``: whether no other configuration is as small and at least as accurate."""
+    from compresslib.pareto import mark_front
+
+    rows = summary[summary["labels.dataset"] == dataset].drop_duplicates(
+        ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"])
+    rows = rows.assign(packed_mb=rows["packed_bytes"] / 1e6)
+    return rows.assign(pareto=mark_front(rows, "packed_mb", "final_test_acc_mean"))
+
+
+def quantize_pareto(records: list[dict], experiments: dict):
+    """pareto-quantize.csv: per dataset, the configurations on the front of mean final test accuracy against the
+    size of the packed file, smallest first."""
+    import pandas as pd
+
+    summary = quantize_summary(records, experiments)
+    fronts = [dataset_rows(summary, dataset) for dataset in dict.fromkeys(summary["labels.dataset"].dropna())]
+    front = pd.concat(fronts) if fronts else summary.assign(packed_mb=pd.Series(dtype=float),
+                                                           pareto=pd.Series(dtype=bool))
+    return front[front["pareto"]].sort_values(["labels.dataset", "packed_mb"], kind="stable").drop(
+        columns=["experiment", "pareto"])
+
+
+def _pareto_markdown(front) -> str:
+    from compresslib import results
+
+    header = ["dataset", "teacher", "student", "activation", "method", "bits", "bucket", "packed (MB)",
+              "final (%)", "n"]
+    rows = [[*(str(row[key]) for key in ("labels.dataset", "labels.teacher", "labels.student", "activation",
+                                          "method", "bits")),
+             "—" if row["method"].startswith("fp-") else str(row["bucket"]),
+             results.three_significant(row["packed_mb"]),
+             results.summary_mean_std(row, "final_test_acc", 100), str(row["final_test_acc_n"])]
+            for row in front.to_dict("records")]
+    table = [*results.markdown_header(header), *(results.markdown_row(row) for row in rows)] if rows else [
+        "no finished runs"]
+    return "\n".join([
+        "# Quantized students: the Pareto front of accuracy against size on disk", "",
+        "Per dataset, the configurations that no other one beats on both the packed file's size and the mean final "
+        "test accuracy (mean ± std over the n seeds). Full precision counts its float32 state.", "", *table, ""])
+
+
 def table_paths(out_dir: Path) -> list[Path]:
-    return summary_paths(out_dir, "quantize")
+    return [*summary_paths(out_dir, "quantize"), *summary_paths(out_dir, "quantize", "paired"),
+            *summary_paths(out_dir, "quantize", "pareto")]
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import paired
     from compresslib.results import write_summary
 
+    summary_csv, summary_markdown, paired_csv, paired_markdown, pareto_csv, pareto_markdown = table_paths(out_dir)
     summary = quantize_summary(records, experiments)
-    write_summary(summary, _markdown(summary, experiments), *table_paths(out_dir))
+    write_summary(summary, _markdown(summary, experiments), summary_csv, summary_markdown)
+    comparisons = quantize_paired(records, experiments)
+    write_summary(comparisons, paired.paired_markdown(
+        "# Quantized students against their full-precision distilled students, paired by seed",
+        "runs with the same seed; test accuracy in percentage points", comparisons, experiments,
+        lambda name, e: f"## {name}: students of `{e['teacher']}`",
+        {"labels.student": "student", "activation": "activation"}), paired_csv, paired_markdown)
+    front = quantize_pareto(records, experiments)
+    write_summary(front, _pareto_markdown(front), pareto_csv, pareto_markdown)
 
 
 def _datasets(experiments: dict) -> list[str]:
@@ -286,14 +358,15 @@ def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
             *(out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(experiments))]
 
 
-def plot_accuracy_vs_size(summary, out_path: Path, title: str) -> None:
-    """Mean final test accuracy (error bar: sample std over seeds) against size in MB on a log axis: one colour per
-    student, one marker per method, each point annotated with its bits (and activation or bucket where the rows
-    have several)."""
+def plot_accuracy_vs_size(summary, out_path: Path, title: str, on_disk: bool = False) -> None:
+    """Mean final test accuracy (error bar: sample std over seeds) against size in MB on a log axis (QD's size, or
+    with ``on_disk`` the packed file's, with the Pareto front drawn): one colour per student, one marker per method,
+    each point annotated with its bits (and activation or bucket where the rows have several)."""
     from compresslib import plots
 
     plots.plot_against_size(summary, out_path, title, "final_test_acc", "labels.student", "final test accuracy (%)",
-                            MARKERS, scale=100)
+                            MARKERS, scale=100, size_column="packed_mb" if on_disk else "size_mb",
+                            front=summary["pareto"] if on_disk else None)
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -303,11 +376,8 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
         plot_accuracy_vs_size(summary[summary["experiment"] == name], out_dir / "quantize" / f"{name}.png",
                               f"{name}: quantized students of {experiment['teacher']}")
     for dataset in _datasets(experiments):
-        # a run several experiments share is one point; references and methods of every experiment side by side
-        rows = summary[summary["labels.dataset"] == dataset].drop_duplicates(
-            ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"])
-        plot_accuracy_vs_size(rows, out_dir / "accuracy-vs-size" / f"{dataset}.png",
-                              f"{dataset}: every quantize experiment")
+        plot_accuracy_vs_size(dataset_rows(summary, dataset), out_dir / "accuracy-vs-size" / f"{dataset}.png",
+                              f"{dataset}: every quantize experiment, size on disk", on_disk=True)
 
 
 def wildcards(config: dict) -> dict[str, str]:

@@ -7,8 +7,9 @@ learn from its beam translations (sequence-level KD); ``train_translation_studen
 activation to choose) and seed. Word-level KD and QD read the teacher's model, sequence-level KD its translations.
 The corpora they train on are the corpora family's. Two experiments may share a run only with the same settings.
 
-Tables: ``summary-translation.{csv,md}`` (BLEU and perplexity per test split beside size and speed); plots:
-``translation/<experiment>.png`` (BLEU against size).
+Tables: ``summary-translation.{csv,md}`` (BLEU and perplexity per test split beside size and speed) and
+``paired-translation.{csv,md}`` (word- and sequence-level KD against the undistilled student, paired by seed);
+plots: ``translation/<experiment>.png`` (BLEU against size).
 """
 
 from __future__ import annotations
@@ -372,12 +373,30 @@ def translation_summary(records: list[dict], experiments: dict):
     from compresslib import results
 
     table = translation_table(records, experiments)
-    present = {column.removeprefix("metrics.bleu.") for column in table.columns if column.startswith("metrics.bleu.")}
-    splits = [TEST_SPLIT, *sorted(present - {TEST_SPLIT})]
-    metrics = [f"metrics.{metric}.{split}" for metric in ("bleu", "ppl") for split in splits]
+    metrics = [f"metrics.{metric}.{split}" for metric in ("bleu", "ppl") for split in _splits(table)]
     table = table.reindex(columns=[*table.columns, *(metric for metric in metrics if metric not in table.columns)])
     return results.summarize(table, SUMMARY_KEYS, metrics=metrics,
                              means=["model.params", *results.SIZE_COLUMNS, *MEASURED])
+
+
+def _splits(table) -> list[str]:
+    """The test splits of a :func:`translation_table`: "test" (always) first, then the others it has."""
+    present = {column.removeprefix("metrics.bleu.") for column in table.columns if column.startswith("metrics.bleu.")}
+    return [TEST_SPLIT, *sorted(present - {TEST_SPLIT})]
+
+
+def translation_paired(records: list[dict], experiments: dict):
+    """paired-translation.csv: per experiment, student and activation, word- and sequence-level KD against the
+    undistilled student of the same seed, BLEU of every test split. The undistilled run is one job whichever
+    experiment asks for it, so it is the baseline whatever ``methods`` shows."""
+    from compresslib import paired
+
+    with_baseline = {name: e | {"methods": list(dict.fromkeys(["undistilled", *e["methods"]]))}
+                     for name, e in experiments.items()}
+    table = translation_table(records, with_baseline)
+    return paired.paired_table(table, ["experiment", *LABELS], "method", "undistilled",
+                               [f"metrics.bleu.{split}" for split in _splits(table)], arms=["word-kd", "seq-kd"],
+                               unit="BLEU")
 
 
 def _markdown(summary, experiments: dict, records: list[dict]) -> str:
@@ -445,14 +464,22 @@ def plot_bleu_vs_size(summary, out_path: Path, title: str) -> None:
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return summary_paths(out_dir, "translation")
+    return [*summary_paths(out_dir, "translation"), *summary_paths(out_dir, "translation", "paired")]
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib import paired
     from compresslib.results import write_summary
 
+    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
     summary = translation_summary(records, experiments)
-    write_summary(summary, _markdown(summary, experiments, records), *table_paths(out_dir))
+    write_summary(summary, _markdown(summary, experiments, records), summary_csv, summary_markdown)
+    comparisons = translation_paired(records, experiments)
+    write_summary(comparisons, paired.paired_markdown(
+        "# Translation students: word- and sequence-level KD against the undistilled student, paired by seed",
+        "runs with the same seed; sacrebleu BLEU points", comparisons, experiments,
+        lambda name, e: f"## {name}: students of `{e['teacher']}` on `{e['corpus']}`",
+        {"student": "student", "activation": "activation"}), paired_csv, paired_markdown)
 
 
 def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:

@@ -12,18 +12,25 @@ Randomness needs no saved state: every epoch (or search step) reseeds from ``(se
 The sessions are also written, with the identity, to ``sessions.json`` as each process starts, before its first unit
 of progress: a job killed before it saved any state is still a session of the run. That file, when written for the
 same identity, is the run's list of sessions; a state file's own list serves where there is no such file.
+
+A process that only watches a run (``python -m compresslib status``) reads the state's plain values without torch
+(:func:`peek_checkpoint`).
 """
 
 from __future__ import annotations
 
+import collections
+import io
 import json
 import logging
+import pickle
+import zipfile
 from pathlib import Path
 
 from compresslib.io import load_versioned, read_json_object, save_torch, write_json
 
 __all__ = ["CHECKPOINT_NAME", "CHECKPOINT_FORMAT", "SESSIONS_NAME", "CheckpointMismatch", "save_checkpoint",
-           "load_checkpoint", "check_resumable", "save_sessions", "load_sessions"]
+           "load_checkpoint", "peek_checkpoint", "check_resumable", "save_sessions", "load_sessions"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_FORMAT = 3  # 3: one layout for every job kind (identity, sessions, then the job's own state)
@@ -49,6 +56,48 @@ def load_checkpoint(path: str | Path) -> dict | None:
     return load_versioned(path, CHECKPOINT_FORMAT, "compresslib checkpoint",
                           "it was written by another compresslib version or is damaged; delete it to start the run "
                           "over", check=True)
+
+
+def peek_checkpoint(path: str | Path) -> dict:
+    """The plain values of the state file at ``path`` (identity, sessions, history, next epoch, evaluated candidates:
+    dicts, lists, numbers, strings), read without torch and without loading a tensor: its pickle alone, whose
+    tensors come back as placeholders. The file is opened once, so a state replaced meanwhile (atomically) is read
+    whole, old or new. ValueError naming the file when it is not a readable state (damaged, foreign, truncated)."""
+    try:
+        with open(path, "rb") as handle, zipfile.ZipFile(handle) as archive:
+            pickled = next(name for name in archive.namelist() if name.rpartition("/")[2] == "data.pkl")
+            state = _PlainUnpickler(io.BytesIO(archive.read(pickled))).load()  # the read checks its CRC32
+    except (zipfile.BadZipFile, StopIteration, pickle.UnpicklingError, EOFError, ValueError, TypeError) as error:
+        raise ValueError(f"{path} is not a readable compresslib checkpoint ({type(error).__name__}: {error})") \
+            from error
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a compresslib checkpoint of format {CHECKPOINT_FORMAT}")
+    return state
+
+
+class _TorchPlaceholder:
+    """What a torch object (a tensor, its storage, a dtype) of a peeked state reads as: nothing of it is loaded."""
+
+    def __init__(self, *args: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain state: a torch class resolves to :class:`_TorchPlaceholder` and a tensor's bytes (a persistent
+    id) to None; any other class is refused, so nothing of the file runs."""
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) == ("collections", "OrderedDict"):  # a state_dict
+            return collections.OrderedDict
+        if module == "torch" or module.startswith("torch."):
+            return _TorchPlaceholder
+        raise pickle.UnpicklingError(f"{module}.{name} is not plain state")
+
+    def persistent_load(self, pid: object) -> None:
+        return None
 
 
 def check_resumable(saved_identity: dict, identity: dict, path: str | Path) -> None:

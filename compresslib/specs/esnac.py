@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from compresslib.catalog import HOLDOUT_SPLITS
 from compresslib.settings import Settings, check_runtime, require, require_choice
 
-__all__ = ["KernelSpec", "SearchSpec", "STRATEGIES", "SEARCH_LOSSES", "SEARCH_TABLE", "TOP_DIR", "arch_file"]
+__all__ = ["KernelSpec", "SearchSpec", "STRATEGIES", "SEARCH_LOSSES", "SEARCH_TABLE", "SEARCH_STATE", "TOP_DIR",
+           "arch_file"]
 
 # a search's outputs in its run folder, which the workflow's rules name too
 SEARCH_TABLE = "search.csv"  # one row per candidate
 TOP_DIR = "top"  # arch-<rank>.pt and .json of the best candidates, written when the search ends
+SEARCH_STATE = "search-state.pt"  # the state file of a search in progress
 STRATEGIES = ("esnac", "random")  # learned-kernel Bayesian optimisation, or random proposals at the same budget
 SEARCH_LOSSES = ("logit_mse", "cross_entropy")  # a candidate's training loss: MSE to the teacher's logits, or labels
 

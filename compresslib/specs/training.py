@@ -74,9 +74,11 @@ class TrainSpec(Settings):
     momentum: float = 0.9
     nesterov: bool = True
     weight_decay: float = 2.2e-4  # L2, coupled as in torch.optim.SGD
-    schedule: str = "generic"  # generic | cifar100 | multistep | constant
+    schedule: str = "generic"  # generic | cifar100 | multistep | constant | cosine
     milestones: list = field(default_factory=list)  # multistep: 0-based epochs where lr *= gamma
     gamma: float = 0.1  # multistep decay factor
+    warmup_epochs: int = 0  # cosine: epochs of linear warmup to lr (whole epochs: the spec can check it fits)
+    lr_floor_fraction: float = 0.0  # cosine: the rate the decay ends at, as a fraction of lr (so lr sweeps keep it)
     # ---- data ------------------------------------------------------------------------------
     augment: bool = True  # random crop (pad 4) + horizontal flip on the training split
     mean: list | None = None  # normalisation; None = the dataset's recipe statistics
@@ -103,6 +105,8 @@ class TrainSpec(Settings):
     threads: int = 0  # torch intra-op threads on CPU; 0 leaves torch's default
     labels: dict = field(default_factory=dict)  # names used by result tables (dataset/teacher/student)
 
+    ADDED_FIELDS = frozenset({"warmup_epochs", "lr_floor_fraction"})  # the cosine schedule came after the first runs
+
     def validate(self) -> None:
         """Check values beyond their types; raise SpecError naming the key."""
         require_choice("dataset", self.dataset, DATASETS)
@@ -122,6 +126,7 @@ class TrainSpec(Settings):
         require_choice("schedule", self.schedule, SCHEDULES)
         require(all(isinstance(m, int) and m >= 0 for m in self.milestones), "milestones", self.milestones,
                  "a list of integer epochs >= 0")
+        _check_cosine(self)
         require_choice("validation", self.validation, VALIDATION_POLICIES)
         require(self.holdout_size >= 1, "holdout_size", self.holdout_size, "an integer >= 1")
         require_choice("holdout_split", self.holdout_split, HOLDOUT_SPLITS)
@@ -167,6 +172,20 @@ class TrainSpec(Settings):
         check_kind(self, KIND_GROUPS)
         require((self.kind == "esnac") == (self.model == ESNAC_MODEL), "kind", self.kind,
                 f"esnac exactly for the model {ESNAC_MODEL} (the full training of an architecture ESNAC found)")
+
+
+def _check_cosine(spec: TrainSpec) -> None:
+    """The cosine schedule's settings: a warmup shorter than the run, a floor below lr; none for another schedule,
+    which would ignore them."""
+    if spec.schedule != "cosine":
+        for key in ("warmup_epochs", "lr_floor_fraction"):
+            require(getattr(spec, key) == 0, key, getattr(spec, key),
+                    f"0 unless schedule is cosine (the {spec.schedule} schedule has no warmup or floor)")
+        return
+    require(0 <= spec.warmup_epochs < spec.epochs, "warmup_epochs", spec.warmup_epochs,
+            f"an integer from 0 to epochs - 1 = {spec.epochs - 1} (the cosine decay needs at least one epoch)")
+    require(0 <= spec.lr_floor_fraction < 1, "lr_floor_fraction", spec.lr_floor_fraction,
+            "a number in [0, 1) (the final rate as a fraction of lr)")
 
 
 def build_spec(values: dict | None = None, overrides: tuple[str, ...] | list[str] = ()) -> TrainSpec:

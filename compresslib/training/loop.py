@@ -43,8 +43,9 @@ from compresslib.quantization.differentiable import LearnedPointsQuantizer, allo
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter_names
 from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.runs.progress import Progress
 from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
-from compresslib.schedules import Schedule, build_schedule
+from compresslib.schedules import CosineSchedule, Schedule, build_schedule
 from compresslib.settings import spec_hash
 from compresslib.specs.training import ESNAC_MODEL, TrainSpec
 from compresslib.training.compiled import CompiledModels, training_models
@@ -55,6 +56,7 @@ __all__ = ["train", "train_epoch", "evaluate", "HISTORY_COLUMNS"]
 log = logging.getLogger(__name__)
 
 OUTPUTS = (MODEL_NAME, HISTORY_NAME, PACKED_NAME)  # what a run writes besides its record
+# lr: the epoch's rate; for the per-step cosine schedule, the rate of its first step
 HISTORY_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
                    "train_seconds", "eval_seconds", "examples_per_s")
 
@@ -212,16 +214,15 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
             break
         if phase is None or epoch == phase.end:  # a fresh optimiser and schedule per phase
             phase = next(p for p in phases if p.start <= epoch < p.end)
-            optimizers, schedule = _enter_phase(phase, spec, model, trainable, epoch)
+            optimizers, schedule = _enter_phase(phase, spec, model, trainable, epoch, len(train_loader))
             if checkpoint is not None and phase.start < epoch == start_epoch:  # resumed inside this phase
                 for optimizer, state in zip(optimizers, checkpoint["optimizers"], strict=True):
                     optimizer.load_state_dict(state)
                 schedule.load_state_dict(schedule_state)
         torch.manual_seed(epoch_seed(spec.seed, epoch))  # dropout masks: a pure function of (seed, epoch)
         lr = schedule.lr
-        for optimizer in optimizers:
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+        _set_lr(optimizers, lr)
+        step_rates = schedule.epoch_rates(epoch - phase.start) if isinstance(schedule, CosineSchedule) else None
         train_loader.set_epoch(epoch)
 
         tick = time.perf_counter()
@@ -232,7 +233,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
                 autocast=autocast)
         else:
             train_loss, train_acc = train_epoch(models, train_loader, optimizers, loss_fn, autocast, quantizer, views,
-                                                 train_examples)
+                                                 train_examples, step_rates)
         train_seconds = time.perf_counter() - tick
         if not math.isfinite(train_loss):
             raise TrainingDiverged(f"training diverged in epoch {epoch + 1}: loss is {train_loss}")
@@ -270,8 +271,10 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
             "compile_used": [*compile_used, models.used],
         })
-        log.info("epoch %d/%d%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
-                 epoch + 1, total_epochs, f" ({phase.name})" if spec.lit is not None else "", lr, train_loss,
+        progress = Progress.measured(epoch + 1, total_epochs,  # timed on this session's device
+                                     [row["train_seconds"] + row["eval_seconds"] for row in history[start_epoch:]])
+        log.info("%s%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
+                 progress.describe(), f" ({phase.name})" if spec.lit is not None else "", lr, train_loss,
                  train_acc, scores["val"][0], scores["test"][0], train_seconds, history[-1]["examples_per_s"],
                  "  -> early stop" if stopped_early else "")
 
@@ -302,16 +305,20 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
 
 def train_epoch(models: CompiledModels, loader: DeviceLoader, optimizers: list[torch.optim.Optimizer], loss_fn,
                  autocast: torch.autocast, quantizer: ShadowQuantizer | LearnedPointsQuantizer | None = None,
-                 views: TeacherViews | None = None, examples: torch.Tensor | None = None) -> tuple[float, float]:
+                 views: TeacherViews | None = None, examples: torch.Tensor | None = None,
+                 step_rates: list[float] | None = None) -> tuple[float, float]:
     """One epoch of ``models`` (the trained model and an online teacher, compiled or eager); the KD logits come from
     the teacher, or from ``views`` by each example's view (``examples`` maps the loader's indices to the training
-    split's, which key the table)."""
+    split's, which key the table). ``step_rates``: the rate of each step (a per-step schedule); else the optimisers'
+    rates stay as they are."""
     models.model.train()
     device = loader.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
-    for inputs, targets, index, plan in loader.indexed_batches():
+    for step, (inputs, targets, index, plan) in enumerate(loader.indexed_batches()):
+        if step_rates is not None:  # host floats into param_groups: no sync (the optimiser step runs eager)
+            _set_lr(optimizers, step_rates[step])
         teacher_logits = None
         if views is not None:  # device-side gathers: no host sync
             teacher_logits = views.lookup(examples[index], plan.dy[index], plan.dx[index], plan.flip[index])
@@ -383,7 +390,7 @@ def _phases(spec: TrainSpec) -> list[_Phase]:
 
 
 def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: list[nn.Parameter],
-                 epoch: int) -> tuple[list[torch.optim.Optimizer], Schedule]:
+                 epoch: int, steps_per_epoch: int) -> tuple[list[torch.optim.Optimizer], Schedule]:
     """The optimisers and the schedule (positioned at ``epoch``) of ``phase``; LIT's phase 2 unfreezes the model."""
     if phase.name == "lit":
         parameter_sets = phase_one_parameter_sets(model, spec.lit.optimizer)
@@ -393,11 +400,19 @@ def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: li
         if phase.name == "full_model" and not spec.lit.freeze_ends_in_full_model:  # the copied ends train too
             model.requires_grad_(True)
         parameter_sets = [trainable]
-        lr, schedule = spec.lr, build_schedule(spec.schedule, spec.lr, spec.milestones, spec.gamma, epoch - phase.start)
+        lr, schedule = spec.lr, build_schedule(
+            spec.schedule, spec.lr, spec.milestones, spec.gamma, epoch - phase.start, epochs=phase.end - phase.start,
+            steps_per_epoch=steps_per_epoch, warmup_epochs=spec.warmup_epochs, floor_fraction=spec.lr_floor_fraction)
     optimizers = [torch.optim.SGD(parameters, lr=lr, momentum=spec.momentum,
                                   nesterov=spec.nesterov and spec.momentum > 0, weight_decay=spec.weight_decay)
                   for parameters in parameter_sets]
     return optimizers, schedule
+
+
+def _set_lr(optimizers: list[torch.optim.Optimizer], lr: float) -> None:
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = lr
 
 
 def _load_init(model: nn.Module, init_file: dict, name: str, kwargs: dict) -> dict:

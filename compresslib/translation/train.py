@@ -84,6 +84,7 @@ from compresslib.models.seq2seq import Seq2Seq
 from compresslib.quantization.pack import PACKED_NAME, pack_and_measure
 from compresslib.quantization.shadow import ShadowQuantizer, select_quantized
 from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
+from compresslib.runs.progress import Progress
 from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
 from compresslib.schedules import NoamSchedule, OnmtDecay
 from compresslib.settings import spec_hash
@@ -275,7 +276,9 @@ class _Job:
                 "next_epoch": epoch + 1, "model": cpu_state(model), "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "history": history,
             })
-            log.info("epoch %d/%d  lr %.3g  loss %.4f  %s ppl %.3f%s  %.1fs (%.0f tokens/s)", epoch + 1, spec.epochs,
+            progress = Progress.measured(epoch + 1, spec.epochs, [row["train_seconds"] + row["eval_seconds"]
+                                                                  for row in history[start_epoch:]])
+            log.info("%s  lr %.3g  loss %.4f  %s ppl %.3f%s  %.1fs (%.0f tokens/s)", progress.describe(),
                      lr, train_loss, self.valid_split, val_ppl,
                      f" (shadow {shadow['shadow_val_ppl']:.3f})" if shadow else "", train_seconds,
                      history[-1]["tokens_per_s"])
