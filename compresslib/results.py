@@ -1,17 +1,24 @@
 """Generic tables from run records: flattening, size columns, statistics over seeds, and Markdown.
 
-The experiment families (``compresslib.experiments``) build their tables from these: ``runs.csv`` is
-:func:`runs_table` of every training record; a family's summary groups its members' rows by configuration and
+The experiment families (``compresslib.experiments``) build their tables from these: ``runs.csv`` and the
+``runs-<kind>.csv`` tables split :func:`runs_table` of every training record (``compresslib.run_tables``); a
+family's summary groups its members' rows by configuration and
 :func:`summarize`\\ s each group. Nothing is ever appended to an existing table: every file is rebuilt from the
 records.
 
 Statistics: ``std`` is the sample standard deviation (ddof=1); the 95% confidence interval is the Student-t
-interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run.
+interval ``mean ± t(0.975, n-1) * std / sqrt(n)``. Both are NaN for a single run. The Markdown shows both, in the
+unit of the mean (:func:`summary_estimate`).
 
 Size columns (:func:`with_size_columns`): ``method`` (the quantization method, or a full-precision label the
 family gives), ``bits`` (32 for full precision), ``bucket`` (the quantizer's bucket size, 0 for one bucket per
 tensor, empty (NaN) for full precision, so the CSV tells "no buckets" from "not quantized"), ``size_mb``,
-``packed_bytes``, ``compression`` and ``huffman_mean_bits``.
+``packed_bytes``, ``fp32_over_packed`` (the float32 model's bytes over the packed file's) and
+``huffman_mean_bits``.
+
+Best epoch (:func:`with_best_epoch_column`): ``best_test_acc`` is the test accuracy of the epoch with the best
+validation accuracy, and ``best_epoch_chosen_on`` says what that validation was: ``test`` (the test set itself, as
+in the originals: optimistic) or ``holdout`` (a part held out of the training split).
 """
 
 from __future__ import annotations
@@ -28,17 +35,30 @@ from scipy import stats
 
 from compresslib.io import atomic_open
 from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
+from compresslib.specs.training import TrainSpec
 
-__all__ = ["SUMMARY_METRICS", "IDENTITY_COLUMNS", "SIZE_COLUMNS", "runs_table", "with_size_columns", "summarize",
-           "experiment_rows", "write_csv", "write_text", "write_summary", "markdown_document", "markdown_section",
-           "markdown_header", "markdown_row", "summary_mean_std", "mean_std", "three_significant", "decimals",
-           "two_decimals", "signed_two_decimals"]
+__all__ = ["SUMMARY_METRICS", "IDENTITY_COLUMNS", "SIZE_COLUMNS", "BEST_EPOCH_COLUMN", "BEST_EPOCH_LABELS",
+           "INTERVAL_NOTE", "ACCURACY_NOTE", "runs_table", "with_size_columns", "with_best_epoch_column", "summarize",
+           "t_half_width", "experiment_rows", "write_csv", "write_text", "write_summary", "markdown_document",
+           "markdown_section", "markdown_header", "markdown_row", "summary_mean_std", "summary_estimate", "interval",
+           "best_epoch_policies", "best_epoch_header", "best_epoch_cells", "mean_std", "three_significant",
+           "decimals", "two_decimals", "signed_two_decimals"]
 
 SUMMARY_METRICS = ("metrics.final_test_acc", "metrics.best_test_acc")
 IDENTITY_COLUMNS = ("kind", "labels.dataset", "labels.teacher", "labels.student", "activation", "activation_family",
                     "bins", "seed")
 # the per-run sizes with_size_columns adds after the configuration columns (method, bits, bucket)
-SIZE_COLUMNS = ("size_mb", "packed_bytes", "compression", "huffman_mean_bits")
+SIZE_COLUMNS = ("size_mb", "packed_bytes", "fp32_over_packed", "huffman_mean_bits")
+BEST_EPOCH_COLUMN = "best_epoch_chosen_on"
+# the Markdown header of best_test_acc by what chose its epoch (a spec's validation policy)
+BEST_EPOCH_LABELS = {"test": "best epoch by test (%, optimistic)", "holdout": "best epoch by val → test (%)"}
+INTERVAL_NOTE = "95% CI: the Student-t interval of that mean, in the unit of the column before it (— below two seeds)"
+ACCURACY_NOTE = (
+    f"mean ± std over the n seeds (sample std, ddof=1); {INTERVAL_NOTE}. Final epoch: the last epoch's test "
+    "accuracy. Best epoch by test (optimistic): the test accuracy of the epoch with the best validation accuracy "
+    "where the test set was the validation set (`validation: test`, as in the originals), so the test set chose the "
+    "epoch; best epoch by val → test: the same where validation was a part held out of the training split "
+    "(`validation: holdout`), shown where the runs have it.")
 
 
 # ----------------------------------------------------------------------------- frames
@@ -73,7 +93,7 @@ def with_size_columns(frame: pd.DataFrame, full_precision_method: pd.Series) -> 
 
     Quantized runs (those with a ``quantization`` section) take them from it (bucket 0: one bucket per tensor); the
     others get ``full_precision_method`` (one label per row), 32 bits, a NaN bucket, 4 bytes per parameter,
-    compression 1 and no Huffman code length.
+    ``fp32_over_packed`` 1 and no Huffman code length.
     """
     section = frame.reindex(columns=[f"quantization.{key}" for key in QUANTIZATION_KEYS])  # NaN with no quantized run
     section.columns = list(QUANTIZATION_KEYS)
@@ -85,9 +105,16 @@ def with_size_columns(frame: pd.DataFrame, full_precision_method: pd.Series) -> 
         bucket=section["bucket_size"].fillna(0).where(quantized).astype("Int64"),
         size_mb=section["size_mb"].where(quantized, 4 * model["model.params"] / 1e6).astype(float),
         packed_bytes=section["packed_bytes"].where(quantized, model["model.bytes_fp32"]).astype("Int64"),
-        compression=section["compression"].where(quantized, 1.0).astype(float),
+        fp32_over_packed=section["compression"].where(quantized, 1.0).astype(float),  # the record's name for it
         huffman_mean_bits=section["huffman_mean_bits"].where(quantized).astype(float),
     )
+
+
+def with_best_epoch_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`runs_table` frame plus :data:`BEST_EPOCH_COLUMN`: the validation policy that chose the epoch of
+    ``metrics.best_test_acc`` (``spec.validation``; a spec without it has TrainSpec's default)."""
+    policy = frame.reindex(columns=["spec.validation"])["spec.validation"].astype(object)
+    return frame.assign(**{BEST_EPOCH_COLUMN: policy.fillna(TrainSpec.validation)})
 
 
 def summarize(
@@ -110,8 +137,7 @@ def summarize(
         name = metric.removeprefix("metrics.")
         part = grouped[metric].agg(["count", "mean", "std", "min", "max"])
         n = part["count"].astype(int)
-        t_quantile = stats.t.ppf(0.975, np.maximum(n - 1, 1))  # clipped only to keep scipy quiet for n < 2
-        half_width = t_quantile * part["std"] / np.sqrt(n.clip(lower=1))  # NaN for n < 2, as std is
+        half_width = t_half_width(part["std"], n)
         parts.append(pd.DataFrame({
             f"{name}_n": n, f"{name}_mean": part["mean"], f"{name}_std": part["std"], f"{name}_min": part["min"],
             f"{name}_max": part["max"], f"{name}_ci95_low": part["mean"] - half_width,
@@ -119,6 +145,13 @@ def summarize(
         }))
     parts.append(grouped[means].mean())
     return pd.concat(parts, axis=1).reset_index()
+
+
+def t_half_width(std: pd.Series, n: pd.Series) -> pd.Series:
+    """Half the width of the 95% Student-t interval of a mean: ``t(0.975, n-1) * std / sqrt(n)``; NaN for n < 2, as
+    the sample std is."""
+    t_quantile = stats.t.ppf(0.975, np.maximum(n - 1, 1))  # clipped only to keep scipy quiet for n < 2
+    return t_quantile * std / np.sqrt(n.clip(lower=1))
 
 
 def experiment_rows(records: list[dict], experiments: dict, belongs: Callable[[dict, dict], bool],
@@ -192,6 +225,34 @@ def markdown_row(cells: Iterable[str]) -> str:
 def summary_mean_std(row: dict, metric: str, scale: float = 1.0) -> str:
     """A :func:`summarize` row's ``mean ± std`` of ``metric`` times ``scale``, two decimals."""
     return f"{two_decimals(scale * row[f'{metric}_mean'])} ± {two_decimals(scale * row[f'{metric}_std'])}"
+
+
+def summary_estimate(row: dict, metric: str, scale: float = 1.0) -> list[str]:
+    """Two cells of a :func:`summarize` row: ``mean ± std`` of ``metric`` and its 95% interval ``[low, high]``, both
+    times ``scale`` (100: accuracy in percent), two decimals."""
+    return [summary_mean_std(row, metric, scale),
+            interval(scale * row[f"{metric}_ci95_low"], scale * row[f"{metric}_ci95_high"])]
+
+
+def interval(low: float, high: float) -> str:
+    """``[low, high]`` with two decimals; ``—`` where there is none (fewer than two seeds)."""
+    return "—" if math.isnan(low) else f"[{two_decimals(low)}, {two_decimals(high)}]"
+
+
+def best_epoch_policies(rows: list[dict]) -> list[str]:
+    """The validation policies of the rows' best epochs, in :data:`BEST_EPOCH_LABELS` order: one column pair each."""
+    present = {row[BEST_EPOCH_COLUMN] for row in rows}
+    return [policy for policy in BEST_EPOCH_LABELS if policy in present]
+
+
+def best_epoch_header(policies: list[str]) -> list[str]:
+    return [cell for policy in policies for cell in (BEST_EPOCH_LABELS[policy], "95% CI")]
+
+
+def best_epoch_cells(row: dict, policies: list[str]) -> list[str]:
+    """A row's best-epoch accuracy (percent) and interval under its own policy's header, ``—`` under the others."""
+    return [cell for policy in policies for cell in (
+        summary_estimate(row, "best_test_acc", 100) if row[BEST_EPOCH_COLUMN] == policy else ["—", "—"])]
 
 
 def mean_std(values: pd.Series, places: int) -> str:

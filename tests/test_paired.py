@@ -20,7 +20,7 @@ from compresslib.experiments.distill import distill_paired
 from compresslib.experiments.esnac import esnac_paired, esnac_tables
 from compresslib.experiments.lit import lit_paired
 from compresslib.experiments.quantize import quantize_paired
-from compresslib.experiments.translation import translation_paired
+from compresslib.experiments.translation_tables import translation_paired
 from compresslib.paired import PAIRED_COLUMNS, paired_statistics, paired_table
 
 T_975_1, T_80_1 = math.tan(0.475 * math.pi), math.tan(0.3 * math.pi)  # 12.7062, 1.3764

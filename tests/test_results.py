@@ -20,6 +20,7 @@ LMA_RELU_BEST = [0.8864, 0.8891, 0.8835, 0.8898, 0.8883]
 LMA_APLU8_BEST = [0.8967, 0.9012, 0.8975, 0.8994, 0.9013]
 T_975_4 = 2.776445  # scipy.stats.t.ppf(0.975, 4)
 T_975_1 = 12.706205  # scipy.stats.t.ppf(0.975, 1)
+T_975_2 = 4.302653  # scipy.stats.t.ppf(0.975, 2)
 TEACHER = "conv-teacher"
 
 
@@ -305,16 +306,22 @@ def test_seed_table_reproduces_lma_readme_rows():
     records = relu_records() + readme_records("aplu8", LMA_APLU8_BEST)
     records += [make_record(seed=1, best=0.9), make_record(seed=3, best=0.92)]
     table = seed_table(experiment_table(records, {"main": experiment(["relu", "aplu8", "lma8"], [1, 2, 3, 4, 5])}))
-    keys = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation"]
-    assert list(table.columns) == [*keys, "seed1", "seed2", "seed3", "seed4", "seed5", "mean", "std", "n"]
+    keys = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "best_epoch_chosen_on"]
+    assert list(table.columns) == [*keys, "seed1", "seed2", "seed3", "seed4", "seed5", "mean", "std", "n",
+                                   "ci95_low", "ci95_high"]
     relu, aplu, lma = table.iloc[0], table.iloc[1], table.iloc[2]
     assert round(aplu["mean"], 2) == 89.92 and round(aplu["std"], 2) == 0.21
-    assert relu["activation"] == "relu"
+    assert relu["activation"] == "relu" and relu["best_epoch_chosen_on"] == "test"  # TrainSpec's default
     assert [relu[f"seed{s}"] for s in range(1, 6)] == pytest.approx([88.64, 88.91, 88.35, 88.98, 88.83])
     assert round(relu["mean"], 2) == 88.74 and round(relu["std"], 2) == 0.25 and relu["n"] == 5
+    half_width = T_975_4 * 0.253318 / math.sqrt(5)  # in percent, as the mean
+    assert (relu["ci95_low"], relu["ci95_high"]) == pytest.approx((88.742 - half_width, 88.742 + half_width), abs=1e-4)
     assert lma["seed1"] == pytest.approx(90.0) and lma["seed3"] == pytest.approx(92.0)
     assert pd.isna(lma["seed2"]) and lma["n"] == 2
     assert lma["mean"] == pytest.approx(91.0) and lma["std"] == pytest.approx(math.sqrt(2))
+    assert lma["ci95_high"] == pytest.approx(91.0 + T_975_1 * 1.0, abs=1e-4)  # t * sqrt(2) / sqrt(2)
+    final = seed_table(experiment_table(records, {"main": experiment(["relu"], [1])}), "metrics.final_test_acc")
+    assert "best_epoch_chosen_on" not in final.columns and pd.isna(final.loc[0, "ci95_low"])  # one seed: no interval
 
 
 def test_seed_table_rejects_two_records_of_one_run():
@@ -326,7 +333,8 @@ def test_seed_table_rejects_two_records_of_one_run():
 # ----------------------------------------------------------------------------- quantize experiments
 
 QUANTIZE_COLUMNS = [
-    *("experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "method", "bits", "bucket"),
+    *("experiment", "labels.dataset", "labels.teacher", "labels.student", "activation", "method", "bits", "bucket",
+      "best_epoch_chosen_on"),
     *(f"{metric}_{stat}" for metric in ("final_test_acc", "best_test_acc")
       for stat in ("n", "mean", "std", "min", "max", "ci95_low", "ci95_high")),
     *SIZE_COLUMNS,
@@ -374,12 +382,12 @@ def test_quantize_summary_matches_hand_computed_statistics():
     assert qd["final_test_acc_ci95_low"] == pytest.approx(0.82 - T_975_1 * 0.02, abs=1e-6)  # t * std / sqrt(2)
     assert qd["best_test_acc_mean"] == pytest.approx(0.835)
     assert qd["best_test_acc_std"] == pytest.approx(0.015 * math.sqrt(2))
-    assert (qd["size_mb"], qd["packed_bytes"], qd["compression"]) == (0.0123, 12000, 9.5)
+    assert (qd["size_mb"], qd["packed_bytes"], qd["fp32_over_packed"]) == (0.0123, 12000, 9.5)
     assert qd["huffman_mean_bits"] == pytest.approx(1.85)  # mean of 1.8 and 1.9
     per_tensor = summary.iloc[5]
     assert (per_tensor["bits"], per_tensor["bucket"], per_tensor["size_mb"]) == (2, 0, 0.0111)
     distilled = summary.iloc[2]  # full precision: 1000 parameters of 4 bytes
-    assert (distilled["bits"], distilled["size_mb"], distilled["packed_bytes"], distilled["compression"]) == (
+    assert (distilled["bits"], distilled["size_mb"], distilled["packed_bytes"], distilled["fp32_over_packed"]) == (
         32, 0.004, 4000, 1.0
     )
     assert pd.isna(distilled["bucket"]) and pd.isna(distilled["huffman_mean_bits"])
@@ -405,8 +413,10 @@ def test_pareto_quantize_lists_the_front_of_accuracy_against_the_packed_file(tmp
     assert front["final_test_acc_mean"].round(4).tolist() == [0.7, 0.82, 0.89]
     markdown = (tmp_path / "pareto-quantize.md").read_text(encoding="utf-8")
     row = "| cifar10 | conv-teacher | conv-s0 | relu | {} |"
-    assert row.format("qd | 2 | 256 | 0.00150 | 82.00 ± 2.83 | 2") in markdown
-    assert row.format("fp-distilled | 32 | — | 0.00400 | 89.00 ± 1.41 | 2") in markdown
+    assert "| packed (MB) | final epoch (%) | 95% CI | n |" in markdown
+    assert row.format("qd | 2 | 256 | 0.00150 | 82.00 ± 2.83 | [56.59, 107.41] | 2") in markdown
+    assert row.format("fp-distilled | 32 | — | 0.00400 | 89.00 ± 1.41 | [76.29, 101.71] | 2") in markdown
+    assert row.format("qd | 2 | 0 | 0.00100 | 70.00 ± — | — | 1") in markdown  # one seed: no interval
     write_tables([], {"quantize": {"qd": quantize_experiment()}}, tmp_path)
     assert pd.read_csv(tmp_path / "pareto-quantize.csv").empty
     assert "no finished runs" in (tmp_path / "pareto-quantize.md").read_text(encoding="utf-8")
@@ -423,20 +433,24 @@ def test_summary_quantize_files(tmp_path):
     expected = [
         "## qd: students of `conv-teacher`",
         "\n".join([
-            "| dataset | student | activation | method | bits | bucket | final (%) | best (%) | n | size (MB) "
-            "| compression |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-            "| cifar10 | conv-s1 | relu | pm | 4 | 256 | 60.00 ± — | 60.00 ± — | 1 | 0.0123 | 9.50 |",
+            "| dataset | student | activation | method | bits | bucket | final epoch (%) | 95% CI "
+            "| best epoch by test (%, optimistic) | 95% CI | n | size (MB) | fp32 ÷ packed file |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| cifar10 | conv-s1 | relu | pm | 4 | 256 | 60.00 ± — | — | 60.00 ± — | — | 1 | 0.0123 | 9.50 |",
         ]),
-        "| cifar10 | conv-s0 | relu | fp-distilled | 32 | — | 89.00 ± 1.41 | 90.00 ± 1.41 | 2 | 0.00400 | 1.00 |",
-        "| cifar10 | conv-s0 | relu | qd | 2 | 256 | 82.00 ± 2.83 | 83.50 ± 2.12 | 2 | 0.0123 | 9.50 |",
-        "| cifar10 | conv-s0 | relu | qd | 2 | 0 | 70.00 ± — | 82.00 ± — | 1 | 0.0111 | 9.50 |",
-        "| cifar10 | conv-s0 | relu | pm | 2 | 256 | 50.00 ± — | 50.00 ± — | 1 | 0.0123 | 9.50 |",
+        # 82 ± t(0.975, 1) · 2.83 / √2 = 82 ± 25.41; 83.5 ± 12.71 · 2.12 / √2 = 83.5 ± 19.06
+        "| cifar10 | conv-s0 | relu | fp-distilled | 32 | — | 89.00 ± 1.41 | [76.29, 101.71] | 90.00 ± 1.41 "
+        "| [77.29, 102.71] | 2 | 0.00400 | 1.00 |",
+        "| cifar10 | conv-s0 | relu | qd | 2 | 256 | 82.00 ± 2.83 | [56.59, 107.41] | 83.50 ± 2.12 | [64.44, 102.56] "
+        "| 2 | 0.0123 | 9.50 |",
+        "| cifar10 | conv-s0 | relu | qd | 2 | 0 | 70.00 ± — | — | 82.00 ± — | — | 1 | 0.0111 | 9.50 |",
+        "| cifar10 | conv-s0 | relu | pm | 2 | 256 | 50.00 ± — | — | 50.00 ± — | — | 1 | 0.0123 | 9.50 |",
         "## empty: students of `nobody`\n\nno finished runs",
     ]
     for text in expected:
         assert text in markdown
     assert markdown.count("| cifar10 |") == 7
+    assert "best epoch by val → test" not in markdown.split("\n\n", 2)[2]  # no run held out its validation
 
 
 # ----------------------------------------------------------------------------- LIT experiments
@@ -461,12 +475,13 @@ def test_lit_table_rows_go_teacher_baselines_lit_then_seed():
     assert only_kd["method"].drop_duplicates().tolist() == ["teacher", "kd", "lit"]
 
 
-def test_lit_summary_statistics_and_compression():
+def test_lit_summary_statistics_and_parameter_ratio():
     summary = lit_summary(lit_records(), {"lit-c10": LIT_EXPERIMENT})
-    assert summary.columns[:6].tolist() == [
-        "experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"
+    assert summary.columns[:7].tolist() == [
+        "experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name",
+        "best_epoch_chosen_on",
     ]
-    assert summary.columns[-2:].tolist() == ["model.params", "compression_vs_teacher"]
+    assert summary.columns[-2:].tolist() == ["model.params", "teacher_over_student_params"]
     assert summary["method"].tolist() == ["teacher", "scratch", "kd", "lit"]
     assert summary["final_test_acc_n"].tolist() == [1, 2, 3, 2]  # LIT's seed 2 is missing
     assert summary["final_test_acc_mean"].tolist() == pytest.approx([0.93, 0.81, 0.85, 0.88])
@@ -476,14 +491,14 @@ def test_lit_summary_statistics_and_compression():
     assert summary["best_test_acc_mean"].tolist() == pytest.approx([0.94, 0.82, 0.86, 0.89])
     assert summary.loc[3, "final_test_acc_max"] == 0.89
     assert summary["model.params"].tolist() == [4270, 1000, 1000, 1000]
-    assert summary["compression_vs_teacher"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
+    assert summary["teacher_over_student_params"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
 
 
-def test_lit_summary_without_the_teacher_has_no_compression():
+def test_lit_summary_without_the_teacher_has_no_parameter_ratio():
     records = [record for record in lit_records() if record["kind"] != "teacher"]
     summary = lit_summary(records, {"lit-c10": LIT_EXPERIMENT})
     assert summary["method"].tolist() == ["scratch", "kd", "lit"]
-    assert summary["compression_vs_teacher"].isna().all()
+    assert summary["teacher_over_student_params"].isna().all()
 
 
 def test_summary_lit_files(tmp_path):
@@ -491,17 +506,18 @@ def test_summary_lit_files(tmp_path):
     write_tables(lit_records(), experiments, tmp_path)
     csv = pd.read_csv(tmp_path / "summary-lit.csv")
     assert csv["method"].tolist() == ["teacher", "scratch", "kd", "lit"]
-    assert csv["compression_vs_teacher"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
+    assert csv["teacher_over_student_params"].tolist() == pytest.approx([1.0, 4.27, 4.27, 4.27])
     markdown = (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
     expected = "\n".join([
         "## lit-c10: `conv-s0` from `conv-teacher` on `cifar10`",
         "",
-        "| method | model | params | compression | final (%) | best (%) | n |",
-        "|---|---|---|---|---|---|---|",
-        "| teacher | resnet56 | 4,270 | 1.00 | 93.00 ± — | 94.00 ± — | 1 |",
-        "| scratch | resnet20 | 1,000 | 4.27 | 81.00 ± 1.41 | 82.00 ± 1.41 | 2 |",
-        "| kd | resnet20 | 1,000 | 4.27 | 85.00 ± 1.00 | 86.00 ± 1.00 | 3 |",
-        "| lit | resnet20 | 1,000 | 4.27 | 88.00 ± 1.41 | 89.00 ± 1.41 | 2 |",
+        "| method | model | params | teacher ÷ student params | final epoch (%) | 95% CI "
+        "| best epoch by test (%, optimistic) | 95% CI | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| teacher | resnet56 | 4,270 | 1.00 | 93.00 ± — | — | 94.00 ± — | — | 1 |",
+        "| scratch | resnet20 | 1,000 | 4.27 | 81.00 ± 1.41 | [68.29, 93.71] | 82.00 ± 1.41 | [69.29, 94.71] | 2 |",
+        "| kd | resnet20 | 1,000 | 4.27 | 85.00 ± 1.00 | [82.52, 87.48] | 86.00 ± 1.00 | [83.52, 88.48] | 3 |",
+        "| lit | resnet20 | 1,000 | 4.27 | 88.00 ± 1.41 | [75.29, 100.71] | 89.00 ± 1.41 | [76.29, 101.71] | 2 |",
         "",
         "LIT's gain in final test accuracy: +7.00 pp over scratch, +3.00 pp over kd",
         "",
@@ -510,6 +526,35 @@ def test_summary_lit_files(tmp_path):
         "no finished runs",
     ])
     assert expected in markdown
+
+
+def test_best_epoch_columns_say_what_chose_the_epoch(tmp_path):
+    """A teacher validated on a held-out split: its best epoch stands under "best epoch by val → test", the
+    students' (validated on the test set) under the optimistic column; each row has — under the other."""
+    records = lit_records()
+    for record in records:
+        if record["kind"] == "teacher":
+            record["spec"]["validation"] = "holdout"
+    write_tables(records, {"lit": {"lit-c10": LIT_EXPERIMENT}}, tmp_path)
+    csv = pd.read_csv(tmp_path / "summary-lit.csv")
+    assert csv["best_epoch_chosen_on"].tolist() == ["holdout", "test", "test", "test"]
+    kd = csv.iloc[2]  # 86 ± t(0.975, 2) · 1.00 / √3
+    assert 100 * kd["best_test_acc_ci95_low"] == pytest.approx(86 - T_975_2 / math.sqrt(3), abs=1e-4)
+    markdown = (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
+    assert "\n".join([
+        "| method | model | params | teacher ÷ student params | final epoch (%) | 95% CI "
+        "| best epoch by test (%, optimistic) | 95% CI | best epoch by val → test (%) | 95% CI | n |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| teacher | resnet56 | 4,270 | 1.00 | 93.00 ± — | — | — | — | 94.00 ± — | — | 1 |",
+        "| scratch | resnet20 | 1,000 | 4.27 | 81.00 ± 1.41 | [68.29, 93.71] | 82.00 ± 1.41 | [69.29, 94.71] | — | — "
+        "| 2 |",
+    ]) in markdown
+    for record in records:
+        record["spec"]["validation"] = "holdout"
+    write_tables(records, {"distill": {"main": experiment(["relu"], [1, 2])}}, tmp_path)
+    seeds = (tmp_path / "seeds-distill.md").read_text(encoding="utf-8")
+    assert "## best epoch by val → test (%): `metrics.best_test_acc`" in seeds and "## best epoch by test" not in seeds
+    assert pd.read_csv(tmp_path / "seeds-distill-best.csv")["best_epoch_chosen_on"].tolist() == ["holdout"]
 
 
 def test_lit_gain_is_a_dash_without_lit_runs(tmp_path):
@@ -525,7 +570,7 @@ def test_configs_without_lit_write_an_empty_lit_summary(tmp_path, experiments):
     written = write_tables(lit_records(), experiments, tmp_path)
     assert written == table_paths(tmp_path)
     lit = pd.read_csv(tmp_path / "summary-lit.csv")
-    assert lit.empty and {"method", "final_test_acc_mean", "compression_vs_teacher"} <= set(lit.columns)
+    assert lit.empty and {"method", "final_test_acc_mean", "teacher_over_student_params"} <= set(lit.columns)
     assert "## " not in (tmp_path / "summary-lit.md").read_text(encoding="utf-8")
 
 
@@ -714,12 +759,13 @@ def test_summary_esnac_files(tmp_path):
     assert csv["best"].tolist() == [True, False, True, True, False] and csv["acc_after"].isna().tolist()[-1]
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert "esnac_search" not in set(runs["kind"])  # searches are no training runs
-    assert (runs["kind"] == "esnac").sum() == 6 and "labels.search_seed" in runs.columns
+    esnac_runs = pd.read_csv(tmp_path / "runs-esnac.csv")
+    assert (runs["kind"] == "esnac").sum() == len(esnac_runs) == 6 and "labels.search_seed" in esnac_runs.columns
     markdown = (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
     vgg_section = "\n".join([
         "### `vgg19` on `cifar100`",
         "",
-        "Teacher: 20.07 M parameters; reference teacher `vgg19-full`: final test accuracy 73.71%.",
+        "Teacher: 20,070,000 parameters; reference teacher `vgg19-full`: final test accuracy 73.71%.",
         "",
         "Strategies compared (per search its best architecture; mean ± std over searches):",
         "",
@@ -730,24 +776,24 @@ def test_summary_esnac_files(tmp_path):
         "",
         "Best fully trained architecture of each strategy over its searches:",
         "",
-        "| strategy | seed | Index | Acc (%) | #Params (M) | Ratio | Times | f(x) |",
+        "| strategy | seed | Index | Acc (%) | #Params | Ratio | Times | f(x) |",
         "|---|---|---|---|---|---|---|---|",
-        "| esnac | 127 | 0 | 71.64 | 3.07 | 0.8470 | 6.54× | 0.9492 |",
-        "| random | 127 | 0 | 69.00 | 6.02 | 0.7000 | 3.33× | 0.8519 |",
+        "| esnac | 127 | 0 | 71.64 | 3,070,710 | 0.8470 | 6.54× | 0.9492 |",
+        "| random | 127 | 0 | 69.00 | 6,021,000 | 0.7000 | 3.33× | 0.8519 |",
         "",
         "#### `esnac`, seed 127",
         "",
-        "| Index | Candidate | #Params (M) | Ratio | Times | Acc before (%) | Acc after (%) | f(x) before "
+        "| Index | Candidate | #Params | Ratio | Times | Acc before (%) | Acc after (%) | f(x) before "
         "| f(x) after |",
         "|---|---|---|---|---|---|---|---|---|",
-        "| 0 ★ | 13 | 3.07 | 0.8470 | 6.54× | 60.00 | 71.64 | 0.8371 | 0.9492 |",
-        "| 1 | 4 | 4.01 | 0.8000 | 5.00× | 60.00 | 70.00 | 0.8229 | 0.9117 |",
+        "| 0 ★ | 13 | 3,070,710 | 0.8470 | 6.54× | 60.00 | 71.64 | 0.8371 | 0.9492 |",
+        "| 1 | 4 | 4,014,000 | 0.8000 | 5.00× | 60.00 | 70.00 | 0.8229 | 0.9117 |",
         "",
         "Best: Index 0 (candidate 13), f(x) after full training 0.9492.",
     ])
     assert vgg_section in markdown
-    assert "| 0 ★ | 9 | 1.26 | 0.8876 | 8.90× | 60.00 | 71.91 | 0.8463 | 0.9024 |" in markdown
-    assert "| 1 | 2 | 1.68 | 0.8500 | 6.67× | 60.00 | — | 0.8379 | — |" in markdown
+    assert "| 0 ★ | 9 | 1,260,004 | 0.8876 | 8.90× | 60.00 | 71.91 | 0.8463 | 0.9024 |" in markdown
+    assert "| 1 | 2 | 1,681,500 | 0.8500 | 6.67× | 60.00 | — | 0.8379 | — |" in markdown
     assert "## empty\n\n### `shufflenet` on `cifar100`\n\nno finished runs" in markdown
 
 
@@ -757,6 +803,23 @@ def test_summary_esnac_without_finished_full_training(tmp_path):
     markdown = (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
     assert "| esnac | 1 | 0 | — | 0.8371 ± — | 16 |" in markdown
     assert "Best fully trained" not in markdown and "Best: — (no architecture fully trained yet)." in markdown
+
+
+def test_summary_esnac_prints_a_small_network_s_parameters_exactly(tmp_path):
+    # the demo's search: a 3,982-parameter architecture of a 78,002-parameter teacher
+    top = [architecture(0, 1 - 3_982 / 78_002, 78_002, index=5)]
+    records = [make_search("small", top=top, dataset="synthetic", teacher_params=78_002),
+               make_final("small", rank=0, final=0.438, dataset="synthetic", params=3_982),
+               make_teacher("small", 0.771, dataset="synthetic")]
+    experiment = {"teachers": {"small": {"dataset": "synthetic", "reference": "small"}}, "strategies": ["esnac"],
+                  "seeds": [127], "top_k": 1}
+    write_tables(records, {"esnac": {"e": experiment}}, tmp_path)
+    markdown = (tmp_path / "summary-esnac.md").read_text(encoding="utf-8")
+    assert "Teacher: 78,002 parameters; reference teacher `small`" in markdown
+    assert "| esnac | 127 | 0 | 43.80 | 3,982 | 0.9490 | 19.59× |" in markdown
+    assert "| 0 ★ | 5 | 3,982 | 0.9490 | 19.59× | 60.00 | 43.80 |" in markdown
+    csv = pd.read_csv(tmp_path / "summary-esnac.csv")  # exact integers
+    assert csv[["params", "teacher_params"]].values.tolist() == [[3_982, 78_002]] and csv["params"].dtype == "int64"
 
 
 @pytest.mark.parametrize("experiments", [{}, {"distill": {}, "quantize": {}, "lit": {}, "esnac": {}},
@@ -788,21 +851,25 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
         "summary-translation.csv", "summary-translation.md", "paired-translation.csv", "paired-translation.md",
     ]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
-    runs, teachers, distill, best, final = (pd.read_csv(p) for p in written[:5])
-    assert len(runs) == 7
+    tables = tmp_path / "tables"
+    runs, teachers, distill, best, final = (pd.read_csv(tables / name) for name in (
+        "runs.csv", "summary-teachers.csv", "summary-distill.csv", "seeds-distill-best.csv", "seeds-distill-final.csv"))
+    assert len(runs) == 7 and len(pd.read_csv(tables / "runs-distill.csv")) == 5
     teacher_rows = teachers[["labels.teacher", "model.name", "best_test_acc_n"]].values.tolist()
     assert teacher_rows == [["conv-teacher", "qd_conv_student0", 2]]
     assert distill["best_test_acc_n"].tolist() == [5] and distill["experiment"].tolist() == ["main"]
     for summary, method in ((teachers, "fp-teacher"), (distill, "fp-distilled")):  # 1000 parameters of 4 bytes
         row = summary.iloc[0]
-        assert (row["method"], row["bits"], row["size_mb"], row["packed_bytes"], row["compression"]) == (
+        assert (row["method"], row["bits"], row["size_mb"], row["packed_bytes"], row["fp32_over_packed"]) == (
             method, 32, 0.004, 4000, 1.0
         )
         assert pd.isna(row["bucket"]) and pd.isna(row["huffman_mean_bits"])
         assert list(summary.columns[-len(SIZE_COLUMNS) :]) == list(SIZE_COLUMNS)
     assert best["mean"].round(2).tolist() == [88.74] and final["mean"].tolist() == [88.0]
-    markdown = written[5].read_text(encoding="utf-8")
-    assert "| relu | 88.64 | 88.91 | 88.35 | 88.98 | 88.83 | 88.74 ± 0.25 | 5 |" in markdown
+    markdown = (tables / "seeds-distill.md").read_text(encoding="utf-8")
+    assert "| relu | 88.64 | 88.91 | 88.35 | 88.98 | 88.83 | 88.74 ± 0.25 | [88.43, 89.06] | 5 |" in markdown
+    assert "## best epoch by test (%, optimistic): `metrics.best_test_acc`" in markdown
+    assert "## final epoch (%): `metrics.final_test_acc`" in markdown
     assert markdown.count("| main | cifar10 | conv-teacher | conv-s0 | relu |") == 2  # best and final tables
 
 
@@ -813,7 +880,7 @@ def test_write_tables_without_distilled_runs(tmp_path):
     distill = pd.read_csv(tmp_path / "summary-distill.csv")
     assert distill.empty and "best_test_acc_mean" in distill.columns and "experiment" in distill.columns
     seeds = pd.read_csv(tmp_path / "seeds-distill-best.csv")
-    assert seeds.empty and list(seeds.columns[-3:]) == ["mean", "std", "n"]
+    assert seeds.empty and list(seeds.columns[-5:]) == ["mean", "std", "n", "ci95_low", "ci95_high"]
     assert "no finished runs" in (tmp_path / "seeds-distill.md").read_text(encoding="utf-8")
     quantize = pd.read_csv(tmp_path / "summary-quantize.csv")
     assert quantize.empty and list(quantize.columns) == QUANTIZE_COLUMNS

@@ -16,7 +16,7 @@ from test_results import make_quantized, make_record, quantize_experiment
 from compresslib.data.corpus import prepare_corpus
 from compresslib.data.synthetic_translation import make_synthetic_translation
 from compresslib.experiments import load_records, plot_paths, table_paths, write_plots, write_tables
-from compresslib.experiments.translation import plot_bleu_vs_size, translation_summary, translation_table
+from compresslib.experiments.translation_tables import plot_bleu_vs_size, translation_summary, translation_table
 from compresslib.results import runs_table
 from compresslib.settings import build_settings
 from compresslib.specs.translation import TranslationSpec
@@ -173,7 +173,7 @@ SUMMARY_COLUMNS = [
     "experiment", "corpus", "teacher", "student", "activation", "method", "bits", "bucket",
     *(f"{metric}.{split}_{stat}" for metric in ("bleu", "ppl") for split in ("test", "newstest2013")
       for stat in SUMMARY_STATS),
-    "model.params", "size_mb", "packed_bytes", "compression", "huffman_mean_bits", "timing.sentences_per_s",
+    "model.params", "size_mb", "packed_bytes", "fp32_over_packed", "huffman_mean_bits", "timing.sentences_per_s",
     "memory.inference_peak_bytes",
 ]
 
@@ -202,14 +202,14 @@ def test_translation_summary_matches_hand_computed_statistics():
 
     # full precision: 32 bits, no bucket, 4 bytes per parameter
     for row, params in ((teacher, 5000), (undistilled, 1000), (lma8, 1100), (lstm, 800)):
-        assert (row["bits"], row["model.params"], row["size_mb"], row["packed_bytes"], row["compression"]) == (
+        assert (row["bits"], row["model.params"], row["size_mb"], row["packed_bytes"], row["fp32_over_packed"]) == (
             32, params, 4 * params / 1e6, 4 * params, 1.0)
         assert pd.isna(row["bucket"]) and pd.isna(row["huffman_mean_bits"])
     assert pd.isna(teacher["student"]) and pd.isna(teacher["activation"]) and teacher["bleu.test_mean"] == 30.0
     # qd: the sizes of the quantization section, averaged over the seeds
     assert (qd4["bits"], qd4["bucket"], qd4["bleu.test_mean"]) == (4, 256, pytest.approx(26.25))
     assert qd4["size_mb"] == pytest.approx(0.0006) and qd4["packed_bytes"] == 700
-    assert qd4["compression"] == pytest.approx(4000 / 700) and qd4["huffman_mean_bits"] == 3.5
+    assert qd4["fp32_over_packed"] == pytest.approx(4000 / 700) and qd4["huffman_mean_bits"] == 3.5
     assert (qd2["bits"], qd2["bucket"], qd2["size_mb"], qd2["bleu.test_mean"]) == (2, 0, 0.0004, 20.0)
 
 
@@ -224,23 +224,25 @@ def test_summary_translation_files(tmp_path):
     assert csv["bleu.test_mean"].round(2).tolist() == [30.0, 24.0, 27.1, 26.25, 20.0, 28.0, 22.0]
     markdown = (tmp_path / "summary-translation.md").read_text(encoding="utf-8")
     assert markdown.startswith("# Translation: BLEU and perplexity against model size\n")
-    assert "mean ± std (n) over the n seeds (sample std, ddof=1)" in markdown
+    assert "mean ± std (n) over the n seeds (sample std, ddof=1); 95% CI: the Student-t interval" in markdown
+    # word-kd relu: 27.1 ± t(0.975, 1) · 0.424 / √2 = 27.1 ± 3.81; lma8: 28 ± t(0.975, 2) · 0.5 / √3 = 28 ± 1.24
     expected = "\n".join([
         f"## wmt: students of `{TEACHER}` on `{CORPUS}`",
         "",
-        "| method | student | activation | params | size (MB) | compression | BLEU test | BLEU newstest2013 | test ppl "
-        "| sentences/s |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        "| teacher | — | — | 5,000 | 0.0200 | 1.00 | 30.00 ± — (1) | 28.00 ± — (1) | 4.00 ± — | 100 |",
-        "| undistilled | tf-small | relu | 1,000 | 0.00400 | 1.00 | 24.00 ± — (1) | — | 5.00 ± — | 100 |",
-        "| word-kd | tf-small | relu | 1,000 | 0.00400 | 1.00 | 27.10 ± 0.42 (2) | 25.00 ± 0.28 (2) | 5.10 ± 0.14 "
+        "| method | student | activation | params | size (MB) | fp32 ÷ packed file | BLEU test | 95% CI "
+        "| BLEU newstest2013 | 95% CI | test ppl | sentences/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| teacher | — | — | 5,000 | 0.0200 | 1.00 | 30.00 ± — (1) | — | 28.00 ± — (1) | — | 4.00 ± — | 100 |",
+        "| undistilled | tf-small | relu | 1,000 | 0.00400 | 1.00 | 24.00 ± — (1) | — | — | — | 5.00 ± — | 100 |",
+        "| word-kd | tf-small | relu | 1,000 | 0.00400 | 1.00 | 27.10 ± 0.42 (2) | [23.29, 30.91] | 25.00 ± 0.28 (2) "
+        "| [22.46, 27.54] | 5.10 ± 0.14 | 100 |",
+        "| qd 4-bit, k=256 | tf-small | relu | 1,000 | 0.000600 | 5.71 | 26.25 ± 0.35 (2) | [23.07, 29.43] | — | — "
+        "| 5.00 ± 0.00 | 100 |",
+        "| qd 2-bit, per-tensor | tf-small | relu | 1,000 | 0.000400 | 5.71 | 20.00 ± — (1) | — | — | — | 5.00 ± — "
         "| 100 |",
-        "| qd 4-bit, k=256 | tf-small | relu | 1,000 | 0.000600 | 5.71 | 26.25 ± 0.35 (2) | — | 5.00 ± 0.00 "
-        "| 100 |",
-        "| qd 2-bit, per-tensor | tf-small | relu | 1,000 | 0.000400 | 5.71 | 20.00 ± — (1) | — | 5.00 ± — "
-        "| 100 |",
-        "| word-kd | tf-small | lma8 | 1,100 | 0.00440 | 1.00 | 28.00 ± 0.50 (3) | — | 5.00 ± 0.00 | 100 |",
-        "| undistilled | lstm-small | none | 800 | 0.00320 | 1.00 | 22.00 ± — (1) | — | 5.00 ± — | 100 |",
+        "| word-kd | tf-small | lma8 | 1,100 | 0.00440 | 1.00 | 28.00 ± 0.50 (3) | [26.76, 29.24] | — | — "
+        "| 5.00 ± 0.00 | 100 |",
+        "| undistilled | lstm-small | none | 800 | 0.00320 | 1.00 | 22.00 ± — (1) | — | — | — | 5.00 ± — | 100 |",
         "",
         f"sacrebleu signature (of one record): `{SIGNATURE}`",
         "",
@@ -273,14 +275,14 @@ def test_translation_records_leave_the_image_tables_unchanged(tmp_path):
     mixed = write_tables(image + translation_records(), experiments | {"translation": {"wmt": EXPERIMENT}},
                          tmp_path / "mixed")
     for before, after in zip(alone, mixed, strict=True):
-        if before.name in ("runs.csv", "summary-translation.csv", "summary-translation.md", "paired-translation.csv",
-                           "paired-translation.md"):
-            continue
-        assert before.read_bytes() == after.read_bytes(), before.name
-    runs_alone, runs_mixed = pd.read_csv(alone[0]), pd.read_csv(mixed[0])
-    assert len(runs_mixed) == len(image) + len(translation_records())  # every training record is a row
-    same = runs_mixed[runs_mixed["run_dir"].isin(runs_alone["run_dir"])].reset_index(drop=True)
-    pd.testing.assert_frame_equal(same[runs_alone.columns], runs_alone, check_dtype=False)
+        if before.name.startswith("runs"):  # run tables: the image runs' rows are unchanged
+            runs_alone, runs_mixed = pd.read_csv(before), pd.read_csv(after)
+            same = runs_mixed[runs_mixed["run_dir"].isin(runs_alone["run_dir"])].reset_index(drop=True)
+            pd.testing.assert_frame_equal(same[runs_alone.columns], runs_alone, check_dtype=False)
+        elif before.name not in ("summary-translation.csv", "summary-translation.md", "paired-translation.csv",
+                                 "paired-translation.md"):
+            assert before.read_bytes() == after.read_bytes(), before.name
+    assert len(pd.read_csv(mixed[0])) == len(image) + len(translation_records())  # every training record is a row
 
 
 def test_runs_table_flattens_translation_records():
@@ -391,7 +393,7 @@ def test_a_real_translation_record_lands_in_the_tables_and_the_plot(real_records
                   "seeds": [1]}
     experiments = {"translation": {"synthetic": experiment}}
     write_tables([teacher, student], experiments, tmp_path / "tables")
-    runs = pd.read_csv(tmp_path / "tables" / "runs.csv")
+    runs = pd.read_csv(tmp_path / "tables" / "runs-translation.csv")
     assert runs["metrics.bleu.test"].tolist() == pytest.approx([teacher["metrics"]["bleu"]["test"],
                                                                 student["metrics"]["bleu"]["test"]])
     summary = pd.read_csv(tmp_path / "tables" / "summary-translation.csv")

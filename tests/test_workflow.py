@@ -100,7 +100,9 @@ def jobs_compresslib_plans(config: Path) -> Counter:
 
 # the tables every config's aggregation writes (one per family, whatever the config asks for)
 TABLES = {f"results/tables/{name}" for name in (
-    "runs.csv", "summary-teachers.csv", "summary-distill.csv", "seeds-distill-best.csv", "seeds-distill-final.csv",
+    "runs.csv", *(f"runs-{kind}.csv" for kind in ("teacher", "distill", "undistilled", "quantize", "lit", "esnac",
+                                                  "translation")),
+    "summary-teachers.csv", "summary-distill.csv", "seeds-distill-best.csv", "seeds-distill-final.csv",
     "seeds-distill.md", "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
     "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md",
     *(f"paired-{family}.{suffix}" for family in ("distill", "quantize", "lit", "esnac", "translation")
@@ -417,9 +419,9 @@ def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     # translation: 2 teachers, 2 activations x 2 seeds and 4 methods x 1 seed
     assert len(runs) == 1 + 2 * 5 * 2 + 2 * 2 + 2 * 2 * 3 * 2 + 1 + 3 * 2 + 1 + 2 * 2 + 2 + 4 + 4
     assert set(runs.kind) == {"teacher", "distill", "undistilled", "quantize", "lit", "esnac", "translation"}
-    runs = runs[runs["labels.teacher"] == "demo-teacher"]
-    teacher = runs[runs.kind == "teacher"]["metrics.final_test_acc"].item()
-    students = runs[runs.kind == "distill"]
+    teachers, students = (pd.read_csv(tables / f"runs-{kind}.csv") for kind in ("teacher", "distill"))
+    teacher = teachers[teachers["labels.teacher"] == "demo-teacher"]["metrics.final_test_acc"].item()
+    students = students[students["labels.teacher"] == "demo-teacher"]
     assert teacher > 0.7  # 10 classes: chance is 0.1
     per_student = students.groupby("labels.student")["metrics.final_test_acc"].mean()
     assert students["metrics.final_test_acc"].min() > 0.2 and per_student.min() > 0.4
@@ -460,7 +462,8 @@ def test_demo_quantization_table_orders_methods_and_sizes(demo_run: Path):
             assert by_bits.packed_bytes[2] < by_bits.packed_bytes[4] and by_bits.size_mb[4] < fp_size / 4
         # QD and PM codes are `bits` wide; DQ's automatic allocation gives some tensors more points (wider codes)
         fixed_width = quantized[quantized.method != "dq"]
-        assert (fixed_width.compression > 4).all() and (quantized.compression > 3).all(), quantized.compression
+        assert (fixed_width.fp32_over_packed > 4).all() and (quantized.fp32_over_packed > 3).all(), \
+            quantized.fp32_over_packed
         assert (quantized.huffman_mean_bits <= quantized.bits + 4).all()
     # QD's ordering at 2 bits: training at the quantized point beats rounding a trained model afterwards
     at_2_bits = summary[summary.bits == 2].groupby("method").final_test_acc_mean.mean()
@@ -483,7 +486,7 @@ def test_demo_lit_beside_its_baselines_with_section_losses(demo_run: Path):
     assert list(summary.final_test_acc_n) == [1, 2, 2, 2]
     # 5 classes (chance 0.2): every row learns; the student has 3/4 of the teacher's parameters
     assert (summary.final_test_acc_mean > 0.5).all(), summary.final_test_acc_mean
-    assert summary.compression_vs_teacher.iloc[3] == pytest.approx(562_133 / 430_613)
+    assert summary.teacher_over_student_params.iloc[3] == pytest.approx(562_133 / 430_613)
     assert "LIT's gain in final test accuracy" in (demo_run / "results/tables/summary-lit.md").read_text()
     for seed in (1, 2):
         run = demo_run / f"results/lit/synthetic_text/demo-text-teacher-to-demo-text-student/seed{seed}"
@@ -546,8 +549,8 @@ def test_demo_translation_teachers_students_and_table(demo_run: Path):
     qd = summary[summary.experiment == "demo-qd-nmt"]
     assert list(qd.method) == ["teacher", "undistilled", "word-kd", "seq-kd", "qd"]
     # 4-bit codes for all but the embeddings and the output layer, which stay in full precision
-    assert list(qd.bits) == [32, 32, 32, 32, 4] and qd.compression.iloc[-1] > 3
-    assert (qd.compression.iloc[:-1] == 1).all()
+    assert list(qd.bits) == [32, 32, 32, 32, 4] and qd.fp32_over_packed.iloc[-1] > 3
+    assert (qd.fp32_over_packed.iloc[:-1] == 1).all()
     # the sequence-level KD targets are the LSTM teacher's beam translations of the training sources
     targets = root / "teachers/demo-nmt-lstm/seed1/seq-kd"
     assert len((targets / "train.txt").read_text().splitlines()) == 3000

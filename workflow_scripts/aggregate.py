@@ -10,7 +10,7 @@ them (each family's ``experiments`` function in compresslib/experiments/<family>
 any family may be absent.
 
 The records are those of training runs (translation runs included: kind translation) and of ESNAC searches (kind
-esnac_search); runs.csv lists the training runs.
+esnac_search); runs.csv and runs-<kind>.csv list the training runs.
 --record-lists names record lists (compresslib.runs.record.write_record_list; rules/esnac.smk writes one per search,
 listing the search's record and those of its fully trained architectures, whose number is known only after it).
 """

@@ -14,19 +14,21 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from compresslib import run_tables
 from compresslib.config import ConfigError, format_problems, load_schema, read_config_file, schema_errors, \
     with_defaults
 from compresslib.experiments import corpora, datasets, distill, esnac, lit, quantize, teachers, translation
 from compresslib.experiments.base import Family, Job, Study, unfinished_runs
 from compresslib.runs.record import read_record
 
-__all__ = ["FAMILIES", "ConfigError", "Job", "Study", "unfinished_runs", "check_config", "load_config",
+__all__ = ["FAMILIES", "RUN_KINDS", "ConfigError", "Job", "Study", "unfinished_runs", "check_config", "load_config",
            "wildcard_constraints", "gpus_per_job", "aggregation_experiments", "aggregate_inputs", "table_paths",
            "plot_paths", "load_records", "write_tables", "write_plots"]
 
 FAMILIES: tuple[Family, ...] = (datasets.FAMILY, teachers.FAMILY, distill.FAMILY, quantize.FAMILY, lit.FAMILY,
                                 esnac.FAMILY, corpora.FAMILY, translation.FAMILY)
-RUNS_TABLE = "runs.csv"  # every training record flattened, one row each
+# the record kinds of training runs, each with its runs-<kind>.csv (a fixed list: the workflow declares the files)
+RUN_KINDS = tuple(kind for family in FAMILIES for kind in family.record_kinds if kind not in family.unlisted_kinds)
 GPUS_PER_JOB_ENV = "COMPRESSLIB_GPUS_PER_JOB"
 
 
@@ -103,8 +105,10 @@ def aggregate_inputs(study: Study) -> dict[str, list[str]]:
 
 
 def table_paths(out_dir: str | Path) -> list[Path]:
-    """Every file :func:`write_tables` writes (the workflow declares them as outputs), ``runs.csv`` first."""
-    return [Path(out_dir) / RUNS_TABLE, *(path for family in FAMILIES for path in family.table_paths(Path(out_dir)))]
+    """Every file :func:`write_tables` writes (the workflow declares them as outputs): ``runs.csv`` and each run
+    kind's ``runs-<kind>.csv`` first (:mod:`compresslib.run_tables`), then the families' tables."""
+    return [*run_tables.table_paths(out_dir, RUN_KINDS),
+            *(path for family in FAMILIES for path in family.table_paths(Path(out_dir)))]
 
 
 def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
@@ -129,12 +133,8 @@ def load_records(paths: Iterable[str | Path]) -> list[dict]:
 def write_tables(records: list[dict], experiments: dict, out_dir: str | Path) -> list[Path]:
     """Rebuild every table in ``out_dir`` from the records (nothing is appended); returns :func:`table_paths`.
     Works with no runs or experiments of any family yet: those tables hold headers or a "no finished runs" note."""
-    from compresslib import results  # pandas and scipy: only aggregation needs them
-
     by_family = _by_family(experiments)
-    unlisted = {kind for family in FAMILIES for kind in family.unlisted_kinds}
-    results.write_csv(results.runs_table([r for r in records if r["kind"] not in unlisted]),
-                      Path(out_dir) / RUNS_TABLE)
+    run_tables.write_tables(records, RUN_KINDS, out_dir)
     for family in FAMILIES:
         family.write_tables(records, by_family[family.name], Path(out_dir))
     return table_paths(out_dir)

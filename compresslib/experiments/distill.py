@@ -24,7 +24,7 @@ from compresslib.experiments.base import Family, Job, Study, alternatives, failu
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, TeacherViews, \
     check_training_record, dataset_problem, model_problems, reference_problems, run_values, teacher_job, \
-    teacher_outputs, with_image_sizes
+    teacher_outputs, with_image_summary_columns
 from compresslib.specs.training import TrainSpec, build_spec
 
 __all__ = ["DistillStudent", "TrainUndistilled", "STUDENT_LABELS", "student_values", "student_pairs", "is_student_run",
@@ -193,17 +193,23 @@ def experiment_table(records: list[dict], experiments: dict):
     return results.experiment_rows(records, experiments, in_experiment, results.runs_table, order)
 
 
-def seed_table(frame, metric: str = "metrics.best_test_acc"):
-    """LMA's table: one row per (experiment, dataset, teacher, student, activation), accuracy in percent.
+def seed_table(frame, metric: str = SEED_TABLE_METRICS["best"]):
+    """LMA's table: one row per (experiment, dataset, teacher, student, activation), accuracy in percent; the best
+    epoch's table also says what chose the epoch (``results.BEST_EPOCH_COLUMN``).
 
     Columns ``seed<s>`` for every seed present in ``frame`` (NaN where a run is missing), then the mean,
-    std (ddof=1) and number of the seeds present in that row. Rows keep the order of ``frame``.
+    std (ddof=1), number and 95% Student-t interval (``ci95_low``, ``ci95_high``) of the seeds present in that row.
+    Rows keep the order of ``frame``.
     """
     import pandas as pd
 
+    from compresslib import results
+
     keys = SEED_TABLE_KEYS
+    if metric == SEED_TABLE_METRICS["best"]:
+        frame, keys = results.with_best_epoch_column(frame), [*keys, results.BEST_EPOCH_COLUMN]
     if frame.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n"])
+        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "ci95_low", "ci95_high"])
     duplicated = frame.duplicated([*keys, "seed"], keep=False)
     if duplicated.any():
         runs = frame.loc[duplicated, "run_dir"].tolist()
@@ -217,20 +223,23 @@ def seed_table(frame, metric: str = "metrics.best_test_acc"):
     table["mean"] = table[seed_columns].mean(axis=1)
     table["std"] = table[seed_columns].std(axis=1, ddof=1)
     table["n"] = table[seed_columns].count(axis=1)
+    half_width = results.t_half_width(table["std"], table["n"])
+    table["ci95_low"], table["ci95_high"] = table["mean"] - half_width, table["mean"] + half_width
     return table.reset_index()
 
 
 def _markdown_seed_table(table) -> str:
-    """A seed table as Markdown: two decimals, a ``mean ± std`` column, ``—`` for a missing run."""
-    from compresslib.results import markdown_header, markdown_row, two_decimals
+    """A seed table as Markdown: two decimals, ``mean ± std`` and its 95% interval, ``—`` for a missing run."""
+    from compresslib.results import interval, markdown_header, markdown_row, two_decimals
 
     seed_columns = [column for column in table.columns if column.startswith("seed")]
     lines = markdown_header(["experiment", "dataset", "teacher", "student", "activation", *seed_columns,
-                             "mean ± std", "n"])
+                             "mean ± std", "95% CI", "n"])
     for row in table.to_dict("records"):
         cells = [str(row[key]) for key in SEED_TABLE_KEYS]
         cells += [two_decimals(row[column]) for column in seed_columns]
-        cells += [f"{two_decimals(row['mean'])} ± {two_decimals(row['std'])}", str(row["n"])]
+        cells += [f"{two_decimals(row['mean'])} ± {two_decimals(row['std'])}",
+                  interval(row["ci95_low"], row["ci95_high"]), str(row["n"])]
         lines.append(markdown_row(cells))
     if table.empty:
         lines.append("\nno finished runs")
@@ -260,16 +269,20 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib import paired, results  # pandas and scipy: only aggregation needs them
 
     summary_path, *seed_paths, markdown_path, paired_csv, paired_markdown = table_paths(out_dir)
-    rows = experiment_table(records, experiments)
-    results.write_csv(results.summarize(with_image_sizes(rows), SUMMARY_KEYS, means=results.SIZE_COLUMNS), summary_path)
+    rows = with_image_summary_columns(experiment_table(records, experiments))
+    summary = results.summarize(rows, [*SUMMARY_KEYS, results.BEST_EPOCH_COLUMN], means=results.SIZE_COLUMNS)
+    results.write_csv(summary, summary_path)
     seed_tables = {which: seed_table(rows, metric) for which, metric in SEED_TABLE_METRICS.items()}
     for path, table in zip(seed_paths, seed_tables.values(), strict=True):
         results.write_csv(table, path)
-    sections = [f"## {which.capitalize()} epoch: `{metric}`\n\n{_markdown_seed_table(seed_tables[which])}"
-                for which, metric in SEED_TABLE_METRICS.items()]
-    results.write_text("# Distilled students: test accuracy (%) per seed\n\n"
-                       "std is the sample standard deviation (ddof=1) over the n seeds present in the row.\n\n"
-                       + "\n".join(sections), markdown_path)
+    best = seed_tables["best"]  # a table per policy that chose the best epochs, so each heading says which
+    sections = [(results.BEST_EPOCH_LABELS[policy], SEED_TABLE_METRICS["best"],
+                 best[best[results.BEST_EPOCH_COLUMN] == policy])
+                for policy in results.best_epoch_policies(best.to_dict("records"))]
+    sections.append(("final epoch (%)", SEED_TABLE_METRICS["final"], seed_tables["final"]))
+    results.write_text("# Distilled students: test accuracy (%) per seed\n\n" + results.ACCURACY_NOTE + "\n\n"
+                       + "\n".join(f"## {label}: `{metric}`\n\n{_markdown_seed_table(table)}"
+                                    for label, metric, table in sections), markdown_path)
     comparisons = distill_paired(records, experiments)
     results.write_summary(comparisons, paired.paired_markdown(
         "# Distilled students: each activation against ReLU, paired by seed",

@@ -349,9 +349,12 @@ def _markdown(table, searches, experiments: dict) -> str:
 
     comparison_header = ["strategy", "searches", "fully trained", "best f(x) after full training",
                          "best f(x) in search", "candidates"]
-    best_header = ["strategy", "seed", "Index", "Acc (%)", "#Params (M)", "Ratio", "Times", "f(x)"]
-    stat_header = ["Index", "Candidate", "#Params (M)", "Ratio", "Times", "Acc before (%)", "Acc after (%)",
+    best_header = ["strategy", "seed", "Index", "Acc (%)", "#Params", "Ratio", "Times", "f(x)"]
+    stat_header = ["Index", "Candidate", "#Params", "Ratio", "Times", "Acc before (%)", "Acc after (%)",
                    "f(x) before", "f(x) after"]
+
+    def parameter_count(count: int) -> str:  # exact at any size: a searched network may have a few thousand
+        return f"{int(count):,}"
 
     def comparison_cells(strategy: str, rows) -> list[str]:
         fewest, most = rows["candidates"].min(), rows["candidates"].max()  # the same budget: one number
@@ -361,12 +364,12 @@ def _markdown(table, searches, experiments: dict) -> str:
 
     def best_cells(row: dict) -> list[str]:
         return [row["strategy"], str(row["seed"]), str(row["rank"]), two_decimals(100 * row["acc_after"]),
-                two_decimals(row["params"] / 1e6), decimals(row["ratio"], 4), f"{two_decimals(row['times'])}×",
+                parameter_count(row["params"]), decimals(row["ratio"], 4), f"{two_decimals(row['times'])}×",
                 decimals(row["f_after"], 4)]
 
     def stat_cells(row: dict) -> list[str]:
         return [f"{row['rank']} ★" if row["best"] else str(row["rank"]), str(row["index"]),
-                two_decimals(row["params"] / 1e6), decimals(row["ratio"], 4), f"{two_decimals(row['times'])}×",
+                parameter_count(row["params"]), decimals(row["ratio"], 4), f"{two_decimals(row['times'])}×",
                 two_decimals(100 * row["acc_before"]), two_decimals(100 * row["acc_after"]),
                 decimals(row["f_before"], 4), decimals(row["f_after"], 4)]
 
@@ -382,7 +385,7 @@ def _markdown(table, searches, experiments: dict) -> str:
             accuracy = ("no finished run: f(x) after full training is —" if math.isnan(teacher_acc)
                         else f"final test accuracy {two_decimals(100 * teacher_acc)}%")
             lines += ["", heading, "",
-                      f"Teacher: {two_decimals(mine['teacher_params'].iloc[0] / 1e6)} M parameters; reference "
+                      f"Teacher: {parameter_count(mine['teacher_params'].iloc[0])} parameters; reference "
                       f"teacher `{entry['reference']}`: {accuracy}.",
                       "", "Strategies compared (per search its best architecture; mean ± std over searches):", "",
                       *markdown_header(comparison_header)]
@@ -410,7 +413,8 @@ def _markdown(table, searches, experiments: dict) -> str:
 
     return markdown_document(
         "# ESNAC: compressed architectures found by search, before and after full training",
-        "Ratio is the compression c = 1 − #params / teacher #params and Times = 1 / (1 − c); f(x) = c(2 − c) · "
+        "Ratio is ESNAC's c = 1 − #params / teacher #params (the share of the teacher's parameters removed) and "
+        "Times = 1 / (1 − c) (teacher ÷ student params, as in summary-lit); f(x) = c(2 − c) · "
         "acc / teacher acc. Before: the search's accuracy and reward on its held-out split. After: the final test "
         "accuracy of the architecture's full training, against the reference teacher's final test accuracy. Index "
         "is the architecture's rank by search reward (arch-<Index>), Candidate its place in the search's "

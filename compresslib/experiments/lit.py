@@ -4,7 +4,7 @@ as a whole with KD, beside their baselines at the same epochs.
 Jobs: ``lit_train`` per experiment and seed (phase 1 from the experiment's ``lit``, phase 2 from its ``full_model``,
 on the student's recipe and kd settings); the baselines it lists (``scratch``: the undistilled student, ``kd``: the
 distilled one, both ReLU, of the same seeds) are the distill family's jobs. Tables: ``summary-lit.{csv,md}``
-(teacher, scratch, kd and lit rows with the compression against the teacher and LIT's gain) and
+(teacher, scratch, kd and lit rows with the teacher's parameters over the row's and LIT's gain) and
 ``paired-lit.{csv,md}`` (LIT against each baseline, paired by seed); plots:
 ``lit/<experiment>/seed<s>.png`` (per-section MSE in phase 1, test accuracy over both phases).
 """
@@ -168,7 +168,7 @@ def lit_table(records: list[dict], experiments: dict):
     from compresslib import results  # pandas: only aggregation needs it
 
     def frame(members: list[dict]):
-        rows = results.runs_table(members)
+        rows = results.with_best_epoch_column(results.runs_table(members))
         return rows.assign(method=rows["kind"].map(LIT_METHODS))
 
     def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
@@ -180,30 +180,35 @@ def lit_table(records: list[dict], experiments: dict):
 
 
 def lit_summary(records: list[dict], experiments: dict):
-    """summary-lit.csv: per LIT experiment and method, the accuracy statistics, the mean parameter count and
-    ``compression_vs_teacher`` (the teacher's parameters over the row's; NaN while the teacher is missing)."""
+    """summary-lit.csv: per LIT experiment and method, what chose the best epochs, the accuracy statistics, the mean
+    parameter count and ``teacher_over_student_params`` (the teacher's parameters over the row's model's, 1 for the
+    teacher; NaN while the teacher is missing)."""
     from compresslib import results
 
-    summary = results.summarize(lit_table(records, experiments), SUMMARY_KEYS, means=["model.params"])
+    summary = results.summarize(lit_table(records, experiments), [*SUMMARY_KEYS, results.BEST_EPOCH_COLUMN],
+                                means=["model.params"])
     teacher_params = summary[summary["method"] == "teacher"].set_index("experiment")["model.params"]
-    return summary.assign(compression_vs_teacher=summary["experiment"].map(teacher_params) / summary["model.params"])
+    return summary.assign(
+        teacher_over_student_params=summary["experiment"].map(teacher_params) / summary["model.params"])
 
 
 def _markdown(summary, experiments: dict) -> str:
     """summary-lit.md: one section per LIT experiment, its rows in percent, then LIT's gains over the baselines."""
     from compresslib import results
 
-    header = ["method", "model", "params", "compression", "final (%)", "best (%)", "n"]
-
-    def cells(row: dict) -> list[str]:
-        return [
-            row["method"], str(row["model.name"]), f"{round(row['model.params']):,}",
-            results.two_decimals(row["compression_vs_teacher"]),
-            results.summary_mean_std(row, "final_test_acc", 100), results.summary_mean_std(row, "best_test_acc", 100),
-            str(row["final_test_acc_n"]),
-        ]
-
     def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
+        policies = results.best_epoch_policies(rows)
+        header = ["method", "model", "params", "teacher ÷ student params", "final epoch (%)", "95% CI",
+                  *results.best_epoch_header(policies), "n"]
+
+        def cells(row: dict) -> list[str]:
+            return [
+                row["method"], str(row["model.name"]), f"{round(row['model.params']):,}",
+                results.two_decimals(row["teacher_over_student_params"]),
+                *results.summary_estimate(row, "final_test_acc", 100), *results.best_epoch_cells(row, policies),
+                str(row["final_test_acc_n"]),
+            ]
+
         heading = f"## {name}: `{experiment['student']}` from `{experiment['teacher']}` on `{experiment['dataset']}`"
         lines = results.markdown_section(heading, header, rows, cells)
         if rows and experiment["baselines"]:
@@ -216,8 +221,8 @@ def _markdown(summary, experiments: dict) -> str:
 
     return results.markdown_document(
         "# LIT: students trained section by section, against their teacher and baselines",
-        "mean ± std over the n seeds (sample std, ddof=1). Compression is the teacher's parameter count over the "
-        "row's. A gain is LIT's mean final test accuracy minus the baseline's, in percentage points (pp).",
+        f"{results.ACCURACY_NOTE} teacher ÷ student params: the teacher's parameter count over the row's model's (1 "
+        "for the teacher). A gain is LIT's mean final test accuracy minus the baseline's, in percentage points (pp).",
         summary, experiments, section)
 
 

@@ -26,7 +26,7 @@ from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, is_student_run, \
     student_pairs, student_values
 from compresslib.experiments.teachers import FULL_PRECISION_METHODS, RUN_OUTPUTS, check_training_record, \
-    reference_problems, teacher_outputs, with_image_sizes
+    reference_problems, teacher_outputs, with_image_summary_columns
 from compresslib.runs.record import QUANTIZATION_KEYS, RECORD_NAME
 from compresslib.specs.quantization import BUCKET_PATTERN, QUANT_METHODS, bucket_tag, parse_bucket_tag
 from compresslib.settings import build_settings
@@ -220,7 +220,7 @@ def quantize_table(records: list[dict], experiments: dict):
     from compresslib import results  # pandas: only aggregation needs it
 
     def frame(members: list[dict]):
-        return with_image_sizes(results.runs_table(members))
+        return with_image_summary_columns(results.runs_table(members))
 
     def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
         methods = [FULL_PRECISION_METHODS["undistilled"], FULL_PRECISION_METHODS["distill"], *experiment["methods"]]
@@ -233,35 +233,42 @@ def quantize_table(records: list[dict], experiments: dict):
 
 
 def quantize_summary(records: list[dict], experiments: dict):
-    """summary-quantize.csv: the accuracy statistics and mean sizes of every configuration of the table."""
+    """summary-quantize.csv: the accuracy statistics and mean sizes of every configuration of the table, and what
+    chose its best epochs."""
     from compresslib import results
 
-    return results.summarize(quantize_table(records, experiments), SUMMARY_KEYS, means=results.SIZE_COLUMNS)
+    return results.summarize(quantize_table(records, experiments), [*SUMMARY_KEYS, results.BEST_EPOCH_COLUMN],
+                             means=results.SIZE_COLUMNS)
 
 
 def _markdown(summary, experiments: dict) -> str:
-    """summary-quantize.md: one section per quantize experiment, accuracies in percent as ``mean ± std``."""
+    """summary-quantize.md: one section per quantize experiment, accuracies in percent as ``mean ± std`` with their
+    95% intervals."""
     import pandas as pd
 
     from compresslib import results
 
-    header = ["dataset", "student", "activation", "method", "bits", "bucket", "final (%)", "best (%)", "n",
-              "size (MB)", "compression"]
-
-    def cells(row: dict) -> list[str]:
-        return [*(str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")),
-                "—" if pd.isna(row["bucket"]) else str(row["bucket"]),
-                results.summary_mean_std(row, "final_test_acc", 100),
-                results.summary_mean_std(row, "best_test_acc", 100), str(row["final_test_acc_n"]),
-                results.three_significant(row["size_mb"]), results.two_decimals(row["compression"])]
-
     def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
+        policies = results.best_epoch_policies(rows)
+        header = ["dataset", "student", "activation", "method", "bits", "bucket", "final epoch (%)", "95% CI",
+                  *results.best_epoch_header(policies), "n", "size (MB)", "fp32 ÷ packed file"]
+
+        def cells(row: dict) -> list[str]:
+            return [*(str(row[key]) for key in ("labels.dataset", "labels.student", "activation", "method", "bits")),
+                    "—" if pd.isna(row["bucket"]) else str(row["bucket"]),
+                    *results.summary_estimate(row, "final_test_acc", 100), *results.best_epoch_cells(row, policies),
+                    str(row["final_test_acc_n"]), results.three_significant(row["size_mb"]),
+                    results.two_decimals(row["fp32_over_packed"])]
+
         return results.markdown_section(f"## {name}: students of `{experiment['teacher']}`", header, rows, cells)
 
     return results.markdown_document(
         "# Quantized students: test accuracy (%) against model size",
-        "mean ± std over the n seeds (sample std, ddof=1). Bits 32 with bucket — is full precision; bucket 0 is "
-        "one bucket per tensor. Compression is against the 32-bit float model.",
+        f"{results.ACCURACY_NOTE} PM rounds a trained model and evaluates it once: its best epoch is its final one. "
+        "Bits 32 with bucket — is full precision; bucket 0 is one bucket per tensor. Size (MB): QD's formula, "
+        "with Huffman-coded codes (full precision: 4 bytes per parameter). fp32 ÷ packed file: the 32-bit float "
+        "model's bytes over the bytes of its packed file, whose codes are fixed-width, so it is smaller than the "
+        "float model's size over size (MB).",
         summary, experiments, section)
 
 
@@ -310,19 +317,20 @@ def _pareto_markdown(front) -> str:
     from compresslib import results
 
     header = ["dataset", "teacher", "student", "activation", "method", "bits", "bucket", "packed (MB)",
-              "final (%)", "n"]
+              "final epoch (%)", "95% CI", "n"]
     rows = [[*(str(row[key]) for key in ("labels.dataset", "labels.teacher", "labels.student", "activation",
                                           "method", "bits")),
              "—" if row["method"].startswith("fp-") else str(row["bucket"]),
              results.three_significant(row["packed_mb"]),
-             results.summary_mean_std(row, "final_test_acc", 100), str(row["final_test_acc_n"])]
+             *results.summary_estimate(row, "final_test_acc", 100), str(row["final_test_acc_n"])]
             for row in front.to_dict("records")]
     table = [*results.markdown_header(header), *(results.markdown_row(row) for row in rows)] if rows else [
         "no finished runs"]
     return "\n".join([
         "# Quantized students: the Pareto front of accuracy against size on disk", "",
         "Per dataset, the configurations that no other one beats on both the packed file's size and the mean final "
-        "test accuracy (mean ± std over the n seeds). Full precision counts its float32 state.", "", *table, ""])
+        f"test accuracy (mean ± std over the n seeds; {results.INTERVAL_NOTE}). Full precision counts its float32 "
+        "state.", "", *table, ""])
 
 
 def table_paths(out_dir: Path) -> list[Path]:

@@ -29,8 +29,8 @@ from compresslib.runs.record import MODEL_KEYS, RECORD_NAME
 from compresslib.specs.training import TrainSpec, build_spec
 
 __all__ = ["TrainTeacher", "TeacherViews", "RUN_OUTPUTS", "FULL_PRECISION_METHODS", "run_values", "teacher_validation",
-           "teacher_job", "teacher_kd_epochs", "teacher_outputs", "with_image_sizes", "dataset_problem",
-           "reference_problems", "model_problems", "check_training_record", "FAMILY"]
+           "teacher_job", "teacher_kd_epochs", "teacher_outputs", "with_image_summary_columns",
+           "dataset_problem", "reference_problems", "model_problems", "check_training_record", "FAMILY"]
 
 RUN_OUTPUTS = {"model": "model.pt", "record": RECORD_NAME, "history": "history.csv"}
 VIEWS_PER_IMAGE = 162  # pad-4 crop offsets x flips (compresslib.training.teacher_views.view_count())
@@ -254,11 +254,12 @@ def check_record(record: dict, path: Path) -> None:
     check_training_record(record, path, ("dataset", "teacher"))
 
 
-def with_image_sizes(rows):
-    """``results.with_size_columns`` of image training runs: a full-precision run's method names its kind."""
+def with_image_summary_columns(rows):
+    """``results.with_size_columns`` of image training runs (a full-precision run's method names its kind), and
+    what chose their best epoch (``results.with_best_epoch_column``)."""
     from compresslib import results  # pandas: only aggregation needs it
 
-    return results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS))
+    return results.with_best_epoch_column(results.with_size_columns(rows, rows["kind"].map(FULL_PRECISION_METHODS)))
 
 
 def table_paths(out_dir: Path) -> list[Path]:
@@ -268,8 +269,10 @@ def table_paths(out_dir: Path) -> list[Path]:
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib import results  # pandas and scipy: only aggregation needs them
 
-    rows = with_image_sizes(results.runs_table([record for record in records if record["kind"] == "teacher"]))
-    results.write_csv(results.summarize(rows, SUMMARY_KEYS, means=results.SIZE_COLUMNS), *table_paths(out_dir))
+    teachers = [record for record in records if record["kind"] == "teacher"]
+    rows = with_image_summary_columns(results.runs_table(teachers))
+    summary = results.summarize(rows, [*SUMMARY_KEYS, results.BEST_EPOCH_COLUMN], means=results.SIZE_COLUMNS)
+    results.write_csv(summary, *table_paths(out_dir))
 
 
 def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:

@@ -7,9 +7,8 @@ learn from its beam translations (sequence-level KD); ``train_translation_studen
 activation to choose) and seed. Word-level KD and QD read the teacher's model, sequence-level KD its translations.
 The corpora they train on are the corpora family's. Two experiments may share a run only with the same settings.
 
-Tables: ``summary-translation.{csv,md}`` (BLEU and perplexity per test split beside size and speed) and
-``paired-translation.{csv,md}`` (word- and sequence-level KD against the undistilled student, paired by seed);
-plots: ``translation/<experiment>.png`` (BLEU against size).
+Tables: ``summary-translation.{csv,md}`` and ``paired-translation.{csv,md}``; plots: ``translation/<experiment>.png``;
+:mod:`compresslib.experiments.translation_tables` writes them.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from typing import Any
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.catalog import TRANSLATION_MODEL_ARGUMENTS
 from compresslib.experiments.base import Family, Job, Study, alternatives, argument_problems, failures, \
-    file_arguments, overrides, positions, require_keys, summary_paths, unique_jobs
+    file_arguments, overrides, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.corpora import corpus_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, reference_problems
 from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
@@ -39,12 +38,6 @@ RUN_KINDS = {"undistilled": "undistilled", "word-kd": "distill", "seq-kd": "seq_
 REQUIRED_KEYS = ("run_kind", "spec", "metrics", "translations", "curve", "model", "quantization", "timing", "memory")
 METRICS = ("final_bleu", "bleu_signature", "final_test_ppl", "bleu", "ppl")
 STUDENT_LABELS = ("corpus", "teacher", "student", "method", "activation")
-TEST_SPLIT = "test"  # the first test split: always a column, and the plotted one
-LABELS = ("corpus", "teacher", "student", "activation")  # the labels translation_table names plainly
-SUMMARY_KEYS = ["experiment", *LABELS, "method", "bits", "bucket"]
-MEASURED = ["timing.sentences_per_s", "memory.inference_peak_bytes"]  # of the first test split
-# one marker per method, like its image counterpart's (compresslib.experiments.quantize), in legend order
-MARKERS = {"teacher": "*", "undistilled": "s", "word-kd": "D", "seq-kd": "P", "qd": "o"}
 
 
 def _values(entry: dict, corpus: str, seed: int, kind: str, labels: dict) -> dict:
@@ -305,192 +298,24 @@ def experiments(config: dict) -> dict:
             for name, e in translation["experiments"].items()}
 
 
-def in_experiment(record: dict, experiment: dict) -> bool:
-    """Whether a record is a row of a translation experiment: its teacher, or a student run it asks for.
-
-    The teacher is every translation teacher record of the experiment's corpus and teacher label (whatever its
-    seed); a student run must match a listed student, one of that student's activations, a method and a seed,
-    and a qd run also the bits and bucket size (null: one bucket per tensor) of its quantization section.
-    """
-    if record["kind"] != KIND:
-        return False
-    labels = record["labels"]
-    if (labels["corpus"], labels["teacher"]) != (experiment["corpus"], experiment["teacher"]):
-        return False
-    if record["run_kind"] == "teacher":
-        return True
-    quantization = record["quantization"]
-    return (
-        labels["student"] in experiment["students"]
-        and labels["activation"] in experiment["activations"].get(labels["student"], [])
-        and labels["method"] in experiment["methods"]
-        and record["seed"] in experiment["seeds"]
-        and (labels["method"] != "qd"
-             or (quantization["bits"] in experiment["bits"] and quantization["bucket_size"] in experiment["buckets"]))
-    )
-
-
-def translation_table(records: list[dict], experiments: dict):
-    """The rows of each translation experiment (``{name: experiment}``): the ``results.with_size_columns`` frame of its
-    members, with the columns ``experiment``, ``corpus``, ``teacher``, ``student``, ``activation`` (NaN for the
-    teacher) put first.
-
-    Rows follow the config: experiment, the teacher's runs, then student, activation (in the order first listed),
-    method, bits descending, the experiment's bucket order, and the seed.
-    """
-    import pandas as pd
-
-    from compresslib import results  # pandas: only aggregation needs it
-
-    def frame(members: list[dict]):
-        rows = results.runs_table(members)
-        methods = rows.reindex(columns=["labels.method"]).astype(object)["labels.method"]
-        rows = results.with_size_columns(rows, methods.fillna("teacher"))  # a teacher has no method label
-        labels = rows.reindex(columns=[f"labels.{key}" for key in LABELS])
-        labels.columns = list(LABELS)
-        rows[MEASURED] = rows.reindex(columns=MEASURED).astype(float)  # null: not measured
-        # runs_table's image activation column is NaN for translation runs: the label takes its place
-        return pd.concat([labels, rows.drop(columns=list(LABELS), errors="ignore")], axis=1)
-
-    def order(experiment: dict) -> tuple[list[str], dict, set[str]]:
-        activations = dict.fromkeys(tag for tags in experiment["activations"].values() for tag in tags)
-        rank = {
-            "run_kind": {"teacher": 0},  # the teacher first; every student's run_kind ties (NaN) and sorts on
-            "student": positions(experiment["students"]),
-            "activation": positions(list(activations)),
-            "method": positions(experiment["methods"]),
-            "bucket": positions([0 if bucket is None else bucket for bucket in experiment["buckets"]]),
-        }
-        return ["run_kind", "student", "activation", "method", "bits", "bucket", "seed"], rank, {"bits"}
-
-    return results.experiment_rows(records, experiments, in_experiment, frame, order)
-
-
-def translation_summary(records: list[dict], experiments: dict):
-    """summary-translation.csv: per configuration of :func:`translation_table` (:data:`SUMMARY_KEYS`),
-    the statistics of BLEU (``bleu.<split>_mean``, ...) then of perplexity (``ppl.<split>_mean``, ...) of every test
-    split present ("test" always, first), then the means of the parameters, the sizes and :data:`MEASURED`."""
-    from compresslib import results
-
-    table = translation_table(records, experiments)
-    metrics = [f"metrics.{metric}.{split}" for metric in ("bleu", "ppl") for split in _splits(table)]
-    table = table.reindex(columns=[*table.columns, *(metric for metric in metrics if metric not in table.columns)])
-    return results.summarize(table, SUMMARY_KEYS, metrics=metrics,
-                             means=["model.params", *results.SIZE_COLUMNS, *MEASURED])
-
-
-def _splits(table) -> list[str]:
-    """The test splits of a :func:`translation_table`: "test" (always) first, then the others it has."""
-    present = {column.removeprefix("metrics.bleu.") for column in table.columns if column.startswith("metrics.bleu.")}
-    return [TEST_SPLIT, *sorted(present - {TEST_SPLIT})]
-
-
-def translation_paired(records: list[dict], experiments: dict):
-    """paired-translation.csv: per experiment, student and activation, word- and sequence-level KD against the
-    undistilled student of the same seed, BLEU of every test split. The undistilled run is one job whichever
-    experiment asks for it, so it is the baseline whatever ``methods`` shows."""
-    from compresslib import paired
-
-    with_baseline = {name: e | {"methods": list(dict.fromkeys(["undistilled", *e["methods"]]))}
-                     for name, e in experiments.items()}
-    table = translation_table(records, with_baseline)
-    return paired.paired_table(table, ["experiment", *LABELS], "method", "undistilled",
-                               [f"metrics.bleu.{split}" for split in _splits(table)], arms=["word-kd", "seq-kd"],
-                               unit="BLEU")
-
-
-def _markdown(summary, experiments: dict, records: list[dict]) -> str:
-    """summary-translation.md: one section per translation experiment, a row per configuration with BLEU of every
-    test split its rows have, the test perplexity and the translation speed; each section names the sacrebleu
-    signature of one of its records."""
-    import pandas as pd
-
-    from compresslib.results import markdown_document, markdown_section, summary_mean_std, three_significant, \
-        two_decimals
-
-    def method(row: dict) -> str:
-        if pd.isna(row["bucket"]):  # full precision
-            return row["method"]
-        return f"{row['method']} {row['bits']}-bit, " + (f"k={row['bucket']}" if row["bucket"] else "per-tensor")
-
-    def bleu(row: dict, split: str) -> str:
-        n = row[f"bleu.{split}_n"]
-        return f"{summary_mean_std(row, f'bleu.{split}')} ({n})" if n else "—"  # n 0: no run has the split
-
-    def section(name: str, experiment: dict, rows: list[dict]) -> list[str]:
-        heading = f"## {name}: students of `{experiment['teacher']}` on `{experiment['corpus']}`"
-        splits = [column.removeprefix("bleu.").removesuffix("_n") for column in summary.columns
-                  if column.startswith("bleu.") and column.endswith("_n") and any(row[column] for row in rows)]
-        header = ["method", "student", "activation", "params", "size (MB)", "compression",
-                  *(f"BLEU {split}" for split in splits), f"{TEST_SPLIT} ppl", "sentences/s"]
-
-        def cells(row: dict) -> list[str]:
-            return [
-                method(row), *("—" if pd.isna(row[key]) else str(row[key]) for key in ("student", "activation")),
-                f"{round(row['model.params']):,}", three_significant(row["size_mb"]),
-                two_decimals(row["compression"]),
-                *(bleu(row, split) for split in splits),
-                summary_mean_std(row, f"ppl.{TEST_SPLIT}"),
-                three_significant(row["timing.sentences_per_s"]),
-            ]
-
-        lines = markdown_section(heading, header, rows, cells)
-        if rows:  # one signature stands for all: the runs of an experiment share corpus, casing and sacrebleu
-            member = next(r for r in records if in_experiment(r, experiment))
-            lines += ["", f"sacrebleu signature (of one record): `{member['metrics']['bleu_signature']}`"]
-        return lines
-
-    return markdown_document(
-        "# Translation: BLEU and perplexity against model size",
-        "BLEU: sacrebleu's corpus BLEU (0-100) of the beam-search translations of each test split, as mean ± std "
-        f"(n) over the n seeds (sample std, ddof=1); perplexity: the {TEST_SPLIT} split's, mean ± std. "
-        "Size: 4 bytes per parameter for full precision, the Huffman-coded quantized model for qd (k: bucket size); "
-        f"compression is against the 32-bit float model. sentences/s: beam search over the {TEST_SPLIT} "
-        "split.",
-        summary, experiments, section)
-
-
-def plot_bleu_vs_size(summary, out_path: Path, title: str) -> None:
-    """Mean BLEU on the test split (error bar: sample std over seeds) against size in MB on a log axis.
-
-    ``summary`` holds :func:`translation_summary` rows of one experiment, drawn as the quantize family's accuracy
-    against size; the teacher is a star in a colour of its own, named after it.
-    """
-    from compresslib import plots  # matplotlib: only aggregation needs it
-
-    students = summary["student"].fillna(summary["teacher"])  # the teacher's row has no student
-    plots.plot_against_size(summary.assign(student=students), out_path, title, f"bleu.{TEST_SPLIT}", "student",
-                            f"BLEU ({TEST_SPLIT})", MARKERS)
-
-
 def table_paths(out_dir: Path) -> list[Path]:
     return [*summary_paths(out_dir, "translation"), *summary_paths(out_dir, "translation", "paired")]
-
-
-def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
-    from compresslib import paired
-    from compresslib.results import write_summary
-
-    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
-    summary = translation_summary(records, experiments)
-    write_summary(summary, _markdown(summary, experiments, records), summary_csv, summary_markdown)
-    comparisons = translation_paired(records, experiments)
-    write_summary(comparisons, paired.paired_markdown(
-        "# Translation students: word- and sequence-level KD against the undistilled student, paired by seed",
-        "runs with the same seed; sacrebleu BLEU points", comparisons, experiments,
-        lambda name, e: f"## {name}: students of `{e['teacher']}` on `{e['corpus']}`",
-        {"student": "student", "activation": "activation"}), paired_csv, paired_markdown)
 
 
 def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
     return [Path(out_dir) / "translation" / f"{name}.png" for name in experiments]
 
 
+def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    from compresslib.experiments import translation_tables  # pandas and scipy: only aggregation needs them
+
+    translation_tables.write_tables(records, experiments, out_dir)
+
+
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
-    summary = translation_summary(records, experiments)
-    for (name, experiment), path in zip(experiments.items(), plot_paths(experiments, out_dir), strict=True):
-        plot_bleu_vs_size(summary[summary["experiment"] == name], path,
-                          f"{name}: students of {experiment['teacher']} on {experiment['corpus']}")
+    from compresslib.experiments import translation_tables  # matplotlib: only aggregation needs it
+
+    translation_tables.write_plots(records, experiments, out_dir)
 
 
 FAMILY = Family(name="translation", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
