@@ -116,26 +116,29 @@ def _built() -> Path:
     return target
 
 
-def _layout(x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, channel_dim: int | None) -> _Layout:
+def _layout(x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor | None, channel_dim: int | None) -> _Layout:
     """``x`` (contiguous) as (outer, groups, inner): one group for LMA, the channels along ``channel_dim`` for APLU;
-    the tables are float32 (groups, K), contiguous, and must outlive the call."""
+    the (groups, K) tables come from :func:`_table` and must outlive the call; the backward, which reads only the
+    slopes, passes no offset table."""
     shape = x.shape if x.dim() else (1,)
     if channel_dim is None:
         outer, groups, inner = shape[0], 1, x.numel() // shape[0]
     else:
         outer, groups = int(torch.Size(shape[:channel_dim]).numel()), shape[channel_dim]
         inner = int(torch.Size(shape[channel_dim + 1:]).numel())
-    return _Layout(0, outer, groups, inner, slope.shape[-1], slope.data_ptr(), offset.data_ptr())
+    return _Layout(0, outer, groups, inner, slope.shape[-1], slope.data_ptr(),
+                   offset.data_ptr() if offset is not None else None)
 
 
-def _tables(slope: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return slope.detach().float().contiguous(), offset.detach().float().contiguous()
+def _table(values: torch.Tensor) -> torch.Tensor:
+    """A parameter table as the kernels read it: float32, contiguous, out of autograd."""
+    return values.detach().float().contiguous()
 
 
 def lma_forward(x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, lower: float,
                 width: float) -> tuple[torch.Tensor, torch.Tensor]:
     """LMA's output and uint8 segment indices for a contiguous ``x`` and (1, K) tables (see ``uniform_bins``)."""
-    slope, offset = _tables(slope, offset)
+    slope, offset = _table(slope), _table(offset)
     out, segments = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
     _library().lma_forward(_layout(x, slope, offset, None), x.data_ptr(), lower, width, out.data_ptr(),
                            segments.data_ptr())
@@ -145,7 +148,7 @@ def lma_forward(x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, lowe
 def hinge_forward(x: torch.Tensor, slope: torch.Tensor, offset: torch.Tensor, b: torch.Tensor,
                   channel_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """APLU's output and uint8 segment indices for a contiguous ``x``, (C, K) tables and (C, S) hinges."""
-    slope, offset = _tables(slope, offset)
+    slope, offset = _table(slope), _table(offset)
     hinges_by_row = b.detach().float().t().contiguous()  # (S, C): a hinge's positions over the channels in a row
     out, segments = torch.empty_like(x), torch.empty(x.shape, dtype=torch.uint8)
     _library().hinge_forward(_layout(x, slope, offset, channel_dim), x.data_ptr(), hinges_by_row.data_ptr(),
@@ -157,11 +160,11 @@ def backward(grad: torch.Tensor, x: torch.Tensor, segments: torch.Tensor, slope:
              channel_dim: int | None, need_x: bool, need_sums: bool) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The input gradient (when ``need_x``) and the (2, G * K) float64 per-slot sums of ``grad * x`` and ``grad``
     (when ``need_sums``) for the forward that gave ``segments``."""
-    slope, _ = _tables(slope, slope)
+    slope = _table(slope)
     grad = grad.to(torch.float32).contiguous()
     grad_x = torch.empty_like(x) if need_x else None
     sums = torch.zeros(2, slope.numel(), dtype=torch.float64) if need_sums else None
-    _library().piecewise_backward(_layout(x, slope, slope, channel_dim), grad.data_ptr(), x.data_ptr(),
+    _library().piecewise_backward(_layout(x, slope, None, channel_dim), grad.data_ptr(), x.data_ptr(),
                                   segments.data_ptr(), grad_x.data_ptr() if need_x else None,
                                   sums.data_ptr() if need_sums else None)
     return grad_x, sums

@@ -43,7 +43,10 @@ def runs_overview(records: list[dict]) -> pd.DataFrame:
     """``runs.csv``: one row per record in :data:`RUN_COLUMNS`, in :func:`~compresslib.results.runs_table`'s order."""
     from compresslib.results import runs_table  # pandas: only aggregation needs it
 
-    frame = runs_table(records)
+    return _overview(runs_table(records))
+
+
+def _overview(frame: pd.DataFrame) -> pd.DataFrame:
     metrics = [f"metrics.{name}" for name in HEADLINE_METRICS]
     return frame.assign(
         dataset=_first_present(frame, ["labels.dataset", "labels.corpus"]),
@@ -62,18 +65,28 @@ def kind_table(records: list[dict], kind: str) -> pd.DataFrame:
     holds a value in some row, in :func:`~compresslib.results.runs_table`'s order."""
     from compresslib.results import runs_table  # pandas: only aggregation needs it
 
-    frame = runs_table([record for record in records if record["kind"] == kind])
+    return _filled(runs_table([record for record in records if record["kind"] == kind]))
+
+
+def _filled(frame: pd.DataFrame) -> pd.DataFrame:
     filled = [column for column in frame.columns if column not in KEY_COLUMNS and frame[column].notna().any()]
     return frame.reindex(columns=[*KEY_COLUMNS, *filled])
 
 
 def write_tables(records: list[dict], kinds: tuple[str, ...], out_dir: str | Path) -> list[Path]:
-    """Rebuild :func:`table_paths` from the records of ``kinds`` (the others are no training runs); returns them."""
-    from compresslib.results import write_csv  # pandas: only aggregation needs it
+    """Rebuild :func:`table_paths` from the records of ``kinds`` (the others are no training runs); returns them.
+    Each kind's records are flattened once; the overview stacks those frames (``kind`` leads the sort, so the rows
+    keep :func:`~compresslib.results.runs_table`'s order)."""
+    import pandas as pd
 
-    runs = [record for record in records if record["kind"] in kinds]
+    from compresslib.results import IDENTITY_COLUMNS, runs_table, write_csv  # pandas: only aggregation needs it
+
+    frames = {kind: runs_table([record for record in records if record["kind"] == kind]) for kind in kinds}
+    ran = [frame for frame in frames.values() if not frame.empty]  # an empty frame's columns would turn ints to floats
+    overview = pd.concat(ran, ignore_index=True).sort_values(list(IDENTITY_COLUMNS), kind="stable") if ran \
+        else runs_table([])
     overview_path, *kind_paths = table_paths(out_dir, kinds)
-    write_csv(runs_overview(runs), overview_path)
-    for kind, path in zip(kinds, kind_paths, strict=True):
-        write_csv(kind_table(runs, kind), path)
+    write_csv(_overview(overview.reset_index(drop=True).copy()), overview_path)  # copy: one block per dtype
+    for frame, path in zip(frames.values(), kind_paths, strict=True):
+        write_csv(_filled(frame), path)
     return [overview_path, *kind_paths]

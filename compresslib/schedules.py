@@ -1,7 +1,8 @@
 """Learning-rate schedules: the originals' per-epoch image schedules, a per-step cosine one, and the translation ones.
 
 Image runs (``compresslib.training``): every schedule answers ``lr`` (the rate for the coming epoch; for ``cosine``
-the rate of its first step) and ``update(epoch, val_acc)``, called after 0-based epoch ``epoch`` has been evaluated;
+the rate of its first step), ``epoch_rates(epoch)`` (the rate of each of the epoch's steps for ``cosine``, None for
+the per-epoch schedules) and ``update(epoch, val_acc)``, called after 0-based epoch ``epoch`` has been evaluated;
 it sets the next epoch's rate and says whether to stop. That is QD's convention
 (``LearningRateScheduler.update_learning_rate`` after each epoch), so milestones land on the same epochs as in the
 originals. Step schedules and ``cosine`` are pure functions of the epoch (``cosine``: of the optimiser step);
@@ -43,7 +44,15 @@ SCHEDULES = ("generic", "cifar100", "multistep", "constant", "cosine")
 
 
 class Schedule(Protocol):
+    """An image run's schedule (see above); the schedules here subclass it, so the per-epoch ones inherit
+    ``epoch_rates``."""
+
     lr: float
+
+    def epoch_rates(self, epoch: int) -> list[float] | None:
+        """The rate of every optimiser step of 0-based epoch ``epoch``; None: ``lr`` holds for the whole epoch (every
+        schedule but ``cosine``, which overrides this)."""
+        return None
 
     def update(self, epoch: int, val_acc: float) -> bool: ...
 
@@ -52,7 +61,7 @@ class Schedule(Protocol):
     def load_state_dict(self, state: dict) -> None: ...
 
 
-class _PureSchedule:
+class _PureSchedule(Schedule):
     """A schedule that is a pure function of its position: a checkpoint needs only the epoch."""
 
     def state_dict(self) -> dict:
@@ -77,7 +86,7 @@ class StepSchedule(_PureSchedule):
         return False
 
 
-class PlateauHalving:
+class PlateauHalving(Schedule):
     """QD's ``generic`` schedule (see module docstring)."""
 
     def __init__(self, lr0: float, patience: int = 10, cooldown: int = 8, stop_patience: int = 30,

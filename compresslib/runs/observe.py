@@ -40,6 +40,7 @@ from compresslib.runs.folder import LOCK_NAME
 from compresslib.runs.progress import Progress, format_duration, local_iso
 from compresslib.runs.record import RECORD_NAME
 from compresslib.specs.esnac import SEARCH_STATE
+from compresslib.specs.training import total_epochs
 
 __all__ = ["FINISHED", "RUNNING", "FAILED", "NOT_STARTED", "STATES", "RunStatus", "run_status", "lock_held",
            "state_progress", "quiet_limit"]
@@ -142,7 +143,7 @@ def state_progress(state: dict, as_of: float) -> Progress | None:
     identity, sessions = state.get("identity") or {}, state.get("sessions") or [{}]
     if "next_epoch" in state:  # compresslib.training.loop, compresslib.translation.train
         seconds = [row["train_seconds"] + row["eval_seconds"] for row in state["history"]]
-        total = identity["epochs"] + (identity.get("lit") or {}).get("epochs", 0)
+        total = total_epochs(identity)
         done, since, unit = state["next_epoch"], sessions[-1].get("start_epoch", 0), "epoch"
     elif "evaluated" in state:  # compresslib.esnac.search
         seconds = [row["train_seconds"] for row in state["evaluated"]]

@@ -18,8 +18,8 @@ from compresslib.schedules import SCHEDULES
 from compresslib.settings import (Settings, SpecError, build_settings, check_kd, check_kind, check_runtime, require,
                                   require_choice)
 
-__all__ = ["KDSpec", "LitSpec", "TrainSpec", "PostTrainingSpec", "build_spec", "KIND_GROUPS", "TEACHER_OUTPUTS",
-           "KL_REDUCTIONS", "SOFT_LOSSES", "LIT_COMBINES", "ESNAC_MODEL"]
+__all__ = ["KDSpec", "LitSpec", "TrainSpec", "PostTrainingSpec", "build_spec", "total_epochs", "KIND_GROUPS",
+           "TEACHER_OUTPUTS", "KL_REDUCTIONS", "SOFT_LOSSES", "LIT_COMBINES", "ESNAC_MODEL"]
 
 # per kind (the record's kind): the groups of settings it needs, and those it may have
 KIND_GROUPS = {"teacher": ((), ()), "undistilled": ((), ()), "distill": (("kd",), ("kd",)),
@@ -191,6 +191,12 @@ def _check_cosine(spec: TrainSpec) -> None:
 def build_spec(values: dict | None = None, overrides: tuple[str, ...] | list[str] = ()) -> TrainSpec:
     """A validated TrainSpec from a (nested) dict of values plus ``key=value`` override strings."""
     return build_settings(TrainSpec, values, overrides)
+
+
+def total_epochs(identity: dict) -> int:
+    """The epochs a run trains in all, from its identity (``TrainSpec.identity()``, or a translation spec's, which
+    has no ``lit``): LIT's phase 1, then the run's own ``epochs``. A dict, so ``status`` reads it from a state file."""
+    return identity["epochs"] + (identity.get("lit") or {}).get("epochs", 0)
 
 
 @dataclass

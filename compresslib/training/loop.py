@@ -45,9 +45,9 @@ from compresslib.quantization.shadow import ShadowQuantizer, quantized_parameter
 from compresslib.runs.lifecycle import Run, TrainingDiverged, cpu_state, write_history
 from compresslib.runs.progress import Progress
 from compresslib.runs.record import HISTORY_NAME, MODEL_NAME
-from compresslib.schedules import CosineSchedule, Schedule, build_schedule
+from compresslib.schedules import Schedule, build_schedule
 from compresslib.settings import spec_hash
-from compresslib.specs.training import ESNAC_MODEL, TrainSpec
+from compresslib.specs.training import ESNAC_MODEL, TrainSpec, total_epochs
 from compresslib.training.compiled import CompiledModels, training_models
 from compresslib.training.teacher_views import TeacherViews
 
@@ -206,10 +206,10 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
     kd_kwargs = dataclasses.asdict(spec.kd) if spec.kd is not None else {}
     loss_fn = functools.partial(kd_loss, **kd_kwargs)
     phases = _phases(spec)
-    total_epochs = phases[-1].end
+    epoch_total = phases[-1].end
     phase, optimizers, schedule = None, [], None
 
-    for epoch in range(start_epoch, total_epochs):
+    for epoch in range(start_epoch, epoch_total):
         if stopped_early:
             break
         if phase is None or epoch == phase.end:  # a fresh optimiser and schedule per phase
@@ -222,7 +222,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
         torch.manual_seed(epoch_seed(spec.seed, epoch))  # dropout masks: a pure function of (seed, epoch)
         lr = schedule.lr
         _set_lr(optimizers, lr)
-        step_rates = schedule.epoch_rates(epoch - phase.start) if isinstance(schedule, CosineSchedule) else None
+        step_rates = schedule.epoch_rates(epoch - phase.start)
         train_loader.set_epoch(epoch)
 
         tick = time.perf_counter()
@@ -271,7 +271,7 @@ def _train_placed(spec: TrainSpec, run: Run, data_path: str | Path, teacher_path
             "points_per_tensor": quantizer.counts if isinstance(quantizer, LearnedPointsQuantizer) else None,
             "compile_used": [*compile_used, models.used],
         })
-        progress = Progress.measured(epoch + 1, total_epochs,  # timed on this session's device
+        progress = Progress.measured(epoch + 1, epoch_total,  # timed on this session's device
                                      [row["train_seconds"] + row["eval_seconds"] for row in history[start_epoch:]])
         log.info("%s%s  lr %.3g  loss %.4f  train %.4f  val %.4f  test %.4f  %.1fs (%.0f examples/s)%s",
                  progress.describe(), f" ({phase.name})" if spec.lit is not None else "", lr, train_loss,
@@ -384,9 +384,10 @@ class _Phase:
 
 
 def _phases(spec: TrainSpec) -> list[_Phase]:
+    end = total_epochs(spec.identity())  # the count status reports from the run's state file
     if spec.lit is None:
-        return [_Phase("train", 0, spec.epochs)]
-    return [_Phase("lit", 0, spec.lit.epochs), _Phase("full_model", spec.lit.epochs, spec.lit.epochs + spec.epochs)]
+        return [_Phase("train", 0, end)]
+    return [_Phase("lit", 0, spec.lit.epochs), _Phase("full_model", spec.lit.epochs, end)]
 
 
 def _enter_phase(phase: _Phase, spec: TrainSpec, model: nn.Module, trainable: list[nn.Parameter],
