@@ -40,6 +40,7 @@ include: "rules/lit.smk"
 include: "rules/esnac.smk"
 include: "rules/translation.smk"
 include: "rules/aggregate.smk"
+include: "rules/report.smk"
 include: "rules/slurm.smk"
 
 
@@ -48,4 +49,6 @@ rule all:
     input:
         TABLES,
         PLOTS,
+        REPORT_FRONT_PAGE,
+        [str(page.page) for page in REPORT_TABLE_PAGES],
         unfinished_records,

@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from compresslib.results import decimals, markdown_document, markdown_section, two_decimals
+from compresslib.results import decimals, markdown_document, markdown_section, two_decimals, write_summary
 
-__all__ = ["PAIRED_COLUMNS", "ALPHA", "POWER", "paired_statistics", "paired_table", "paired_markdown"]
+__all__ = ["PAIRED_COLUMNS", "ALPHA", "POWER", "paired_statistics", "paired_table", "paired_markdown",
+           "write_paired"]
 
 STATISTICS = ["arm_mean", "baseline_mean", "mean_diff", "std_diff", "ci95_low", "ci95_high", "t", "t_p", "wilcoxon_w",
               "wilcoxon_p", "mde"]
@@ -163,3 +165,9 @@ def paired_markdown(title: str, what: str, table: pd.DataFrame, experiments: dic
             "with the paired t-test at two-sided α = 0.05 and power 0.8, (t(0.975, n−1) + t(0.80, n−1))·std/√n. "
             "— where a value cannot be computed; the note says why.")
     return markdown_document(title, note, table, experiments, section)
+
+
+def write_paired(table: pd.DataFrame, experiments: dict, paths: Sequence[Path], title: str, what: str,
+                 heading: Callable[[str, dict], str], labels: dict[str, str], places: int = 2) -> None:
+    """A family's paired comparisons as CSV and as :func:`paired_markdown`'s Markdown (``paths``: the two files)."""
+    write_summary(table, paired_markdown(title, what, table, experiments, heading, labels, places), *paths)

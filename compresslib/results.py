@@ -40,9 +40,9 @@ from compresslib.specs.training import TrainSpec
 __all__ = ["SUMMARY_METRICS", "IDENTITY_COLUMNS", "SIZE_COLUMNS", "BEST_EPOCH_COLUMN", "BEST_EPOCH_LABELS",
            "INTERVAL_NOTE", "ACCURACY_NOTE", "runs_table", "with_size_columns", "with_best_epoch_column", "summarize",
            "t_half_width", "experiment_rows", "write_csv", "write_text", "write_summary", "markdown_document",
-           "markdown_section", "markdown_header", "markdown_row", "summary_mean_std", "summary_estimate", "interval",
-           "best_epoch_policies", "best_epoch_header", "best_epoch_cells", "mean_std", "three_significant",
-           "decimals", "two_decimals", "signed_two_decimals"]
+           "markdown_section", "markdown_table", "markdown_header", "markdown_row", "summary_mean_std",
+           "summary_estimate", "interval", "best_epoch_policies", "best_epoch_header", "best_epoch_cells", "mean_std",
+           "three_significant", "decimals", "two_decimals", "signed_two_decimals"]
 
 SUMMARY_METRICS = ("metrics.final_test_acc", "metrics.best_test_acc")
 IDENTITY_COLUMNS = ("kind", "labels.dataset", "labels.teacher", "labels.student", "activation", "activation_family",
@@ -209,9 +209,12 @@ def markdown_document(title: str, note: str, summary: pd.DataFrame, experiments:
 def markdown_section(heading: str, header: list[str], rows: list[dict],
                      cells: Callable[[dict], list[str]]) -> list[str]:
     """One experiment's lines: its heading, then its rows as a table, or "no finished runs"."""
-    if not rows:
-        return ["", heading, "", "no finished runs"]
-    return ["", heading, "", *markdown_header(header), *(markdown_row(cells(row)) for row in rows)]
+    return ["", heading, "", *markdown_table(header, [cells(row) for row in rows])]
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """The lines of a table of ``rows`` (each its cells) under ``header``, or "no finished runs" without rows."""
+    return [*markdown_header(header), *map(markdown_row, rows)] if rows else ["no finished runs"]
 
 
 def markdown_header(header: Sequence[str]) -> list[str]:

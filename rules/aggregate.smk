@@ -10,7 +10,10 @@ rule aggregate:
         record_lists=AGGREGATED["record_lists"],
     output:
         tables=TABLES,
-        plots=PLOTS,
+        plots=[
+            report(str(path), category=category, subcategory=labels["experiment"], labels=labels)
+            for category, path, labels in experiments.report_plots(AGGREGATE_EXPERIMENTS, "results/plots")
+        ],
     log:
         "logs/aggregate/aggregate.log",
     benchmark:

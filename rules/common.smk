@@ -9,13 +9,16 @@ import os
 import json
 import shlex
 import sys
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.settings.types import DeploymentMethod
+from snakemake.settings.types import DeploymentMethod, GlobalReportSettings
+from snakemake_interface_report_plugins.registry import ReportPluginRegistry
 from snakemake.utils import validate
 
 from compresslib import experiments
+from compresslib.report import TABLES_SUBCATEGORY, table_pages
 from compresslib.config import ConfigError, format_problems, load_schema, schema_errors
 from compresslib.gpu_slots import slots_per_gpu
 from compresslib.slurm import gpu_sharing
@@ -126,3 +129,17 @@ AGGREGATED = experiments.aggregate_inputs(STUDY)  # the record files (and lists 
 AGGREGATE_EXPERIMENTS = experiments.aggregation_experiments(config)
 TABLES = [str(path) for path in experiments.table_paths("results/tables")]
 PLOTS = [str(path) for path in experiments.plot_paths(AGGREGATE_EXPERIMENTS, "results/plots")]
+# the report's pages (compresslib.report): every table rendered, and the front page
+REPORT_FRONT_PAGE = "results/report/study.rst"
+REPORT_TABLE_PAGES = table_pages(experiments.report_tables("results/tables"), "results/report/tables")
+
+
+def build_report(path):
+    """Snakemake's HTML report of this run's DAG at ``path``; a failure is logged, not raised: the run succeeded."""
+    plugin = ReportPluginRegistry().get_plugin("html")
+    try:
+        workflow.create_report(plugin, plugin.settings_cls(path=Path(path)), GlobalReportSettings())
+    except Exception as error:  # noqa: BLE001 - Snakemake raises WorkflowError and others alike here
+        logger.warning(f"the report {path} could not be built: {error}")
+    else:
+        logger.info(f"report: {os.path.abspath(path)} (open it in a browser)")

@@ -1,4 +1,5 @@
-"""Shared fixtures: repository paths, the offline real-data folder, a tiny prepared dataset, a local HTTP server."""
+"""Shared fixtures: repository paths, the offline real-data folder, a tiny prepared dataset, a local HTTP server, the
+figures a test's plots drew."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import functools
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -76,6 +78,37 @@ def run_snakemake(*args: str, cwd: Path = REPO, check: bool = True) -> subproces
     return process
 
 
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo (profiles/demo) run end to end once, in a folder of its own, for every test that reads its outputs."""
+    workdir = tmp_path_factory.mktemp("demo")
+    run_snakemake("--workflow-profile", "profiles/demo", "--directory", str(workdir))
+    return workdir
+
+
+def require_root_and_apt(what: str) -> None:
+    """Skip the test unless it may install Debian packages (root, apt-get); ``what`` says what it would install."""
+    if os.geteuid() != 0:
+        pytest.skip(f"{what} needs root (apt-get install)")
+    if shutil.which("apt-get") is None:
+        pytest.skip(f"{what} needs apt-get (Debian or Ubuntu)")
+
+
+def installed_packages() -> set[str]:
+    """The Debian packages installed now."""
+    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n"], capture_output=True,
+                           text=True)
+    return {line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")}
+
+
+def purge_packages_added_since(before: set[str]) -> None:
+    """Remove every Debian package installed since ``before`` (a test leaves the system as it found it)."""
+    added = sorted(installed_packages() - before)
+    if added:
+        subprocess.run(["apt-get", "purge", "-y", "-q", *added], timeout=600, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def train_script_command(data: Path, run_dir: Path, settings: dict, *extra: str) -> list[str]:
     """workflow_scripts/train.py on ``data`` into ``run_dir``: ``settings`` as key=value arguments, then ``extra``."""
     return [sys.executable, str(REPO / "workflow_scripts/train.py"), "--data", str(data), "--run-dir", str(run_dir),
@@ -138,6 +171,22 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "dataset.pt"
     prepare_dataset("synthetic", path, synthetic={"train_size": 512, "test_size": 256, "seed": 3})
     return path
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """The figures a test draws, by their file's path (each file is still written)."""
+    from compresslib import plots  # matplotlib: only the plot tests need it
+
+    drawn = {}
+    save = plots.save
+
+    def keep(figure, out_path) -> None:
+        save(figure, out_path)  # first: a figure's tick labels exist once it is drawn
+        drawn[Path(out_path)] = figure
+
+    monkeypatch.setattr(plots, "save", keep)
+    return drawn
 
 
 @pytest.fixture(scope="module")

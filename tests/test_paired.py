@@ -17,7 +17,7 @@ from test_results_translation import translation_records
 
 from compresslib.experiments import write_tables
 from compresslib.experiments.distill import distill_paired
-from compresslib.experiments.esnac import esnac_paired, esnac_tables
+from compresslib.experiments.esnac_tables import esnac_paired, esnac_tables
 from compresslib.experiments.lit import lit_paired
 from compresslib.experiments.quantize import quantize_paired
 from compresslib.experiments.translation_tables import translation_paired

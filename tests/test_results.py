@@ -8,7 +8,7 @@ import pytest
 
 from compresslib.experiments import load_records, table_paths, write_tables
 from compresslib.experiments.distill import experiment_table, seed_table
-from compresslib.experiments.esnac import ESNAC_COLUMNS, ESNAC_SEARCH_COLUMNS, esnac_tables
+from compresslib.experiments.esnac_tables import ESNAC_COLUMNS, ESNAC_SEARCH_COLUMNS, esnac_tables
 from compresslib.experiments.esnac import in_experiment as in_esnac_experiment
 from compresslib.experiments.lit import lit_summary, lit_table
 from compresslib.experiments.quantize import quantize_summary, quantize_table
@@ -842,13 +842,14 @@ def test_write_tables_writes_exactly_table_paths(tmp_path):
     experiments = {"distill": {"main": experiment(["relu"], [1, 2, 3, 4, 5])}}
     written = write_tables(records, experiments, tmp_path / "tables")
     assert written == table_paths(tmp_path / "tables")
-    assert [p.name for p in written[-20:]] == [
+    assert [p.name for p in written[-22:]] == [
         "paired-distill.csv", "paired-distill.md",
         "summary-quantize.csv", "summary-quantize.md", "paired-quantize.csv", "paired-quantize.md",
         "pareto-quantize.csv", "pareto-quantize.md",
         "summary-lit.csv", "summary-lit.md", "paired-lit.csv", "paired-lit.md",
         "summary-esnac.csv", "summary-esnac.md", "paired-esnac.csv", "paired-esnac.md",
         "summary-translation.csv", "summary-translation.md", "paired-translation.csv", "paired-translation.md",
+        "pareto-translation.csv", "pareto-translation.md",
     ]
     assert sorted(p.name for p in (tmp_path / "tables").iterdir()) == sorted(p.name for p in written)  # no temp files
     tables = tmp_path / "tables"

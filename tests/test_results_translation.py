@@ -10,6 +10,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
+from matplotlib.collections import PathCollection
 import pytest
 from test_results import make_quantized, make_record, quantize_experiment
 
@@ -217,8 +218,9 @@ def test_summary_translation_files(tmp_path):
     records = translation_records()
     experiments = {"translation": {"wmt": EXPERIMENT, "empty": EMPTY}}
     written = write_tables(records, experiments, tmp_path)
-    assert written == table_paths(tmp_path) and [p.name for p in written[-4:]] == [
-        "summary-translation.csv", "summary-translation.md", "paired-translation.csv", "paired-translation.md"]
+    assert written == table_paths(tmp_path) and [p.name for p in written[-6:]] == [
+        "summary-translation.csv", "summary-translation.md", "paired-translation.csv", "paired-translation.md",
+        "pareto-translation.csv", "pareto-translation.md"]
     csv = pd.read_csv(tmp_path / "summary-translation.csv")
     assert list(csv.columns) == SUMMARY_COLUMNS and len(csv) == 7
     assert csv["bleu.test_mean"].round(2).tolist() == [30.0, 24.0, 27.1, 26.25, 20.0, 28.0, 22.0]
@@ -279,8 +281,7 @@ def test_translation_records_leave_the_image_tables_unchanged(tmp_path):
             runs_alone, runs_mixed = pd.read_csv(before), pd.read_csv(after)
             same = runs_mixed[runs_mixed["run_dir"].isin(runs_alone["run_dir"])].reset_index(drop=True)
             pd.testing.assert_frame_equal(same[runs_alone.columns], runs_alone, check_dtype=False)
-        elif before.name not in ("summary-translation.csv", "summary-translation.md", "paired-translation.csv",
-                                 "paired-translation.md"):
+        elif not before.name.endswith(("-translation.csv", "-translation.md")):
             assert before.read_bytes() == after.read_bytes(), before.name
     assert len(pd.read_csv(mixed[0])) == len(image) + len(translation_records())  # every training record is a row
 
@@ -349,7 +350,7 @@ def test_write_plots_draws_each_translation_experiment(tmp_path):
     written = write_plots(translation_records(), experiments, tmp_path)
     assert written == plot_paths(experiments, tmp_path)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
-        "teachers.png", "translation/wmt.png", "translation/empty.png"]
+        "teachers.png", "translation/wmt.png", "translation/empty.png", "bleu-vs-size/wmt13.png"]
     for path in written:
         assert_png(path)
     assert (tmp_path / "translation/wmt.png").read_bytes() != (tmp_path / "translation/empty.png").read_bytes()
@@ -357,6 +358,69 @@ def test_write_plots_draws_each_translation_experiment(tmp_path):
     summary = translation_summary(translation_records(), {"wmt": EXPERIMENT})
     plot_bleu_vs_size(summary.iloc[:1], tmp_path / "teacher-only.png", "only the teacher")
     assert_png(tmp_path / "teacher-only.png")
+
+
+def pareto_records():
+    """translation_records with the 2-bit QD run's packed file at 400 bytes (the 4-bit runs': 700), and a teacher on
+    a second corpus."""
+    records = translation_records()
+    for record in records:
+        if (record["quantization"] or {}).get("bits") == 2:
+            record["quantization"]["packed_bytes"] = 400
+    return records
+
+
+# every configuration of EXPERIMENT at its packed size (full precision: 4 bytes per parameter) and mean test BLEU:
+# qd 2-bit 0.0004 MB 20, qd 4-bit 0.0007 MB 26.25, the LSTM 0.0032 MB 22, undistilled 0.004 MB 24, word-kd relu
+# 0.004 MB 27.1, word-kd lma8 0.0044 MB 28, the teacher 0.02 MB 30; the LSTM and undistilled are beaten by qd 4-bit
+WMT_FRONT = [("qd", "relu", 2, 0, 0.0004, 20.0), ("qd", "relu", 4, 256, 0.0007, 26.25),
+             ("word-kd", "relu", 32, -1, 0.004, 27.1), ("word-kd", "lma8", 32, -1, 0.0044, 28.0),
+             ("teacher", "—", 32, -1, 0.02, 30.0)]  # method, activation, bits, bucket (-1: none), MB, BLEU
+# a second experiment of the corpus shares runs with the first (each configuration is one point) and one on iwslt
+PARETO_EXPERIMENTS = {"wmt": EXPERIMENT, "wmt-kd": EXPERIMENT | {"methods": ["word-kd"]},
+                      "iwslt": EXPERIMENT | {"corpus": "iwslt"}}
+
+
+def test_pareto_translation_lists_the_front_of_bleu_against_the_packed_file(tmp_path):
+    write_tables(pareto_records(), {"translation": PARETO_EXPERIMENTS}, tmp_path)
+    front = pd.read_csv(tmp_path / "pareto-translation.csv")
+    assert front["corpus"].tolist() == ["iwslt"] + ["wmt13"] * 5
+    labels = front[["method", "activation"]].fillna("—").values.tolist()
+    numbers = front[["bits", "bucket", "packed_mb", "bleu.test_mean"]].fillna(-1).round(6).values.tolist()
+    assert [(*label, *number) for label, number in zip(labels, numbers, strict=True)] == [
+        ("teacher", "—", 32, -1, 0.004, 27.0), *WMT_FRONT]
+    assert front["student"].fillna("—").tolist() == ["—", "tf-small", "tf-small", "tf-small", "tf-small", "—"]
+    assert "experiment" not in front.columns and "pareto" not in front.columns
+    markdown = (tmp_path / "pareto-translation.md").read_text(encoding="utf-8")
+    assert markdown.startswith("# Translation: the Pareto front of BLEU against size on disk\n")
+    header = "| corpus | teacher | student | activation | method | bits | bucket | packed (MB) | BLEU test | 95% CI |"
+    assert header in markdown
+    row = f"| {CORPUS} | {TEACHER} | {{}} |"
+    # word-kd relu: 27.1 ± t(0.975, 1) · 0.424 / √2; qd 4-bit: 26.25 ± t(0.975, 1) · 0.354 / √2
+    assert row.format("tf-small | relu | word-kd | 32 | — | 0.00400 | 27.10 ± 0.42 | [23.29, 30.91] | 2") in markdown
+    assert row.format("tf-small | relu | qd | 4 | 256 | 0.000700 | 26.25 ± 0.35 | [23.07, 29.43] | 2") in markdown
+    assert row.format("tf-small | relu | qd | 2 | 0 | 0.000400 | 20.00 ± — | — | 1") in markdown  # one seed
+    assert row.format("— | — | teacher | 32 | — | 0.0200 | 30.00 ± — | — | 1") in markdown
+    assert "| undistilled |" not in markdown
+    write_tables([], {"translation": PARETO_EXPERIMENTS}, tmp_path)
+    assert pd.read_csv(tmp_path / "pareto-translation.csv").empty
+    assert "no finished runs" in (tmp_path / "pareto-translation.md").read_text(encoding="utf-8")
+
+
+def test_bleu_vs_size_rings_the_front_of_each_corpus(tmp_path, figures):
+    written = write_plots(pareto_records(), {"translation": PARETO_EXPERIMENTS}, tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in written][-2:] == ["bleu-vs-size/wmt13.png",
+                                                                          "bleu-vs-size/iwslt.png"]
+    (axes,) = figures[tmp_path / "bleu-vs-size/wmt13.png"].axes
+    assert (axes.get_xlabel(), axes.get_ylabel()) == ("size on disk (MB, packed file)", "test BLEU (sacreBLEU, 0-100)")
+    (ringed,) = [collection for collection in axes.collections if isinstance(collection, PathCollection)]
+    assert ringed.get_offsets()[:, 0].tolist() == pytest.approx([size for *_, size, _ in WMT_FRONT])
+    assert ringed.get_offsets()[:, 1].tolist() == pytest.approx([bleu for *_, bleu in WMT_FRONT])
+    # a point per configuration, each once; the LSTM names no activation (it has none to choose)
+    assert sorted(text.get_text() for text in axes.texts) == [
+        "2b relu per-tensor", "32b", "32b", "32b lma8", "32b relu", "32b relu", "4b relu k=256"]
+    (axes,) = figures[tmp_path / "bleu-vs-size/iwslt.png"].axes
+    assert len(axes.containers) == 1 and axes.legend_.get_texts()[1].get_text() == TEACHER
 
 
 # ----------------------------------------------------------------------------- a real record

@@ -20,7 +20,6 @@ import copy
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ import torch
 import yaml
 
 from compresslib.io import load_torch
-from conftest import REPO, SNAKEMAKE
+from conftest import REPO, SNAKEMAKE, installed_packages, purge_packages_added_since, require_root_and_apt
 
 pytestmark = pytest.mark.slow
 
@@ -57,19 +56,6 @@ STUDENTS = [(activation, seed) for activation in ("relu", "lma8") for seed in (1
 STUDENT_EPOCHS = 3
 DEMO_CONFIG = yaml.safe_load((REPO / "profiles/demo/config.yaml").read_text())
 TIMING_COLUMNS = {"train_seconds", "eval_seconds", "examples_per_s"}
-
-
-def _require_root_and_apt() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("starting a local SLURM cluster needs root (apt-get install slurmctld slurmd munge)")
-    if shutil.which("apt-get") is None:
-        pytest.skip("starting a local SLURM cluster needs apt-get (Debian or Ubuntu)")
-
-
-def _installed_packages() -> set[str]:
-    query = subprocess.run(["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n"], capture_output=True,
-                           text=True)
-    return {line.split()[0] for line in query.stdout.splitlines() if line.endswith(" installed")}
 
 
 def _processes(keep) -> list[int]:
@@ -113,8 +99,8 @@ def cluster():
     Removing them matters: with SLURM's client tools installed but no controller, the plugin asks `scontrol` for
     its settings on every Snakemake start and waits 10 s for an answer.
     """
-    _require_root_and_apt()
-    installed_before = _installed_packages()
+    require_root_and_apt("starting a local SLURM cluster (slurmctld slurmd munge)")
+    installed_before = installed_packages()
     subprocess.run(["bash", str(CLUSTER_SCRIPT), "start"], env=CLUSTER_ENV, check=True, timeout=900,
                    capture_output=True, text=True)
     try:
@@ -123,10 +109,7 @@ def cluster():
         subprocess.run(["scancel", "--user", str(os.getuid())], timeout=60, capture_output=True)
         subprocess.run(["bash", str(CLUSTER_SCRIPT), "stop"], env=CLUSTER_ENV, timeout=120, capture_output=True)
         _kill([*_processes_named("slurmstepd"), *_job_processes()])
-        added = sorted(_installed_packages() - installed_before)
-        if added:
-            subprocess.run(["apt-get", "purge", "-y", "-q", *added], timeout=600, capture_output=True,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        purge_packages_added_since(installed_before)
 
 
 def _epoch_seconds(tmp_path: Path, config: dict) -> float:

@@ -137,7 +137,7 @@ def _stop_then_rerun(common: list[str], workdir: Path, teacher: Path, snakemake:
     assert ("1 run(s) started and did not finish (a run folder without its record.json); the default target runs them "
             f"again, resuming from their last checkpoints, and the jobs after them:\n    {teacher}\n") in dry_run
     assert Counter(rule for rule, _, _ in listed_jobs(dry_run)) == {"train_teacher": 1, "distill_student": 2,
-                                                                   "aggregate": 1, "all": 1}
+                                                                   "aggregate": 1, "report_pages": 1, "all": 1}
     run_snakemake(*common)
     assert json.loads(record.read_text())["timing"]["sessions"][-1]["start_epoch"] == saved >= 1
     assert all(path.stat().st_mtime_ns > mtime for path, mtime in students.items())

@@ -83,12 +83,13 @@ def test_paper_dag_job_counts(paper_dry_run: list[tuple[str, dict, frozenset]]):
                       # LMA: 3 + 2 students x 5 activations x 5 seeds; QD: 3 x 6 (integration), 3 (WMT13)
                       "download_translation_file": 6, "prepare_corpus": 2, "train_translation_teacher": 4,
                       "translate_training_split": 1, "train_translation_student": 75 + 50 + 18 + 3,
-                      "aggregate": 1, "all": 1}
+                      "aggregate": 1, "report_pages": 1, "all": 1}
 
 
 def scheduled_jobs(jobs: list[tuple[str, dict, frozenset]]) -> Counter:
-    """(rule, its outputs) of the dry run's jobs, `all` (which has no outputs) and `aggregate` aside."""
-    return Counter((rule, outputs) for rule, _, outputs in jobs if outputs and rule != "aggregate")
+    """(rule, its outputs) of the dry run's jobs, `all` (which has no outputs), `aggregate` and `report_pages` aside."""
+    return Counter((rule, outputs) for rule, _, outputs in jobs
+                   if outputs and rule not in ("aggregate", "report_pages"))
 
 
 def jobs_compresslib_plans(config: Path) -> Counter:
@@ -106,14 +107,17 @@ TABLES = {f"results/tables/{name}" for name in (
     "seeds-distill.md", "summary-quantize.csv", "summary-quantize.md", "summary-lit.csv", "summary-lit.md",
     "summary-esnac.csv", "summary-esnac.md", "summary-translation.csv", "summary-translation.md",
     *(f"paired-{family}.{suffix}" for family in ("distill", "quantize", "lit", "esnac", "translation")
-      for suffix in ("csv", "md")), "pareto-quantize.csv", "pareto-quantize.md")}
+      for suffix in ("csv", "md")),
+    *(f"pareto-{family}.{suffix}" for family in ("quantize", "translation") for suffix in ("csv", "md")))}
 # a few plots of each config's experiments
 PLOTS = {None: {"teachers.png", "distill/lma-cifar10/conv-s0.png", "distill/lma-cifar100/wrn10-2.png",
                 "quantize/qd-cifar10.png", "accuracy-vs-size/cifar100.png", "lit/lit-vdcnn17-to-9/seed1.png",
-                "esnac/esnac-cifar100/esnac-shufflenet-c100.png", "translation/qd-wmt.png"},
+                "esnac/esnac-cifar100/esnac-shufflenet-c100.png", "translation/qd-wmt.png",
+                "bleu-vs-size/wmt13_europarl.png"},
          "profiles/demo": {"teachers.png", "distill/demo/demo-s0.png", "distill/demo/demo-s1.png",
                            "quantize/demo-quant.png", "accuracy-vs-size/synthetic.png", "lit/demo-lit/seed1.png",
-                           "esnac/demo-esnac/demo-esnac-teacher.png", "translation/demo-qd-nmt.png"}}
+                           "esnac/demo-esnac/demo-esnac-teacher.png", "translation/demo-qd-nmt.png",
+                           "bleu-vs-size/synthetic_translation.png"}}
 
 
 @pytest.mark.parametrize("profile", [None, "profiles/demo"])
@@ -127,10 +131,15 @@ def test_the_dry_run_schedules_exactly_the_jobs_compresslib_plans(profile: str |
         jobs = dry_run_jobs("--workflow-profile", profile, "--directory", str(tmp_path))
     scheduled = scheduled_jobs(jobs)
     assert scheduled == jobs_compresslib_plans(config)
-    assert sum(scheduled.values()) == (637 if profile is None else 75)  # every job but `all` and `aggregate`
-    # the aggregation, once, after every run: the tables, and the plots of the config's experiments
+    assert sum(scheduled.values()) == (637 if profile is None else 75)  # every job but `all` and the aggregation's
+    # the aggregation, once, after every run: the tables, and the plots of the config's experiments; then the report's
+    # pages, one per table (its Markdown's, or its CSV's where it has none) and the front page
     aggregate = [outputs for rule, _, outputs in jobs if rule == "aggregate"]
-    assert len(aggregate) == 1 and [rule for rule, _, _ in jobs][-2:] == ["aggregate", "all"]
+    assert len(aggregate) == 1 and [rule for rule, _, _ in jobs][-3:] == ["aggregate", "report_pages", "all"]
+    (pages,) = [outputs for rule, _, outputs in jobs if rule == "report_pages"]
+    assert pages == {"results/report/study.rst"} | {
+        f"results/report/tables/{Path(path).stem}.html" for path in TABLES
+        if path.endswith(".md") or path.removesuffix(".csv") + ".md" not in TABLES}
     assert {path for path in aggregate[0] if path.startswith("results/tables/")} == TABLES
     assert {f"results/plots/{name}" for name in PLOTS[profile]} <= aggregate[0] <= TABLES | {
         path for path in aggregate[0] if path.startswith("results/plots/") and path.endswith(".png")}
@@ -166,7 +175,8 @@ def test_a_study_file_replaces_config_yaml_and_config_values_go_on_top(tmp_path:
              "students": {"s": {"model": "demo_conv_student0", "train": {"epochs": 2}, "kd": {"temperature": 2.0}}},
              "distill": {"mine": {"teacher": "t", "students": ["s"], "activations": ["relu", "lma8"], "seeds": [1]}}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(study))
-    mine = Counter({"prepare_dataset": 1, "train_teacher": 1, "distill_student": 2, "aggregate": 1, "all": 1})
+    mine = Counter({"prepare_dataset": 1, "train_teacher": 1, "distill_student": 2, "aggregate": 1, "report_pages": 1,
+                    "all": 1})
     named = ("--configfile", str(tmp_path / "study.yaml"), "--directory", str(tmp_path / "run"))
     assert Counter(rule for rule, _ in planned_jobs(*named)) == mine
     # the teacher's logits cached for its students: one job more
@@ -403,13 +413,6 @@ def test_download_rule_with_a_mirror_serving_the_wrong_bytes_fails_cleanly(tmp_p
 
 # ---- the demo, end to end (slow) --------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    workdir = tmp_path_factory.mktemp("demo")
-    run_snakemake("--workflow-profile", "profiles/demo", "--directory", str(workdir))
-    return workdir
-
-
 @pytest.mark.slow
 def test_demo_produces_tables_and_plots_with_real_numbers(demo_run: Path):
     tables, plots = demo_run / "results/tables", demo_run / "results/plots"
@@ -578,8 +581,9 @@ def test_rerun_after_changing_one_student_touches_only_its_jobs(demo_run: Path):
                         "--configfile", str(demo_run / "changed.yaml"))
     # its 10 distilled runs, its 2 undistilled references, and the 12 quantizations of its ReLU runs
     assert Counter(rule for rule, _ in jobs) == {"distill_student": 10, "train_undistilled": 2, "quantize_train": 8,
-                                                 "quantize_post_training": 4, "aggregate": 1, "all": 1}
-    assert {w["student"] for rule, w in jobs if rule != "aggregate" and rule != "all"} == {"demo-s1"}
+                                                 "quantize_post_training": 4, "aggregate": 1, "report_pages": 1,
+                                                 "all": 1}
+    assert {w["student"] for rule, w in jobs if rule not in ("aggregate", "report_pages", "all")} == {"demo-s1"}
 
 
 @pytest.mark.slow

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from compresslib.cli import run_main
 from compresslib.experiments import load_records, write_plots, write_tables
-from compresslib.runs.record import read_record_list
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,8 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--record-lists", nargs="*", type=Path, default=[],
                         help='JSON files {"records": [record.json paths]} (one per ESNAC search)')
     args = parser.parse_intermixed_args(argv)
-    listed = [path for record_list in args.record_lists for path in read_record_list(record_list)]
-    records = load_records([*args.records, *listed])
+    records = load_records(args.records, args.record_lists)
     written = write_tables(records, args.experiments, args.tables) + write_plots(records, args.experiments, args.plots)
     logging.getLogger("compresslib").info("%d records -> %d files", len(records), len(written))
 

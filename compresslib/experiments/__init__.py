@@ -19,17 +19,19 @@ from compresslib.config import ConfigError, format_problems, load_schema, read_c
     with_defaults
 from compresslib.experiments import corpora, datasets, distill, esnac, lit, quantize, teachers, translation
 from compresslib.experiments.base import Family, Job, Study, unfinished_runs
-from compresslib.runs.record import read_record
+from compresslib.runs.record import read_record, read_record_list
 
 __all__ = ["FAMILIES", "RUN_KINDS", "ConfigError", "Job", "Study", "unfinished_runs", "check_config", "load_config",
            "wildcard_constraints", "gpus_per_job", "aggregation_experiments", "aggregate_inputs", "table_paths",
-           "plot_paths", "load_records", "write_tables", "write_plots"]
+           "plot_paths", "report_tables", "report_plots", "family_titles", "load_records", "write_tables",
+           "write_plots"]
 
 FAMILIES: tuple[Family, ...] = (datasets.FAMILY, teachers.FAMILY, distill.FAMILY, quantize.FAMILY, lit.FAMILY,
                                 esnac.FAMILY, corpora.FAMILY, translation.FAMILY)
 # the record kinds of training runs, each with its runs-<kind>.csv (a fixed list: the workflow declares the files)
 RUN_KINDS = tuple(kind for family in FAMILIES for kind in family.record_kinds if kind not in family.unlisted_kinds)
 GPUS_PER_JOB_ENV = "COMPRESSLIB_GPUS_PER_JOB"
+RUNS_CATEGORY = "All runs"  # the report's category of runs.csv and the runs-<kind>.csv tables
 
 
 def gpus_per_job() -> int:
@@ -117,11 +119,33 @@ def plot_paths(experiments: dict, out_dir: str | Path) -> list[Path]:
     return [path for family in FAMILIES for path in family.plot_paths(by_family[family.name], Path(out_dir))]
 
 
-def load_records(paths: Iterable[str | Path]) -> list[dict]:
-    """Read record.json files in the order given, each checked by the family of its kind; errors name the file."""
+def report_tables(out_dir: str | Path) -> list[tuple[str, Path]]:
+    """Every file of :func:`table_paths` with its category in the Snakemake report (its family's title)."""
+    return [*((RUNS_CATEGORY, path) for path in run_tables.table_paths(out_dir, RUN_KINDS)),
+            *((family.title, path) for family in FAMILIES for path in family.table_paths(Path(out_dir)))]
+
+
+def report_plots(experiments: dict, out_dir: str | Path) -> list[tuple[str, Path, dict[str, str]]]:
+    """Every file of :func:`plot_paths` with its category in the Snakemake report (its family's title) and its labels
+    (``base.report_labels``: the experiment, which is its subcategory, and what it shows)."""
+    by_family = _by_family(experiments)
+    return [(family.title, path, labels) for family in FAMILIES
+            for path, labels in family.plot_paths(by_family[family.name], Path(out_dir)).items()]
+
+
+def family_titles() -> dict[str, str]:
+    """Each family's heading in the report, by name."""
+    return {family.name: family.title for family in FAMILIES}
+
+
+def load_records(paths: Iterable[str | Path], record_lists: Iterable[str | Path] = ()) -> list[dict]:
+    """Read record.json files in the order given, then those each record list names (``runs.record.write_record_list``:
+    ESNAC's, whose full trainings are known only after its search), each checked by the family of its kind; errors
+    name the file."""
     checks = {kind: family for family in FAMILIES for kind in family.record_kinds}
+    listed = [path for record_list in record_lists for path in read_record_list(record_list)]
     records = []
-    for path in map(Path, paths):
+    for path in map(Path, [*paths, *listed]):
         record = read_record(path)
         if record["kind"] not in checks:
             raise ValueError(f"{path}: record kind {record['kind']!r}, expected one of {tuple(checks)}")

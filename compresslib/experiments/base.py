@@ -25,9 +25,16 @@ from compresslib.config import ConfigError, format_problems
 from compresslib.runs.record import RECORD_NAME
 from compresslib.settings import format_overrides
 
-__all__ = ["Job", "Study", "Family", "ConfigError", "unfinished_runs", "failures", "argument_problems",
-           "milestone_problems", "unique_jobs", "overrides", "json_argument", "file_arguments", "summary_paths",
-           "positions", "require_keys", "alternatives"]
+__all__ = ["Job", "Study", "Family", "ConfigError", "REPORT_LABELS", "ALL", "ALL_EXPERIMENTS", "unfinished_runs",
+           "failures", "argument_problems", "milestone_problems", "unique_jobs", "overrides", "json_argument",
+           "file_arguments", "summary_paths", "report_labels", "positions", "require_keys", "alternatives"]
+
+# What the Snakemake report files each plot under, so that a reader can filter: the plot's experiment (a report
+# subcategory of its family's category) and these labels, each a value or ALL where the plot shows every value of its
+# experiment (every activation as a curve, every seed in a band).
+REPORT_LABELS = ("figure", "dataset", "teacher", "student", "activation", "method", "bits", "seed")
+ALL = "all"
+ALL_EXPERIMENTS = "all experiments"  # the subcategory of a plot over several experiments (a dataset's Pareto front)
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,9 @@ class Family:
     experiments: Callable[[dict], dict] = lambda config: {}  # its experiments as the tables and plots read them
     table_paths: Callable[[Path], list[Path]] = lambda out_dir: []
     write_tables: Callable[[list[dict], dict, Path], None] = lambda records, experiments, out_dir: None
-    plot_paths: Callable[[dict, Path], list[Path]] = lambda experiments, out_dir: []
+    title: str = ""  # its category in the Snakemake report
+    # each plot, in drawing order, with its report labels (:func:`report_labels`)
+    plot_paths: Callable[[dict, Path], dict[Path, dict[str, str]]] = lambda experiments, out_dir: {}
     wildcards: Callable[[dict], dict[str, str]] = lambda config: {}  # its rules' wildcards' regular expressions
     write_plots: Callable[[list[dict], dict, Path], None] = lambda records, experiments, out_dir: None
 
@@ -278,6 +287,16 @@ def summary_paths(out_dir: Path, family: str, table: str = "summary") -> list[Pa
     """A family's table and its Markdown: ``<table>-<family>.csv`` and ``.md`` in ``out_dir`` (``summary``, or
     ``paired``: its paired comparisons)."""
     return [Path(out_dir) / f"{table}-{family}.{suffix}" for suffix in ("csv", "md")]
+
+
+def report_labels(experiment: str, figure: str, **values: object) -> dict[str, str]:
+    """A plot's labels in the report: ``experiment`` (the subcategory), what the ``figure`` shows, and every one of
+    :data:`REPORT_LABELS` (:data:`ALL` where not given), as text."""
+    unknown = set(values) - set(REPORT_LABELS)
+    if unknown:
+        raise ValueError(f"report labels {sorted(unknown)} are not among {REPORT_LABELS}")
+    return {"experiment": experiment, "figure": figure,
+            **{key: str(values.get(key, ALL)) for key in REPORT_LABELS if key != "figure"}}
 
 
 def positions(values: Iterable) -> dict:

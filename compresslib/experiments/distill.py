@@ -20,7 +20,7 @@ from typing import Any
 
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.experiments.base import Family, Job, Study, alternatives, failures, file_arguments, \
-    milestone_problems, overrides, positions, summary_paths
+    milestone_problems, overrides, positions, report_labels, summary_paths
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, TeacherViews, \
     check_training_record, dataset_problem, model_problems, reference_problems, run_values, teacher_job, \
@@ -161,7 +161,8 @@ def check_record(record: dict, path: Path) -> None:
 
 
 def experiments(config: dict) -> dict:
-    return {name: {"teacher": e["teacher"], "students": list(e["students"]),
+    return {name: {"dataset": config["teachers"][e["teacher"]]["dataset"], "teacher": e["teacher"],
+                   "students": list(e["students"]),
                    "activations": [canonical_tag(tag) for tag in e["activations"]], "seeds": list(e["seeds"])}
             for name, e in config["distill"].items()}
 
@@ -284,16 +285,19 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
                        + "\n".join(f"## {label}: `{metric}`\n\n{_markdown_seed_table(table)}"
                                     for label, metric, table in sections), markdown_path)
     comparisons = distill_paired(records, experiments)
-    results.write_summary(comparisons, paired.paired_markdown(
+    paired.write_paired(
+        comparisons, experiments, (paired_csv, paired_markdown),
         "# Distilled students: each activation against ReLU, paired by seed",
-        "runs with the same seed; test accuracy in percentage points", comparisons, experiments,
+        "runs with the same seed; test accuracy in percentage points",
         lambda name, e: f"## {name}: students of `{e['teacher']}`",
-        {"labels.dataset": "dataset", "labels.student": "student"}), paired_csv, paired_markdown)
+        {"labels.dataset": "dataset", "labels.student": "student"})
 
 
-def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "distill" / name / f"{student}.png" for name, experiment in experiments.items()
-            for student in experiment["students"]]
+def plot_paths(experiments: dict, out_dir: Path) -> dict[Path, dict[str, str]]:
+    return {Path(out_dir) / "distill" / name / f"{student}.png": report_labels(
+                name, "test accuracy by epoch, per activation", dataset=experiment["dataset"],
+                teacher=experiment["teacher"], student=student, method="KD", bits=32)
+            for name, experiment in experiments.items() for student in experiment["students"]}
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -305,14 +309,15 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
             groups = {activation: [r for r in members if r["labels"]["student"] == student
                                    and r["activation"] == activation] for activation in experiment["activations"]}
             title = f"{name}: {student} distilled from {experiment['teacher']}"
-            plots.plot_curves(groups, Path(out_dir) / "distill" / name / f"{student}.png", title)
+            plots.plot_curves(groups, Path(out_dir) / "distill" / name / f"{student}.png", title, "activation")
 
 
 def wildcards(config: dict) -> dict[str, str]:
     return {"student": alternatives(config.get("students", {})), "activation": TAG_PATTERN}
 
 
-FAMILY = Family(name="distill", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+FAMILY = Family(name="distill", title="Distillation and activations (LMA)", check=check, jobs=jobs,
+                wildcards=wildcards, check_jobs=check_jobs,
                 records=(DistillStudent, TrainUndistilled), record_kinds=("distill", "undistilled"),
                 check_record=check_record, experiments=experiments, table_paths=table_paths,
                 write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

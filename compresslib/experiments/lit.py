@@ -6,7 +6,8 @@ on the student's recipe and kd settings); the baselines it lists (``scratch``: t
 distilled one, both ReLU, of the same seeds) are the distill family's jobs. Tables: ``summary-lit.{csv,md}``
 (teacher, scratch, kd and lit rows with the teacher's parameters over the row's and LIT's gain) and
 ``paired-lit.{csv,md}`` (LIT against each baseline, paired by seed); plots:
-``lit/<experiment>/seed<s>.png`` (per-section MSE in phase 1, test accuracy over both phases).
+``lit/<experiment>/seed<s>.png`` (per-section MSE in phase 1, test accuracy over both phases beside the
+baselines' of the same seed).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.experiments.base import Family, Job, Study, failures, milestone_problems, overrides, positions, \
-    require_keys, summary_paths
+    report_labels, require_keys, summary_paths
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, student_values
 from compresslib.experiments.teachers import RUN_OUTPUTS, check_training_record, teacher_job
@@ -31,6 +32,8 @@ LIT_RECORD_KEYS = ("phase1_epochs", "sections", "section_mse", "section_test_mse
 LIT_METHODS = {"teacher": "teacher", "undistilled": "scratch", "distill": "kd", "lit": "lit"}
 BASELINES = {"scratch": TrainUndistilled, "kd": DistillStudent}
 SUMMARY_KEYS = ["experiment", "labels.dataset", "labels.teacher", "labels.student", "method", "model.name"]
+# each run of a seed in the accuracy panel of its plot, in legend order: its label, colour and marker
+RUN_STYLES = {"scratch": ("scratch (hard labels)", "C1", "s"), "kd": ("KD", "C2", "D"), "lit": ("LIT", "C0", "o")}
 
 
 @dataclass(frozen=True)
@@ -226,10 +229,12 @@ def _markdown(summary, experiments: dict) -> str:
         summary, experiments, section)
 
 
-def plot_run(record: dict | None, out_path: str | Path, title: str, teacher_test_acc: float | None = None) -> None:
-    """One LIT run in two panels: the per-section MSE over the phase-1 epochs (train solid, test dashed, one
-    colour per section, log scale), and the student's test accuracy over every epoch with a line at the end of
-    phase 1 and, when known, the teacher's final test accuracy. ``record`` None: both panels say "no finished runs".
+def plot_run(runs: dict[str, dict | None], out_path: str | Path, title: str,
+             teacher_test_acc: float | None = None) -> None:
+    """One seed of a LIT experiment in two panels: LIT's per-section MSE over the phase-1 epochs (train solid, test
+    dashed, one colour per section, log scale), and the test accuracy over every epoch of each run of ``runs``
+    (``{method: record}`` of :data:`RUN_STYLES`' methods, None where that run has not finished), with a line at the
+    end of LIT's phase 1 and, when known, the teacher's final test accuracy. A panel without a finished run says so.
     """
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
@@ -237,31 +242,43 @@ def plot_run(record: dict | None, out_path: str | Path, title: str, teacher_test
 
     from compresslib import plots  # matplotlib: only aggregation needs it
 
-    figure = Figure(figsize=(11, 4.5))
+    figure = Figure(figsize=(14, 4.5))
     mse_axes, accuracy_axes = figure.subplots(1, 2)
-    if record is None:
+    for method, record in runs.items():
+        label, colour, marker = RUN_STYLES[method]
+        if record is None:
+            accuracy_axes.plot([], [], " ", label=f"{label} (no finished run)")  # named in the legend, nothing drawn
+            continue
+        test_acc = 100 * plots.curves_by_epoch([record], "test_acc")[0]
+        accuracy_axes.plot(test_acc.index, test_acc, color=colour, marker=marker, markersize=4, linewidth=1.2,
+                           label=label)
+    if teacher_test_acc is not None:
+        accuracy_axes.axhline(100 * teacher_test_acc, color="black", linestyle="--", linewidth=1,
+                              label="teacher (final epoch, mean)")
+    lit = runs.get("lit")
+    if lit is None:
         plots.note_no_finished_runs(mse_axes)
-        plots.note_no_finished_runs(accuracy_axes)
     else:
-        train_curves, test_curves = lit_section_curves(record)
-        phase1_epochs = record["lit"]["phase1_epochs"]
+        train_curves, test_curves = lit_section_curves(lit)
+        phase1_epochs = lit["lit"]["phase1_epochs"]
         epochs = range(1, phase1_epochs + 1)
         for index, (train, test) in enumerate(zip(train_curves, test_curves, strict=True)):
             mse_axes.plot(epochs, train, color=f"C{index}", linewidth=1.2, label=f"section {index + 1}")
             mse_axes.plot(epochs, test, color=f"C{index}", linewidth=1.2, linestyle="--")
         split_handles = [Line2D([], [], color="gray", label="train"),
                          Line2D([], [], color="gray", linestyle="--", label="test")]
-        mse_axes.legend(handles=[*mse_axes.get_legend_handles_labels()[0], *split_handles], fontsize="small")
+        plots.legend_beside(mse_axes, handles=[*mse_axes.get_legend_handles_labels()[0], *split_handles],
+                            title="colour: section")
         mse_axes.set_yscale("log")
-        test_acc = 100 * plots.curves_by_epoch([record], "test_acc")[0]
-        accuracy_axes.plot(test_acc.index, test_acc, linewidth=1.2, label="student")
-        accuracy_axes.axvline(phase1_epochs + 0.5, color="gray", linestyle=":", label="end of phase 1")
-        if teacher_test_acc is not None:
-            accuracy_axes.axhline(100 * teacher_test_acc, color="black", linestyle="--", linewidth=1,
-                                  label="teacher (final)")
-        accuracy_axes.legend(fontsize="small")
-    mse_axes.set(title="phase 1: section MSE against the teacher", xlabel="epoch", ylabel="MSE")
-    accuracy_axes.set(title="test accuracy", xlabel="epoch", ylabel="test accuracy (%)")
+        plots.plain_log_labels(mse_axes.yaxis)
+        accuracy_axes.axvline(phase1_epochs + 0.5, color="gray", linestyle=":", label="end of LIT's phase 1")
+    if any(record is not None for record in runs.values()):
+        plots.legend_beside(accuracy_axes, title="one run per method")
+    else:
+        plots.note_no_finished_runs(accuracy_axes)
+    mse_axes.set(title="LIT phase 1: each section's output against the teacher's", xlabel="epoch",
+                 ylabel="mean squared error (log scale)")
+    accuracy_axes.set(title="LIT beside its baselines", xlabel="epoch", ylabel=plots.ACCURACY_LABEL)
     for axes in (mse_axes, accuracy_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axes.grid(alpha=0.3, which="both")
@@ -288,15 +305,14 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib import paired
     from compresslib.results import write_summary
 
-    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
+    summary_csv, summary_markdown, *paired_paths = table_paths(out_dir)
     summary = lit_summary(records, experiments)
     write_summary(summary, _markdown(summary, experiments), summary_csv, summary_markdown)
     comparisons = lit_paired(records, experiments)
-    write_summary(comparisons, paired.paired_markdown(
-        "# LIT against its baselines, paired by seed", "runs with the same seed; test accuracy in percentage points",
-        comparisons, experiments,
-        lambda name, e: f"## {name}: `{e['student']}` from `{e['teacher']}` on `{e['dataset']}`", {}),
-        paired_csv, paired_markdown)
+    paired.write_paired(
+        comparisons, experiments, paired_paths, "# LIT against its baselines, paired by seed",
+        "runs with the same seed; test accuracy in percentage points",
+        lambda name, e: f"## {name}: `{e['student']}` from `{e['teacher']}` on `{e['dataset']}`", {})
 
 
 def _run_paths(name: str, experiment: dict, out_dir: Path) -> dict[int, Path]:
@@ -304,20 +320,26 @@ def _run_paths(name: str, experiment: dict, out_dir: Path) -> dict[int, Path]:
     return {seed: Path(out_dir) / "lit" / name / f"seed{seed}.png" for seed in experiment["seeds"]}
 
 
-def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
-    return [path for name, e in experiments.items() for path in _run_paths(name, e, out_dir).values()]
+def plot_paths(experiments: dict, out_dir: Path) -> dict[Path, dict[str, str]]:
+    return {path: report_labels(name, "LIT's section losses and test accuracy by epoch", dataset=e["dataset"],
+                                teacher=e["teacher"], student=e["student"], activation=e["activation"], seed=seed)
+            for name, e in experiments.items() for seed, path in _run_paths(name, e, out_dir).items()}
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
+    """Per LIT experiment and seed, LIT's run beside the baselines the experiment lists, of the same seed."""
     lit = lit_summary(records, experiments)
     for name, experiment in experiments.items():
         teacher = lit[(lit["experiment"] == name) & (lit["method"] == "teacher")]["final_test_acc_mean"]
-        runs = {r["seed"]: r for r in records if r["kind"] == "lit" and in_experiment(r, experiment)}
+        methods = [method for method in RUN_STYLES if method in {"lit", *experiment["baselines"]}]
+        runs = {(LIT_METHODS[r["kind"]], r["seed"]): r for r in records
+                if r["kind"] != "teacher" and in_experiment(r, experiment)}
         for seed, path in _run_paths(name, experiment, out_dir).items():
-            title = f"{name}: LIT {experiment['student']} from {experiment['teacher']}, seed {seed}"
-            plot_run(runs.get(seed), path, title, teacher_test_acc=teacher.iloc[0] if len(teacher) else None)
+            title = f"{name}: {experiment['student']} from {experiment['teacher']}, seed {seed}"
+            plot_run({method: runs.get((method, seed)) for method in methods}, path, title,
+                     teacher_test_acc=teacher.iloc[0] if len(teacher) else None)
 
 
-FAMILY = Family(name="lit", check=check, jobs=jobs, check_jobs=check_jobs,
+FAMILY = Family(name="lit", title="LIT", check=check, jobs=jobs, check_jobs=check_jobs,
                 records=(LitTrain,), record_kinds=("lit",), check_record=check_record, experiments=experiments,
                 table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

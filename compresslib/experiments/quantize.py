@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from compresslib.activation_tags import canonical_tag
-from compresslib.experiments.base import Family, Job, Study, failures, file_arguments, milestone_problems, \
-    overrides, positions, require_keys, summary_paths, unique_jobs
+from compresslib.experiments.base import ALL_EXPERIMENTS, Family, Job, Study, failures, file_arguments, \
+    milestone_problems, overrides, positions, report_labels, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.datasets import dataset_file
 from compresslib.experiments.distill import STUDENT_LABELS, DistillStudent, TrainUndistilled, is_student_run, \
     student_pairs, student_values
@@ -288,29 +288,24 @@ def quantize_paired(records: list[dict], experiments: dict):
                                FULL_PRECISION_METHODS["distill"], results.SUMMARY_METRICS, scale=100, unit="pp")
 
 
-def dataset_rows(summary, dataset: str):
-    """The summary's configurations of one dataset, each once: a run several experiments share is one point,
-    references and methods of every experiment side by side; ``packed_mb``: its packed file in MB (full precision:
-    its float32 state), and ``pareto``: whether no other configuration is as small and at least as accurate."""
-    from compresslib.pareto import mark_front
+CONFIGURATION = ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"]  # one point each
 
-    rows = summary[summary["labels.dataset"] == dataset].drop_duplicates(
-        ["labels.teacher", "labels.student", "activation", "method", "bits", "bucket"])
-    rows = rows.assign(packed_mb=rows["packed_bytes"] / 1e6)
-    return rows.assign(pareto=mark_front(rows, "packed_mb", "final_test_acc_mean"))
+
+def dataset_rows(summary, dataset: str):
+    """The summary's configurations of one dataset, each once, references and methods of every experiment side by
+    side, with ``packed_mb`` and ``pareto`` (:func:`compresslib.pareto.on_disk_front` of mean final accuracy)."""
+    from compresslib.pareto import on_disk_front
+
+    return on_disk_front(summary[summary["labels.dataset"] == dataset], CONFIGURATION, "final_test_acc_mean")
 
 
 def quantize_pareto(records: list[dict], experiments: dict):
     """pareto-quantize.csv: per dataset, the configurations on the front of mean final test accuracy against the
     size of the packed file, smallest first."""
-    import pandas as pd
+    from compresslib.pareto import front_table
 
-    summary = quantize_summary(records, experiments)
-    fronts = [dataset_rows(summary, dataset) for dataset in dict.fromkeys(summary["labels.dataset"].dropna())]
-    front = pd.concat(fronts) if fronts else summary.assign(packed_mb=pd.Series(dtype=float),
-                                                           pareto=pd.Series(dtype=bool))
-    return front[front["pareto"]].sort_values(["labels.dataset", "packed_mb"], kind="stable").drop(
-        columns=["experiment", "pareto"])
+    return front_table(quantize_summary(records, experiments), "labels.dataset", CONFIGURATION,
+                       "final_test_acc_mean")
 
 
 def _pareto_markdown(front) -> str:
@@ -324,8 +319,7 @@ def _pareto_markdown(front) -> str:
              results.three_significant(row["packed_mb"]),
              *results.summary_estimate(row, "final_test_acc", 100), str(row["final_test_acc_n"])]
             for row in front.to_dict("records")]
-    table = [*results.markdown_header(header), *(results.markdown_row(row) for row in rows)] if rows else [
-        "no finished runs"]
+    table = results.markdown_table(header, rows)
     return "\n".join([
         "# Quantized students: the Pareto front of accuracy against size on disk", "",
         "Per dataset, the configurations that no other one beats on both the packed file's size and the mean final "
@@ -342,15 +336,16 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     from compresslib import paired
     from compresslib.results import write_summary
 
-    summary_csv, summary_markdown, paired_csv, paired_markdown, pareto_csv, pareto_markdown = table_paths(out_dir)
+    summary_csv, summary_markdown, *paired_paths, pareto_csv, pareto_markdown = table_paths(out_dir)
     summary = quantize_summary(records, experiments)
     write_summary(summary, _markdown(summary, experiments), summary_csv, summary_markdown)
     comparisons = quantize_paired(records, experiments)
-    write_summary(comparisons, paired.paired_markdown(
+    paired.write_paired(
+        comparisons, experiments, paired_paths,
         "# Quantized students against their full-precision distilled students, paired by seed",
-        "runs with the same seed; test accuracy in percentage points", comparisons, experiments,
+        "runs with the same seed; test accuracy in percentage points",
         lambda name, e: f"## {name}: students of `{e['teacher']}`",
-        {"labels.student": "student", "activation": "activation"}), paired_csv, paired_markdown)
+        {"labels.student": "student", "activation": "activation"})
     front = quantize_pareto(records, experiments)
     write_summary(front, _pareto_markdown(front), pareto_csv, pareto_markdown)
 
@@ -360,10 +355,14 @@ def _datasets(experiments: dict) -> list[str]:
     return list(dict.fromkeys(e["dataset"] for e in experiments.values() if e.get("dataset")))
 
 
-def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
+def plot_paths(experiments: dict, out_dir: Path) -> dict[Path, dict[str, str]]:
     out_dir = Path(out_dir)
-    return [*(out_dir / "quantize" / f"{name}.png" for name in experiments),
-            *(out_dir / "accuracy-vs-size" / f"{dataset}.png" for dataset in _datasets(experiments))]
+    return {**{out_dir / "quantize" / f"{name}.png": report_labels(
+                   name, "final test accuracy against model size", dataset=e["dataset"], teacher=e["teacher"])
+               for name, e in experiments.items()},
+            **{out_dir / "accuracy-vs-size" / f"{dataset}.png": report_labels(
+                   ALL_EXPERIMENTS, "final test accuracy against packed file size, Pareto front", dataset=dataset)
+               for dataset in _datasets(experiments)}}
 
 
 def plot_accuracy_vs_size(summary, out_path: Path, title: str, on_disk: bool = False) -> None:
@@ -392,7 +391,8 @@ def wildcards(config: dict) -> dict[str, str]:
     return {"method": "|".join(QUANT_METHODS), "bits": r"\d+", "bucket": BUCKET_PATTERN}
 
 
-FAMILY = Family(name="quantize", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+FAMILY = Family(name="quantize", title="Quantization", check=check, jobs=jobs, wildcards=wildcards,
+                check_jobs=check_jobs,
                 records=(_QuantizedStudent,), record_kinds=("quantize",), check_record=check_record,
                 experiments=experiments, table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths,
                 write_plots=write_plots)

@@ -22,8 +22,8 @@ from typing import Any
 
 from compresslib.activation_tags import parse_activation
 from compresslib.catalog import CLASSIFIER_MODEL_ARGUMENTS, CLASSIFIER_RUN_ARGUMENTS, DATASETS
-from compresslib.experiments.base import Family, Job, Study, alternatives, argument_problems, failures, \
-    milestone_problems, overrides, require_keys
+from compresslib.experiments.base import ALL_EXPERIMENTS, Family, Job, Study, alternatives, argument_problems, \
+    failures, milestone_problems, overrides, report_labels, require_keys
 from compresslib.experiments.datasets import dataset_file, training_examples
 from compresslib.runs.record import MODEL_KEYS, RECORD_NAME
 from compresslib.specs.training import TrainSpec, build_spec
@@ -275,8 +275,9 @@ def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
     results.write_csv(summary, *table_paths(out_dir))
 
 
-def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "teachers.png"]
+def plot_paths(experiments: dict, out_dir: Path) -> dict[Path, dict[str, str]]:
+    return {Path(out_dir) / "teachers.png": report_labels(ALL_EXPERIMENTS, "test accuracy by epoch", student="—",
+                                                          activation="—", method="teacher", bits=32)}
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -285,13 +286,13 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
     teachers = [record for record in records if record["kind"] == "teacher"]
     groups = {teacher: [r for r in teachers if r["labels"]["teacher"] == teacher]
               for teacher in sorted({r["labels"]["teacher"] for r in teachers})}
-    plots.plot_curves(groups, *plot_paths(experiments, out_dir), "Teachers: test accuracy")
+    plots.plot_curves(groups, *plot_paths(experiments, out_dir), "Teachers: test accuracy", "teacher")
 
 
 def wildcards(config: dict) -> dict[str, str]:
     return {"teacher": alternatives(config["teachers"]), "seed": r"\d+"}
 
 
-FAMILY = Family(name="teachers", check=check, jobs=jobs, wildcards=wildcards,
+FAMILY = Family(name="teachers", title="Teachers", check=check, jobs=jobs, wildcards=wildcards,
                 check_jobs=check_jobs, records=(TrainTeacher,), record_kinds=("teacher",), check_record=check_record,
                 table_paths=table_paths, write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

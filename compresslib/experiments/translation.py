@@ -7,7 +7,8 @@ learn from its beam translations (sequence-level KD); ``train_translation_studen
 activation to choose) and seed. Word-level KD and QD read the teacher's model, sequence-level KD its translations.
 The corpora they train on are the corpora family's. Two experiments may share a run only with the same settings.
 
-Tables: ``summary-translation.{csv,md}`` and ``paired-translation.{csv,md}``; plots: ``translation/<experiment>.png``;
+Tables: ``summary-translation.{csv,md}``, ``paired-translation.{csv,md}`` and ``pareto-translation.{csv,md}``; plots:
+``translation/<experiment>.png`` and ``bleu-vs-size/<corpus>.png`` (every experiment of a corpus);
 :mod:`compresslib.experiments.translation_tables` writes them.
 """
 
@@ -20,8 +21,8 @@ from typing import Any
 
 from compresslib.activation_tags import TAG_PATTERN, canonical_tag
 from compresslib.catalog import TRANSLATION_MODEL_ARGUMENTS
-from compresslib.experiments.base import Family, Job, Study, alternatives, argument_problems, failures, \
-    file_arguments, overrides, require_keys, summary_paths, unique_jobs
+from compresslib.experiments.base import ALL_EXPERIMENTS, Family, Job, Study, alternatives, argument_problems, \
+    failures, file_arguments, overrides, report_labels, require_keys, summary_paths, unique_jobs
 from compresslib.experiments.corpora import corpus_file
 from compresslib.experiments.teachers import RUN_OUTPUTS, reference_problems
 from compresslib.runs.record import MODEL_KEYS, QUANTIZATION_KEYS
@@ -299,11 +300,23 @@ def experiments(config: dict) -> dict:
 
 
 def table_paths(out_dir: Path) -> list[Path]:
-    return [*summary_paths(out_dir, "translation"), *summary_paths(out_dir, "translation", "paired")]
+    return [*summary_paths(out_dir, "translation"), *summary_paths(out_dir, "translation", "paired"),
+            *summary_paths(out_dir, "translation", "pareto")]
 
 
-def plot_paths(experiments: dict, out_dir: Path) -> list[Path]:
-    return [Path(out_dir) / "translation" / f"{name}.png" for name in experiments]
+def experiment_corpora(experiments: dict) -> list[str]:
+    """The corpora the experiments name (config order), each getting one plot of all its runs."""
+    return list(dict.fromkeys(e["corpus"] for e in experiments.values()))
+
+
+def plot_paths(experiments: dict, out_dir: Path) -> dict[Path, dict[str, str]]:
+    out_dir = Path(out_dir)
+    return {**{out_dir / "translation" / f"{name}.png": report_labels(
+                   name, "BLEU against model size", dataset=e["corpus"], teacher=e["teacher"])
+               for name, e in experiments.items()},
+            **{out_dir / "bleu-vs-size" / f"{corpus}.png": report_labels(
+                   ALL_EXPERIMENTS, "BLEU against packed file size, Pareto front", dataset=corpus)
+               for corpus in experiment_corpora(experiments)}}
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
@@ -318,7 +331,8 @@ def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
     translation_tables.write_plots(records, experiments, out_dir)
 
 
-FAMILY = Family(name="translation", check=check, jobs=jobs, wildcards=wildcards, check_jobs=check_jobs,
+FAMILY = Family(name="translation", title="Translation", check=check, jobs=jobs, wildcards=wildcards,
+                check_jobs=check_jobs,
                 records=(TrainTranslationTeacher, TrainTranslationStudent), record_kinds=(KIND,),
                 check_record=check_record, experiments=experiments, table_paths=table_paths,
                 write_tables=write_tables, plot_paths=plot_paths, write_plots=write_plots)

@@ -1,6 +1,8 @@
-"""The translation family's tables and plot, from its records: ``summary-translation.{csv,md}`` (BLEU and
+"""The translation family's tables and plots, from its records: ``summary-translation.{csv,md}`` (BLEU and
 perplexity per test split beside size and speed), ``paired-translation.{csv,md}`` (word- and sequence-level KD
-against the undistilled student, paired by seed) and ``translation/<experiment>.png`` (BLEU against size).
+against the undistilled student, paired by seed), ``pareto-translation.{csv,md}`` (per corpus, the runs no other
+beats on both test BLEU and the packed file's size), ``translation/<experiment>.png`` (BLEU against size) and
+``bleu-vs-size/<corpus>.png`` (BLEU against the packed file's size, every experiment of a corpus, the front ringed).
 
 Only aggregation imports this module (through :mod:`compresslib.experiments.translation`'s ``write_tables`` and
 ``write_plots``), so it may import pandas, scipy and matplotlib.
@@ -14,10 +16,11 @@ import pandas as pd
 
 from compresslib import paired, plots, results
 from compresslib.experiments.base import positions
-from compresslib.experiments.translation import KIND, plot_paths, table_paths
+from compresslib.experiments.translation import KIND, NO_ACTIVATION, experiment_corpora, plot_paths, table_paths
+from compresslib.pareto import front_table, on_disk_front
 
-__all__ = ["in_experiment", "translation_table", "translation_summary", "translation_paired", "plot_bleu_vs_size",
-           "write_tables", "write_plots"]
+__all__ = ["in_experiment", "translation_table", "translation_summary", "translation_paired", "corpus_rows",
+           "translation_pareto", "plot_bleu_vs_size", "write_tables", "write_plots"]
 
 TEST_SPLIT = "test"  # the first test split: always a column, and the plotted one
 LABELS = ("corpus", "teacher", "student", "activation")  # the labels translation_table names plainly
@@ -25,6 +28,8 @@ SUMMARY_KEYS = ["experiment", *LABELS, "method", "bits", "bucket"]
 MEASURED = ["timing.sentences_per_s", "memory.inference_peak_bytes"]  # of the first test split
 # one marker per method, like its image counterpart's (compresslib.experiments.quantize), in legend order
 MARKERS = {"teacher": "*", "undistilled": "s", "word-kd": "D", "seq-kd": "P", "qd": "o"}
+CONFIGURATION = ["teacher", "student", "activation", "method", "bits", "bucket"]  # one point of a corpus's front
+BLEU_LABEL = f"{TEST_SPLIT} BLEU (sacreBLEU, 0-100)"
 
 
 def in_experiment(record: dict, experiment: dict) -> bool:
@@ -163,31 +168,71 @@ def _markdown(summary: pd.DataFrame, experiments: dict, records: list[dict]) -> 
         summary, experiments, section)
 
 
-def plot_bleu_vs_size(summary: pd.DataFrame, out_path: Path, title: str) -> None:
-    """Mean BLEU on the test split (error bar: sample std over seeds) against size in MB on a log axis.
+def corpus_rows(summary: pd.DataFrame, corpus: str) -> pd.DataFrame:
+    """The summary's configurations of one corpus, each once, teachers and students of every experiment side by
+    side, with ``packed_mb`` and ``pareto`` (:func:`compresslib.pareto.on_disk_front` of mean test BLEU)."""
+    return on_disk_front(summary[summary["corpus"] == corpus], CONFIGURATION, f"bleu.{TEST_SPLIT}_mean")
 
-    ``summary`` holds :func:`translation_summary` rows of one experiment, drawn as the quantize family's accuracy
-    against size; the teacher is a star in a colour of its own, named after it.
+
+def translation_pareto(records: list[dict], experiments: dict) -> pd.DataFrame:
+    """pareto-translation.csv: per corpus, the configurations on the front of mean test BLEU against the size of the
+    packed file (full precision: its float32 state), smallest first."""
+    return front_table(translation_summary(records, experiments), "corpus", CONFIGURATION, f"bleu.{TEST_SPLIT}_mean")
+
+
+def _pareto_markdown(front: pd.DataFrame) -> str:
+    """pareto-translation.md: the front's rows, BLEU as mean ± std with its 95% interval."""
+    header = ["corpus", "teacher", "student", "activation", "method", "bits", "bucket", "packed (MB)",
+              f"BLEU {TEST_SPLIT}", "95% CI", "n"]
+    rows = [[*("—" if pd.isna(row[key]) else str(row[key]) for key in ("corpus", *CONFIGURATION)),
+             results.three_significant(row["packed_mb"]), *results.summary_estimate(row, f"bleu.{TEST_SPLIT}"),
+             str(row[f"bleu.{TEST_SPLIT}_n"])]
+            for row in front.to_dict("records")]
+    table = results.markdown_table(header, rows)
+    return "\n".join([
+        "# Translation: the Pareto front of BLEU against size on disk", "",
+        "Per corpus, the configurations (teachers and students of every experiment) that no other one beats on both "
+        f"the packed file's size and the mean {TEST_SPLIT} BLEU (sacreBLEU, mean ± std over the n seeds; "
+        f"{results.INTERVAL_NOTE}). Full precision counts its float32 state; bucket 0 is one bucket per tensor.", "",
+        *table, ""])
+
+
+def plot_bleu_vs_size(summary: pd.DataFrame, out_path: Path, title: str, on_disk: bool = False) -> None:
+    """Mean BLEU on the test split (error bar: sample std over seeds) against size in MB on a log axis (QD's size,
+    or with ``on_disk`` the packed file's, with the Pareto front of :func:`corpus_rows` ringed).
+
+    ``summary`` holds :func:`translation_summary` rows, drawn as the quantize family's accuracy against size; a
+    teacher is a star in a colour of its own, named after it; an LSTM's point names no activation.
     """
-    students = summary["student"].fillna(summary["teacher"])  # the teacher's row has no student
-    plots.plot_against_size(summary.assign(student=students), out_path, title, f"bleu.{TEST_SPLIT}", "student",
-                            f"BLEU ({TEST_SPLIT})", MARKERS)
+    students = summary["student"].fillna(summary["teacher"])  # a teacher's row has no student
+    activations = summary["activation"].replace(NO_ACTIVATION, pd.NA)  # a model with none to choose, as a teacher
+    plots.plot_against_size(summary.assign(student=students, activation=activations), out_path, title,
+                            f"bleu.{TEST_SPLIT}", "student", BLEU_LABEL, MARKERS,
+                            size_column="packed_mb" if on_disk else "size_mb",
+                            front=summary["pareto"] if on_disk else None)
 
 
 def write_tables(records: list[dict], experiments: dict, out_dir: Path) -> None:
-    summary_csv, summary_markdown, paired_csv, paired_markdown = table_paths(out_dir)
+    summary_csv, summary_markdown, paired_csv, paired_markdown, pareto_csv, pareto_markdown = table_paths(out_dir)
     summary = translation_summary(records, experiments)
     results.write_summary(summary, _markdown(summary, experiments, records), summary_csv, summary_markdown)
     comparisons = translation_paired(records, experiments)
-    results.write_summary(comparisons, paired.paired_markdown(
+    paired.write_paired(
+        comparisons, experiments, (paired_csv, paired_markdown),
         "# Translation students: word- and sequence-level KD against the undistilled student, paired by seed",
-        "runs with the same seed; sacrebleu BLEU points", comparisons, experiments,
+        "runs with the same seed; sacrebleu BLEU points",
         lambda name, e: f"## {name}: students of `{e['teacher']}` on `{e['corpus']}`",
-        {"student": "student", "activation": "activation"}), paired_csv, paired_markdown)
+        {"student": "student", "activation": "activation"})
+    front = translation_pareto(records, experiments)
+    results.write_summary(front, _pareto_markdown(front), pareto_csv, pareto_markdown)
 
 
 def write_plots(records: list[dict], experiments: dict, out_dir: Path) -> None:
     summary = translation_summary(records, experiments)
-    for (name, experiment), path in zip(experiments.items(), plot_paths(experiments, out_dir), strict=True):
+    paths = list(plot_paths(experiments, out_dir))  # each experiment's, then each corpus's
+    for (name, experiment), path in zip(experiments.items(), paths[:len(experiments)], strict=True):
         plot_bleu_vs_size(summary[summary["experiment"] == name], path,
                           f"{name}: students of {experiment['teacher']} on {experiment['corpus']}")
+    for corpus, path in zip(experiment_corpora(experiments), paths[len(experiments):], strict=True):
+        plot_bleu_vs_size(corpus_rows(summary, corpus), path, f"{corpus}: every translation experiment, size on disk",
+                          on_disk=True)
