@@ -125,8 +125,8 @@ def _counted(values: Counter, total: int) -> str:
         return "no runs yet"
     if len(values) == 1:
         (value,) = values
-        return f"{value or 'unknown'} (all {total} runs)"
-    return ", ".join(f"{value or 'unknown'} ({count} runs)" for value, count in values.most_common())
+        return f"{value or 'unknown'} ({'the one run' if total == 1 else f'all {total} runs'})"
+    return ", ".join(f"{value or 'unknown'} ({count} run{'s' * (count != 1)})" for value, count in values.most_common())
 
 
 def write_pages(pages: Iterable[TablePage], front_page_path: str | Path, front_page_text: str) -> None:

@@ -81,12 +81,13 @@ def test_front_page_names_the_experiments_and_counts_the_software_the_runs_recor
     assert "from 4 run records: 1 teacher, 3 distill." in page
     assert ("Distillation\n~~~~~~~~~~~~\n\n* ``demo``: teacher ``t``; students ``s_``, ``s1``; seeds ``1``, ``2``"
             in page)
-    assert (f"* git revision: {'a' * 12} (2 runs), {'b' * 12} with uncommitted changes (1 runs), unknown (1 runs)"
+    assert (f"* git revision: {'a' * 12} (2 runs), {'b' * 12} with uncommitted changes (1 run), unknown (1 run)"
             in page)
-    assert "* python: 3.11.7 (3 runs), unknown (1 runs)" in page
-    assert "* torch: 2.14.1 (2 runs), 2.13.0 (1 runs), unknown (1 runs)" in page
+    assert "* python: 3.11.7 (3 runs), unknown (1 run)" in page
+    assert "* torch: 2.14.1 (2 runs), 2.13.0 (1 run), unknown (1 run)" in page
     uniform = report.front_page({}, {}, records[:2])
     assert f"* git revision: {'a' * 12} (all 2 runs)" in uniform and "* torch: 2.14.1 (all 2 runs)" in uniform
+    assert "* torch: 2.14.1 (the one run)" in report.front_page({}, {}, records[:1])
 
 
 def test_front_page_is_valid_restructured_text():
